@@ -1,0 +1,20 @@
+# The two commands the README opens with: `make run` and `make test`.
+.PHONY: setup run test lint bench
+
+setup:
+	./scripts/setup.sh
+
+# The service on the embedded defaults, with the offline (fixture) models: no model hub needed.
+run: setup
+	MMRAG_PROFILE=$${MMRAG_PROFILE:-offline} .venv/bin/mmrag serve
+
+lint: setup
+	.venv/bin/ruff check mmrag tests bench scripts
+	.venv/bin/ruff format --check mmrag tests bench scripts
+	.venv/bin/mypy
+
+test: lint
+	.venv/bin/python -m pytest
+
+bench: setup
+	.venv/bin/python -m bench

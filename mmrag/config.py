@@ -1,0 +1,167 @@
+"""Typed settings: one object, env prefix ``MMRAG_``, nested fields with ``__``.
+
+``MMRAG_STORE__BACKEND=qdrant`` sets ``settings.store.backend``. Lists and objects take JSON
+(``MMRAG_ALLOWED_ROOTS='["/srv/photos"]'``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET = "change-me"
+
+
+class Profile(StrEnum):
+    """Which model set the service runs."""
+
+    STANDARD = "standard"  # real checkpoints
+    OFFLINE = "offline"  # fixture models trained on the synthetic world, no download
+
+
+class StoreBackend(StrEnum):
+    EDGE = "edge"  # qdrant-edge-py, in-process, on disk under the data dir
+    QDRANT = "qdrant"  # a Qdrant server or cluster through qdrant-client
+
+
+PROFILE_MODELS: dict[Profile, dict[str, str]] = {
+    Profile.STANDARD: {"embedder": "open_clip:ViT-B-32@laion2b_s34b_b79k"},
+    Profile.OFFLINE: {"embedder": "fixture:shapes-clip"},
+}
+
+
+class ModelSettings(BaseModel):
+    """Model specs; an empty spec takes the profile's default."""
+
+    embedder: str = ""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int = Field(0, ge=0, le=256, description="0 = one per usable core")
+    int8: bool = Field(False, description="dynamic int8 quantisation of the embedder on CPU")
+    batch_size: int = Field(32, ge=1, le=1024)
+
+
+class HnswSettings(BaseModel):
+    """When the edge engine builds its HNSW graph (it never does so by itself)."""
+
+    enabled: bool = True
+    # Below this many points a brute-force scan is as fast as the graph (measured: bench/).
+    min_points: int = Field(10_000, ge=0)
+    # Build once this many points arrived since the last build ...
+    rebuild_after: int = Field(5_000, ge=1)
+    # ... and the store has seen no write for this long.
+    idle_seconds: float = Field(5.0, ge=0)
+    m: int = Field(16, ge=4, le=128)
+    ef_construct: int = Field(100, ge=8, le=1000)
+    ef_search: int = Field(128, ge=8, le=4096)
+
+
+class StoreSettings(BaseModel):
+    backend: StoreBackend = StoreBackend.EDGE
+    url: str | None = None  # qdrant backend: http(s)://host:6333, or ":memory:" for tests
+    api_key: SecretStr | None = None
+    collection: str = Field("mmrag_images", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    hnsw: HnswSettings = HnswSettings()
+
+
+class LimitSettings(BaseModel):
+    """Bounds on everything a caller can send."""
+
+    max_image_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(40_000_000, ge=1024)  # a 50-megapixel image is refused
+    max_upload_files: int = Field(64, ge=1)
+    max_request_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    max_caption_chars: int = Field(2_000, ge=1)
+    max_metadata_bytes: int = Field(16 * 1024, ge=2)
+    max_urls: int = Field(64, ge=1)
+    url_timeout_s: float = Field(15.0, gt=0, le=300)
+    url_max_redirects: int = Field(3, ge=0, le=10)
+    search_max_limit: int = Field(200, ge=1)
+    search_max_offset: int = Field(10_000, ge=0)
+    thumbnail_px: int = Field(256, ge=16, le=2048)
+
+
+class ApiKey(BaseModel):
+    """An API key as stored in settings: only its SHA-256, never the key itself."""
+
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: set[Literal["read", "write", "admin"]] = {"read"}
+
+
+class AuthSettings(BaseModel):
+    """API-key auth; off while no key is configured."""
+
+    api_keys: list[ApiKey] = []
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_keys)
+
+    def find(self, presented_key: str) -> ApiKey | None:
+        digest = hashlib.sha256(presented_key.encode()).hexdigest()
+        return next((key for key in self.api_keys if key.sha256 == digest), None)
+
+
+class SampleSettings(BaseModel):
+    enabled: bool = True  # index the sample gallery on first start
+    shapes: int = Field(24, ge=0, le=1000)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MMRAG_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("data")
+    profile: Profile = Profile.STANDARD
+    # Server-side paths that ingest may read; nothing outside them, after resolving symlinks.
+    allowed_roots: list[Path] = []
+    # Signs outgoing webhooks and other server-made tokens.
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
+    log_level: str = "INFO"
+    models: ModelSettings = ModelSettings()
+    store: StoreSettings = StoreSettings()
+    limits: LimitSettings = LimitSettings()
+    auth: AuthSettings = AuthSettings()
+    samples: SampleSettings = SampleSettings()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _resolve_roots(cls, value: list[Path]) -> list[Path]:
+        return [root.expanduser().resolve() for root in value]
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Settings:
+        if self.environment != "development":
+            if self.secret_key.get_secret_value() == DEFAULT_SECRET:
+                raise ValueError("MMRAG_SECRET_KEY must be set outside development")
+            if not self.auth.enabled:
+                raise ValueError("MMRAG_AUTH__API_KEYS must hold a key outside development")
+        return self
+
+    @property
+    def embedder_spec(self) -> str:
+        return self.models.embedder or PROFILE_MODELS[self.profile]["embedder"]
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "qdrant"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"

@@ -1,0 +1,73 @@
+"""Typed domain errors. HTTP status codes live only in ``mmrag.api``."""
+
+from __future__ import annotations
+
+
+class MmragError(Exception):
+    """Base of every error the service raises on purpose; ``str()`` is one plain line."""
+
+    title = "Error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidInput(MmragError):
+    """The caller sent something malformed or out of bounds."""
+
+    title = "Invalid input"
+
+
+class UnsupportedMedia(InvalidInput):
+    """Bytes that are not an image we can decode (corrupt, empty, wrong type)."""
+
+    title = "Unsupported media"
+
+
+class TooLarge(InvalidInput):
+    """Over a byte or pixel limit (decompression bombs included)."""
+
+    title = "Too large"
+
+
+class ForbiddenSource(MmragError):
+    """A path outside the allowed roots, or a URL that points at a private address."""
+
+    title = "Forbidden source"
+
+
+class SourceUnreachable(MmragError):
+    """A remote source that timed out or answered with an error."""
+
+    title = "Source unreachable"
+
+
+class NotFound(MmragError):
+    title = "Not found"
+
+
+class Unauthorized(MmragError):
+    title = "Unauthorized"
+
+
+class Forbidden(MmragError):
+    title = "Forbidden"
+
+
+class Unavailable(MmragError):
+    """A dependency (store, model, worker) cannot serve right now; retrying may help."""
+
+    title = "Service unavailable"
+
+
+class ModelUnavailable(Unavailable):
+    """Model weights cannot be had (no hub, no local copy)."""
+
+    title = "Model unavailable"
+
+
+class UnknownModel(InvalidInput):
+    """A model spec the registry does not know."""
+
+    title = "Unknown model"

@@ -1,0 +1,1 @@
+"""Models: a registry maps spec strings to adapters. Imports nothing of the service."""

@@ -1,0 +1,66 @@
+"""The shape every model adapter takes.
+
+A cheap constructor, ``load()`` that does the expensive work once, and
+``preprocess -> _forward -> postprocess`` so that everything but ``_forward`` runs in tests
+without a GPU or real weights.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from typing import ClassVar, Literal
+
+from mmrag.models.spec import ModelSpec
+
+Tool = Literal["embed", "caption", "vqa", "ground", "detect", "ocr"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+def resolve_device(device: Device) -> str:
+    """``auto`` picks CUDA where a CUDA torch sees a GPU, else CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class InferenceModel(ABC):
+    """Base of every adapter. Subclasses declare the tools they serve."""
+
+    tools: ClassVar[frozenset[Tool]] = frozenset()
+
+    def __init__(self, spec: ModelSpec, device: Device = "auto") -> None:
+        self.spec = spec
+        self.requested_device: Device = device
+        self._load_lock = threading.Lock()
+        self._loaded = False
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def load(self) -> None:
+        """Load weights once; later calls return at once. Thread-safe."""
+        if self._loaded:
+            return
+        with self._load_lock:
+            if not self._loaded:
+                self._load()
+                self._loaded = True
+
+    def unload(self) -> None:
+        with self._load_lock:
+            if self._loaded:
+                self._unload()
+                self._loaded = False
+
+    def serves(self, tool: Tool) -> bool:
+        return tool in self.tools
+
+    @abstractmethod
+    def _load(self) -> None: ...
+
+    def _unload(self) -> None:
+        """Drop references to weights so the memory can be freed."""

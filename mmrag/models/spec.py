@@ -1,0 +1,44 @@
+"""Model spec strings: ``scheme:name[@revision]``.
+
+``open_clip:ViT-B-32@laion2b_s34b_b79k``, ``hf:Qwen/Qwen2.5-VL-3B-Instruct@<revision>``,
+``local:/path/to/dir``, ``fixture:shapes-clip``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal, cast
+
+from mmrag.errors import UnknownModel
+
+Scheme = Literal["open_clip", "hf", "local", "fixture"]
+SCHEMES: tuple[Scheme, ...] = ("open_clip", "hf", "local", "fixture")
+
+_SPEC = re.compile(r"^(?P<scheme>[a-z_]+):(?P<name>[^@\s]+)(?:@(?P<revision>[^@\s]+))?$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    scheme: Scheme
+    name: str
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        suffix = f"@{self.revision}" if self.revision else ""
+        return f"{self.scheme}:{self.name}{suffix}"
+
+
+def parse_spec(text: str) -> ModelSpec:
+    """Parse a spec string; unknown schemes and malformed strings raise :class:`UnknownModel`."""
+    match = _SPEC.match(text.strip())
+    if match is None:
+        raise UnknownModel(f"malformed model spec {text!r}: expected scheme:name[@revision]")
+    scheme = match["scheme"]
+    if scheme not in SCHEMES:
+        raise UnknownModel(
+            f"unknown model scheme {scheme!r} in {text!r}: expected one of {', '.join(SCHEMES)}"
+        )
+    if scheme == "local" and match["revision"]:
+        raise UnknownModel(f"a local model spec takes no revision: {text!r}")
+    return ModelSpec(cast(Scheme, scheme), match["name"], match["revision"])

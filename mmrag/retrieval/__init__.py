@@ -1,0 +1,1 @@
+"""Retrieval: the vector store, ingest, search and the blob store."""

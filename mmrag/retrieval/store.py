@@ -1,0 +1,190 @@
+"""The vector store interface. Backends: ``store_edge`` (in-process) and ``store_qdrant`` (server).
+
+One collection holds one point per image. Its named vectors:
+
+- ``image``: the CLIP image embedding;
+- ``text``: the CLIP text embedding of the image's caption (absent until a caption exists);
+- ``caption_sparse``: BM25 term weights of the captions (IDF applied by the engine).
+
+Point ids are the image id (32 hex digits of the SHA-256 of its bytes) written as a UUID,
+so the same bytes never make two points.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+IMAGE_VECTOR = "image"
+TEXT_VECTOR = "text"
+SPARSE_VECTOR = "caption_sparse"
+DenseVectorName = Literal["image", "text"]
+
+# Payload fields with an index, and the kind of index each gets.
+INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "datetime", "text"]] = {
+    "labels": "keyword",
+    "source.kind": "keyword",
+    "format": "keyword",
+    "width": "integer",
+    "height": "integer",
+    "created": "datetime",
+}
+
+
+def point_id(image_id: str) -> str:
+    """The UUID form a backend stores for an image id."""
+    return str(uuid.UUID(hex=image_id))
+
+
+def image_id_of(stored_id: str | int) -> str:
+    return uuid.UUID(str(stored_id)).hex
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass
+class ImagePoint:
+    """One image as written to the store."""
+
+    image_id: str
+    image_vector: npt.NDArray[np.float32]
+    payload: dict[str, Any]
+    text_vector: npt.NDArray[np.float32] | None = None
+    sparse: SparseVector | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    image_id: str
+    score: float
+    payload: dict[str, Any]
+
+
+# -- filters: a neutral condition tree each backend translates -------------------------------
+
+
+@dataclass(frozen=True)
+class MatchValue:
+    key: str
+    value: str | int | bool
+
+
+@dataclass(frozen=True)
+class MatchAny:
+    key: str
+    values: tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class NumberRange:
+    key: str
+    gte: float | None = None
+    lte: float | None = None
+
+
+@dataclass(frozen=True)
+class DateRange:
+    key: str
+    gte: datetime | None = None
+    lte: datetime | None = None
+
+
+Condition = MatchValue | MatchAny | NumberRange | DateRange
+
+
+@dataclass(frozen=True)
+class Filter:
+    must: tuple[Condition, ...] = ()
+    must_not: tuple[Condition, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.must or self.must_not)
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    points: int
+    indexed_vectors: int
+    segments: int
+    backend: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class VectorStore(Protocol):
+    """What the service needs from a vector store. Every method is thread-safe."""
+
+    backend_name: str
+
+    def ensure_collection(self, dim: int) -> None:
+        """Create the collection and its payload indexes if missing; check the dimension."""
+        ...
+
+    def upsert(self, points: Sequence[ImagePoint]) -> None: ...
+
+    def set_payload(self, image_id: str, payload: dict[str, Any]) -> None:
+        """Merge ``payload`` into an existing point's payload."""
+        ...
+
+    def set_text(
+        self, image_id: str, text_vector: npt.NDArray[np.float32], sparse: SparseVector
+    ) -> None:
+        """Replace a point's caption vectors (after a caption changed)."""
+        ...
+
+    def get(self, image_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Payloads of the ids that exist."""
+        ...
+
+    def get_vector(self, image_id: str, name: DenseVectorName) -> npt.NDArray[np.float32] | None:
+        ...
+
+    def existing(self, image_ids: Sequence[str]) -> set[str]: ...
+
+    def delete(self, image_ids: Sequence[str]) -> None: ...
+
+    def search(
+        self,
+        vector: npt.NDArray[np.float32],
+        using: DenseVectorName,
+        limit: int,
+        offset: int = 0,
+        filter: Filter | None = None,
+    ) -> list[Hit]: ...
+
+    def search_sparse(
+        self, vector: SparseVector, limit: int, offset: int = 0, filter: Filter | None = None
+    ) -> list[Hit]: ...
+
+    def search_hybrid(
+        self,
+        dense: npt.NDArray[np.float32],
+        using: DenseVectorName,
+        sparse: SparseVector,
+        limit: int,
+        offset: int = 0,
+        filter: Filter | None = None,
+    ) -> list[Hit]:
+        """Dense and sparse candidates fused with reciprocal rank fusion."""
+        ...
+
+    def count(self, filter: Filter | None = None) -> int: ...
+
+    def scroll(self, filter: Filter | None = None, batch: int = 256) -> Iterator[Hit]: ...
+
+    def optimize(self) -> bool:
+        """Build pending indexes (HNSW); True when anything was built."""
+        ...
+
+    def info(self) -> StoreInfo: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Creates the project-local virtual environment .venv with mmrag and its dev tools.
+# torch and torchvision are pinned through constraints.txt so pip never picks a CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+stamp=.venv/.mmrag-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+  touch "$stamp"
+fi

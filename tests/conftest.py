@@ -1,0 +1,42 @@
+"""Shared fixtures. Models are tiny or trained on the synthetic world; nothing downloads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mmrag.config import Settings
+from mmrag.models.clip.embedder import ClipEmbedder, EmbedderOptions
+from mmrag.models.clip.tiny import write_open_clip_dir
+from mmrag.models.registry import create_embedder
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight open_clip model directory (32-d, 32 px): structure, not answers."""
+    return write_open_clip_dir(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tiny_clip_dir: Path) -> ClipEmbedder:
+    embedder = create_embedder(f"local:{tiny_clip_dir}", EmbedderOptions(device="cpu", batch_size=8))
+    embedder.load()
+    return embedder
+
+
+@pytest.fixture
+def settings(tmp_path: Path, tiny_clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings on a fresh data dir with the tiny embedder and no sample gallery."""
+    for name in list(__import__("os").environ):
+        if name.startswith("MMRAG_"):
+            monkeypatch.delenv(name)
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    yield Settings(
+        data_dir=tmp_path / "data",
+        allowed_roots=[allowed],
+        models={"embedder": f"local:{tiny_clip_dir}", "device": "cpu", "batch_size": 8},
+        samples={"enabled": False},
+    )
