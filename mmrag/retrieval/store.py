@@ -28,6 +28,7 @@ DenseVectorName = Literal["image", "text"]
 
 # Payload fields with an index, and the kind of index each gets.
 INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "datetime", "text"]] = {
+    "id": "keyword",
     "labels": "keyword",
     "source.kind": "keyword",
     "format": "keyword",
@@ -145,8 +146,9 @@ class VectorStore(Protocol):
         """Payloads of the ids that exist."""
         ...
 
-    def get_vector(self, image_id: str, name: DenseVectorName) -> npt.NDArray[np.float32] | None:
-        ...
+    def get_vector(
+        self, image_id: str, name: DenseVectorName
+    ) -> npt.NDArray[np.float32] | None: ...
 
     def existing(self, image_ids: Sequence[str]) -> set[str]: ...
 

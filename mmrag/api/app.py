@@ -1,0 +1,55 @@
+"""The app factory: ``create_app(settings)`` builds the API; the lifespan opens the services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from mmrag import __version__
+from mmrag.api import problems
+from mmrag.api.body_limit import BodySizeLimit
+from mmrag.api.metrics import Metrics
+from mmrag.api.routes import health, images, search
+from mmrag.config import Settings
+from mmrag.retrieval.samples import seed_sample_gallery
+from mmrag.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await run_in_threadpool(Services.open, settings)
+        app.state.services = services
+        metrics.watch(services)
+        try:
+            if settings.samples.enabled:
+                await run_in_threadpool(seed_sample_gallery, services)
+            services.start_background()
+            yield
+        finally:
+            await run_in_threadpool(services.close)
+
+    app = FastAPI(
+        title="mmrag",
+        version=__version__,
+        summary="Search and question your images",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    problems.install(app)
+    metrics.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
+    app.include_router(health.router)
+    app.include_router(images.router)
+    app.include_router(search.router)
+    return app

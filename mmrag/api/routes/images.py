@@ -1,0 +1,223 @@
+"""``/v1/images``: add images (upload, URLs, server paths), read them, list them, delete them."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile, status
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from mmrag.api.deps import ServicesDep
+from mmrag.api.problems import status_of
+from mmrag.api.schemas import (
+    IMAGE_ID_PATTERN,
+    FromUrlsRequest,
+    ImageCreated,
+    ImageList,
+    ImagePublic,
+    ImagesCreated,
+    IngestFailure,
+)
+from mmrag.api.security import CanRead, CanWrite
+from mmrag.errors import InvalidInput, TooLarge
+from mmrag.retrieval.decode import mime_type_of_format
+from mmrag.retrieval.items import (
+    IngestItem,
+    IngestReport,
+    clean_captions,
+    clean_metadata,
+    items_from_paths,
+)
+from mmrag.retrieval.sources import ServerPaths, UrlFetcher
+from mmrag.services import Services
+
+router = APIRouter(prefix="/v1/images", tags=["images"])
+
+ImageIdPath = Annotated[str, Path(pattern=IMAGE_ID_PATTERN, description="32 hex digits")]
+_READ_CHUNK = 1024 * 1024
+
+
+class FromPathsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    paths: list[str] = Field(min_length=1, max_length=64)
+    metadata: dict[str, Any] | None = None
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ImagesCreated)
+async def upload_images(
+    services: ServicesDep,
+    _: CanWrite,
+    files: Annotated[list[UploadFile], File(description="image files")],
+    captions: Annotated[
+        list[str] | None, Form(description="one caption per file, in order; empty for none")
+    ] = None,
+    metadata: Annotated[str | None, Form(description="a JSON object for every file")] = None,
+) -> ImagesCreated:
+    limits = services.settings.limits
+    if len(files) > limits.max_upload_files:
+        raise TooLarge(f"{len(files)} files in one request; the limit is {limits.max_upload_files}")
+    if captions is not None and len(captions) not in (0, len(files)):
+        raise InvalidInput(f"{len(captions)} captions for {len(files)} files: give one per file")
+    shared_metadata = _parse_metadata(metadata, services)
+    items = []
+    for index, upload in enumerate(files):
+        data = await _read_upload(upload, limits.max_image_bytes)
+        caption = clean_captions([captions[index]], limits) if captions else []
+        items.append(
+            IngestItem.upload(data, upload.filename or f"file-{index}", caption, shared_metadata)
+        )
+    return await _ingest(services, items)
+
+
+@router.post("/from-urls", status_code=status.HTTP_201_CREATED, response_model=ImagesCreated)
+async def images_from_urls(
+    body: FromUrlsRequest, services: ServicesDep, _: CanWrite
+) -> ImagesCreated:
+    limits = services.settings.limits
+    if len(body.urls) > limits.max_urls:
+        raise TooLarge(f"{len(body.urls)} URLs in one request; the limit is {limits.max_urls}")
+    if body.captions is not None and len(body.captions) != len(body.urls):
+        raise InvalidInput(f"{len(body.captions)} captions for {len(body.urls)} URLs")
+    metadata = clean_metadata(body.metadata or {}, limits)
+    with UrlFetcher(limits) as fetcher:
+        items = [
+            IngestItem.url(
+                fetcher,
+                url,
+                clean_captions([body.captions[index] or ""], limits) if body.captions else (),
+                metadata,
+            )
+            for index, url in enumerate(body.urls)
+        ]
+        return await _ingest(services, items)
+
+
+@router.post("/from-paths", status_code=status.HTTP_201_CREATED, response_model=ImagesCreated)
+async def images_from_paths(
+    body: FromPathsRequest, services: ServicesDep, _: CanWrite
+) -> ImagesCreated:
+    settings = services.settings
+    metadata = clean_metadata(body.metadata or {}, settings.limits)
+    paths = ServerPaths(settings.allowed_roots, settings.limits)
+    items = await run_in_threadpool(items_from_paths, paths, body.paths, metadata)
+    if not items:
+        raise InvalidInput("no image files under the given paths")
+    return await _ingest(services, items)
+
+
+@router.get("", response_model=ImageList)
+async def list_images(
+    services: ServicesDep,
+    _: CanRead,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> ImageList:
+    def page() -> tuple[list[ImagePublic], int]:
+        found = []
+        for position, hit in enumerate(services.store.scroll()):
+            if position >= offset + limit:
+                break
+            if position >= offset:
+                found.append(ImagePublic.from_payload(hit.payload))
+        return found, services.store.count()
+
+    items, total = await run_in_threadpool(page)
+    return ImageList(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{image_id}", response_model=ImagePublic)
+async def get_image(image_id: ImageIdPath, services: ServicesDep, _: CanRead) -> ImagePublic:
+    payload = await run_in_threadpool(services.image, image_id)
+    return ImagePublic.from_payload(payload)
+
+
+@router.get("/{image_id}/content", response_class=Response)
+async def image_content(image_id: ImageIdPath, services: ServicesDep, _: CanRead) -> Response:
+    payload = await run_in_threadpool(services.image, image_id)
+    data = await run_in_threadpool(services.blobs.read, "original", payload["sha256"])
+    return Response(data, media_type=mime_type_of_format(payload["format"]), headers=_immutable())
+
+
+@router.get("/{image_id}/thumbnail", response_class=Response)
+async def image_thumbnail(image_id: ImageIdPath, services: ServicesDep, _: CanRead) -> Response:
+    payload = await run_in_threadpool(services.image, image_id)
+    data = await run_in_threadpool(services.blobs.read, "thumbnail", payload["sha256"])
+    return Response(data, media_type=_sniff_thumbnail(data), headers=_immutable())
+
+
+@router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_image(image_id: ImageIdPath, services: ServicesDep, _: CanWrite) -> Response:
+    await run_in_threadpool(services.delete_image, image_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _read_upload(upload: UploadFile, limit: int) -> bytes:
+    """The upload's bytes, refused as soon as they pass ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await upload.read(_READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"{upload.filename or 'an upload'} is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_metadata(raw: str | None, services: Services) -> dict[str, Any]:
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(f"metadata is not valid JSON: {error.msg} at {error.pos}") from None
+    return clean_metadata(parsed, services.settings.limits)
+
+
+async def _ingest(services: Services, items: list[IngestItem]) -> ImagesCreated:
+    report = await run_in_threadpool(services.ingest, items)
+    created = _created(report)
+    if not created.items:
+        # Nothing was stored: the request as a whole failed, with the first item's reason.
+        errors = [result.error for result in report.results if result.error is not None]
+        raise errors[0] if errors else InvalidInput("nothing to ingest")
+    return created
+
+
+def _created(report: IngestReport) -> ImagesCreated:
+    items = []
+    failed = []
+    for result in report.results:
+        if result.image is not None:
+            info = result.image
+            items.append(
+                ImageCreated(
+                    id=info.image_id,
+                    sha256=info.sha256,
+                    width=info.width,
+                    height=info.height,
+                    created=datetime.fromisoformat(info.created),
+                    duplicate=result.status == "duplicate",
+                )
+            )
+        elif result.error is not None:
+            failed.append(
+                IngestFailure(
+                    source=result.source,
+                    status=status_of(result.error),
+                    title=result.error.title,
+                    detail=result.error.detail,
+                )
+            )
+    return ImagesCreated(items=items, failed=failed)
+
+
+def _immutable() -> dict[str, str]:
+    # Content-addressed: the bytes behind an id never change.
+    return {"Cache-Control": "public, max-age=31536000, immutable"}
+
+
+def _sniff_thumbnail(data: bytes) -> str:
+    return "image/webp" if data[8:12] == b"WEBP" else "image/jpeg"

@@ -1,0 +1,143 @@
+"""Request and response bodies of the REST API (v1)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mmrag.retrieval.filters import SearchFilter
+from mmrag.retrieval.search import SearchTarget
+from mmrag.retrieval.store import Hit
+
+ImageId = str
+IMAGE_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourcePublic(BaseModel):
+    kind: str
+    uri: str
+
+
+class ImagePublic(BaseModel):
+    """An indexed image as callers see it."""
+
+    id: ImageId
+    sha256: str
+    width: int
+    height: int
+    format: str
+    bytes: int
+    created: datetime
+    source: SourcePublic
+    caption: str = ""
+    captions: list[str] = []
+    labels: list[str] = []
+    metadata: dict[str, Any] = {}
+    content_url: str
+    thumbnail_url: str
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> ImagePublic:
+        image_id = payload["id"]
+        return cls.model_validate(
+            {
+                **payload,
+                "content_url": f"/v1/images/{image_id}/content",
+                "thumbnail_url": f"/v1/images/{image_id}/thumbnail",
+            }
+        )
+
+
+class ImageCreated(BaseModel):
+    id: ImageId
+    sha256: str
+    width: int
+    height: int
+    created: datetime
+    duplicate: bool = Field(description="the same bytes were already indexed; nothing changed")
+
+
+class IngestFailure(BaseModel):
+    source: str
+    status: int
+    title: str
+    detail: str
+
+
+class ImagesCreated(BaseModel):
+    items: list[ImageCreated]
+    failed: list[IngestFailure] = []
+
+
+class ImageList(BaseModel):
+    items: list[ImagePublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class FromUrlsRequest(_Strict):
+    urls: list[str] = Field(min_length=1)
+    captions: list[str | None] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class SearchRequest(_Strict):
+    """Exactly one of ``text``, ``image_id`` or ``image_b64``."""
+
+    text: str | None = Field(None, examples=["a red circle"])
+    image_id: ImageId | None = Field(None, pattern=IMAGE_ID_PATTERN)
+    image_b64: str | None = Field(None, description="an image's bytes, base64")
+    target: SearchTarget = SearchTarget.IMAGE
+    limit: int = Field(10, ge=1)
+    offset: int = Field(0, ge=0)
+    filter: SearchFilter | None = None
+
+
+class SearchResult(BaseModel):
+    id: ImageId
+    score: float
+    caption: str
+    labels: list[str]
+    width: int
+    height: int
+    metadata: dict[str, Any]
+    source: SourcePublic
+    thumbnail_url: str
+    content_url: str
+
+    @classmethod
+    def from_hit(cls, hit: Hit) -> SearchResult:
+        payload = hit.payload
+        return cls(
+            id=hit.image_id,
+            score=hit.score,
+            caption=payload.get("caption", ""),
+            labels=payload.get("labels", []),
+            width=payload.get("width", 0),
+            height=payload.get("height", 0),
+            metadata=payload.get("metadata", {}),
+            source=SourcePublic.model_validate(payload.get("source", {"kind": "", "uri": ""})),
+            thumbnail_url=f"/v1/images/{hit.image_id}/thumbnail",
+            content_url=f"/v1/images/{hit.image_id}/content",
+        )
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult]
+    target: SearchTarget
+    limit: int
+    offset: int
+    took_ms: float
+    encode_ms: float
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, str]

@@ -1,0 +1,249 @@
+"""The ``mmrag`` command line (Typer + Rich). Errors end as one plain line and exit code 1."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from mmrag.config import Settings
+from mmrag.errors import InvalidInput, MmragError
+
+app = typer.Typer(help="mmrag: search and question your images.", no_args_is_help=True)
+console = Console()
+errors = Console(stderr=True)
+T = TypeVar("T")
+
+ERROR_EXIT = 1
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise MmragError(f"invalid setting {where}: {first['msg']}") from error
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(message)s",
+        handlers=[RichHandler(console=errors, show_path=False)],
+        force=True,
+    )
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Domain errors become one plain line on stderr; nothing else of them is printed."""
+    try:
+        yield
+    except MmragError as error:
+        errors.print(f"error: {error.detail}", markup=False, highlight=False)
+        raise typer.Exit(ERROR_EXIT) from None
+
+
+def _run(work: Callable[[Settings], T]) -> T:
+    with _one_line_errors():
+        settings = _settings()
+        _configure_logging(settings)
+        return work(settings)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+) -> None:
+    """Run the API and search service (embedded mode: store and models in this process)."""
+
+    def work(settings: Settings) -> None:
+        import uvicorn
+
+        from mmrag.api.app import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+
+    _run(work)
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="image files or directories (recursive)")],
+    caption: Annotated[
+        str | None, typer.Option(help="caption for every image given (e.g. a single file)")
+    ] = None,
+) -> None:
+    """Index images from files and directories, with a progress bar and a summary."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.retrieval.sources import iter_path_items
+        from mmrag.services import Services
+
+        # Paths typed on this command line are the caller's own choice: they count as
+        # allowed roots. Symlinks that lead out of them are still refused.
+        roots = settings.allowed_roots or [path.expanduser().resolve() for path in paths]
+        items = list(iter_path_items(paths, roots, captions=[caption] if caption else None))
+        services = Services.open(settings)
+        try:
+            with _progress() as progress:
+                task = progress.add_task("indexing", total=len(items))
+
+                def advance(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
+
+                report = services.ingest(items, advance)
+        finally:
+            services.close()
+        _print_report(report)
+        if report.failed and not report.indexed and not report.duplicates:
+            raise typer.Exit(ERROR_EXIT)
+
+    _run(work)
+
+
+@app.command()
+def search(
+    text: Annotated[str | None, typer.Argument(help="what to look for")] = None,
+    image: Annotated[Path | None, typer.Option(help="search by this image file instead")] = None,
+    target: Annotated[str, typer.Option(help="image | caption | hybrid")] = "image",
+    limit: Annotated[int, typer.Option(min=1)] = 10,
+    filter_json: Annotated[
+        str | None, typer.Option("--filter", help='JSON filter, e.g. {"labels":{"any":["cat"]}}')
+    ] = None,
+) -> None:
+    """Search the index by text or by an image file."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.retrieval.filters import SearchFilter
+        from mmrag.retrieval.search import SearchQuery, SearchTarget
+        from mmrag.retrieval.store import Filter
+        from mmrag.services import Services
+
+        if (text is None) == (image is None):
+            raise InvalidInput("give a search text or --image FILE, not both")
+        try:
+            chosen = SearchTarget(target)
+        except ValueError:
+            raise InvalidInput(f"unknown target {target!r}: use image, caption or hybrid") from None
+        store_filter = Filter()
+        if filter_json:
+            try:
+                store_filter = SearchFilter.model_validate_json(filter_json).to_store_filter()
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                raise InvalidInput(f"bad --filter {where}: {first['msg']}") from None
+        services = Services.open(settings)
+        try:
+            query_image = None
+            if image is not None:
+                query_image = services.decode_query_image(_read_file(image, settings))
+            found = services.search.search(
+                SearchQuery(
+                    text=text, image=query_image, target=chosen, limit=limit, filter=store_filter
+                )
+            )
+        finally:
+            services.close()
+        table = Table("score", "id", "caption", "source", title=f"{len(found.hits)} results")
+        for hit in found.hits:
+            source = hit.payload.get("source", {})
+            table.add_row(
+                f"{hit.score:.3f}",
+                hit.image_id,
+                hit.payload.get("caption", ""),
+                source.get("uri", ""),
+            )
+        console.print(table)
+
+    _run(work)
+
+
+@app.command()
+def stats() -> None:
+    """What the index holds."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.services import Services, data_dir_size
+
+        services = Services.open(settings)
+        try:
+            info = services.store.info()
+        finally:
+            services.close()
+        table = Table("what", "value", title="mmrag")
+        table.add_row("images", str(info.points))
+        table.add_row("vectors in HNSW", str(info.indexed_vectors))
+        table.add_row("store backend", info.backend)
+        table.add_row("embedder", settings.embedder_spec)
+        table.add_row("data dir", str(settings.data_dir))
+        table.add_row("data dir bytes", f"{data_dir_size(settings.data_dir):,}")
+        console.print(table)
+
+    _run(work)
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=errors,
+    )
+
+
+def _read_file(path: Path, settings: Settings) -> bytes:
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise InvalidInput(f"cannot read {path}: {error.strerror}") from None
+    if size > settings.limits.max_image_bytes:
+        raise InvalidInput(f"{path} is over {settings.limits.max_image_bytes} bytes")
+    return path.read_bytes()
+
+
+def _print_report(report: object) -> None:
+    indexed = getattr(report, "indexed", [])
+    duplicates = getattr(report, "duplicates", [])
+    failed = getattr(report, "failed", [])
+    console.print(
+        f"indexed {len(indexed)}, duplicates {len(duplicates)}, failed {len(failed)}",
+        highlight=False,
+    )
+    if failed:
+        table = Table("source", "reason", title="failed")
+        for failure in failed:
+            table.add_row(str(getattr(failure, "source", "")), str(getattr(failure, "reason", "")))
+        console.print(table)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The search filter callers write, and its translation to the store's neutral condition tree.
+
+Unknown fields are refused (``extra="forbid"``): a typo in a filter must not silently widen
+a search.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from mmrag.retrieval.store import (
+    Condition,
+    DateRange,
+    Filter,
+    MatchAny,
+    MatchValue,
+    NumberRange,
+)
+
+Label = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+_MAX_TERMS = 64
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NumberBounds(_Strict):
+    gte: float | None = None
+    lte: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NumberBounds:
+        if self.gte is None and self.lte is None:
+            raise ValueError("give gte, lte or both")
+        if self.gte is not None and self.lte is not None and self.gte > self.lte:
+            raise ValueError("gte is greater than lte")
+        return self
+
+
+class DateBounds(_Strict):
+    gte: datetime | None = None
+    lte: datetime | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateBounds:
+        if self.gte is None and self.lte is None:
+            raise ValueError("give gte, lte or both")
+        if self.gte is not None and self.lte is not None and self.gte > self.lte:
+            raise ValueError("gte is later than lte")
+        return self
+
+
+class LabelFilter(_Strict):
+    any: list[Label] = Field(default_factory=list, max_length=_MAX_TERMS)
+    all: list[Label] = Field(default_factory=list, max_length=_MAX_TERMS)
+    none: list[Label] = Field(default_factory=list, max_length=_MAX_TERMS)
+
+
+MetadataValue = str | int | float | bool | NumberBounds
+
+
+class SearchFilter(_Strict):
+    """What a search may be restricted to. Every field is optional; all given must hold."""
+
+    labels: LabelFilter | None = None
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=_MAX_TERMS)
+    created: DateBounds | None = None
+    width: NumberBounds | None = None
+    height: NumberBounds | None = None
+    source: Literal["upload", "path", "url", "sample"] | None = None
+    format: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2,10}$")] | None = None
+
+    def to_store_filter(self) -> Filter:
+        must: list[Condition] = []
+        must_not: list[Condition] = []
+        if self.labels:
+            if self.labels.any:
+                must.append(MatchAny("labels", tuple(self.labels.any)))
+            must.extend(MatchValue("labels", label) for label in self.labels.all)
+            if self.labels.none:
+                must_not.append(MatchAny("labels", tuple(self.labels.none)))
+        for key, value in (self.metadata or {}).items():
+            must.append(_metadata_condition(f"metadata.{key}", value))
+        if self.created:
+            must.append(DateRange("created", self.created.gte, self.created.lte))
+        for name, bounds in (("width", self.width), ("height", self.height)):
+            if bounds:
+                must.append(NumberRange(name, bounds.gte, bounds.lte))
+        if self.source:
+            must.append(MatchValue("source.kind", self.source))
+        if self.format:
+            must.append(MatchValue("format", self.format))
+        return Filter(tuple(must), tuple(must_not))
+
+
+def _metadata_condition(key: str, value: MetadataValue) -> Condition:
+    if isinstance(value, NumberBounds):
+        return NumberRange(key, value.gte, value.lte)
+    if isinstance(value, float):
+        # Exact float equality is meaningless after JSON round trips: match a point range.
+        return NumberRange(key, value, value)
+    return MatchValue(key, value)

@@ -1,0 +1,122 @@
+"""The service's parts, built once from settings and shared by the API, the CLI and tests."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from mmrag.config import Settings
+from mmrag.errors import MmragError, NotFound
+from mmrag.models.cache import ModelCache
+from mmrag.models.clip.embedder import ClipEmbedder, EmbedderOptions
+from mmrag.models.registry import create_embedder
+from mmrag.retrieval.blobs import BlobStore, FilesystemBlobStore
+from mmrag.retrieval.decode import decode_image
+from mmrag.retrieval.indexing import IndexScheduler
+from mmrag.retrieval.ingest import IngestPipeline
+from mmrag.retrieval.items import IngestItem, IngestReport, ProgressCallback
+from mmrag.retrieval.search import SearchService
+from mmrag.retrieval.store import VectorStore
+from mmrag.retrieval.stores import open_store
+
+log = logging.getLogger(__name__)
+
+
+class Services:
+    def __init__(
+        self,
+        settings: Settings,
+        store: VectorStore,
+        blobs: BlobStore,
+        models: ModelCache | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.blobs = blobs
+        self.models = models or ModelCache()
+        self.search = SearchService(self.embedder, store, settings.limits)
+        self.indexer = IndexScheduler(store, settings.store.hnsw)
+        self._collection_ready = False
+
+    @classmethod
+    def open(cls, settings: Settings) -> Services:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = open_store(settings)
+        return cls(settings, store, FilesystemBlobStore.from_settings(settings))
+
+    def embedder(self) -> ClipEmbedder:
+        """The loaded embedder; the first call loads it and makes sure the collection exists."""
+        spec = self.settings.embedder_spec
+        embedder = self.models.get(
+            spec, lambda: create_embedder(spec, self._embedder_options()), ClipEmbedder
+        )
+        if not self._collection_ready:
+            self.store.ensure_collection(embedder.dim)
+            self._collection_ready = True
+        return embedder
+
+    def _embedder_options(self) -> EmbedderOptions:
+        models = self.settings.models
+        return EmbedderOptions(
+            device=models.device,
+            cpu_threads=models.cpu_threads,
+            int8=models.int8,
+            batch_size=models.batch_size,
+            # None: open_clip's own download cache, and the fixture cache shared by data dirs.
+            cache_dir=None,
+        )
+
+    def pipeline(self) -> IngestPipeline:
+        return IngestPipeline(self.embedder(), self.store, self.blobs, self.settings)
+
+    def ingest(
+        self, items: Sequence[IngestItem], progress: ProgressCallback | None = None
+    ) -> IngestReport:
+        report = self.pipeline().run(items, progress)
+        if report.indexed:
+            self.indexer.notify_write(len(report.indexed))
+        return report
+
+    def decode_query_image(self, raw: bytes) -> Image.Image:
+        return decode_image(raw, self.settings.limits).image
+
+    def image(self, image_id: str) -> dict[str, Any]:
+        found = self.store.get([image_id])
+        if image_id not in found:
+            raise NotFound(f"no image with id {image_id}")
+        return found[image_id]
+
+    def delete_image(self, image_id: str) -> None:
+        payload = self.image(image_id)
+        self.store.delete([image_id])
+        self.blobs.delete(payload["sha256"])
+
+    def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            self.store.info()
+            checks["store"] = "ok"
+        except MmragError as error:
+            checks["store"] = error.detail
+        try:
+            self.embedder()
+            checks["embedder"] = "ok"
+        except MmragError as error:
+            checks["embedder"] = error.detail
+        return checks
+
+    def start_background(self) -> None:
+        self.indexer.start()
+
+    def close(self) -> None:
+        self.indexer.stop()
+        self.models.unload_all()
+        self.store.close()
+
+
+def data_dir_size(path: Path) -> int:
+    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from mmrag.retrieval.filters import SearchFilter
+from mmrag.retrieval.store import DateRange, MatchAny, MatchValue, NumberRange
+
+
+def test_every_field_becomes_a_condition() -> None:
+    search_filter = SearchFilter.model_validate(
+        {
+            "labels": {"any": ["cat", "dog"], "all": ["animal"], "none": ["car"]},
+            "metadata": {"camera": "x100", "year": {"gte": 2020}, "rating": 4.5, "ok": True},
+            "created": {"gte": "2026-01-01T00:00:00Z"},
+            "width": {"lte": 1000},
+            "source": "upload",
+            "format": "JPEG",
+        }
+    )
+
+    store_filter = search_filter.to_store_filter()
+
+    assert store_filter.must == (
+        MatchAny("labels", ("cat", "dog")),
+        MatchValue("labels", "animal"),
+        MatchValue("metadata.camera", "x100"),
+        NumberRange("metadata.year", 2020, None),
+        NumberRange("metadata.rating", 4.5, 4.5),
+        MatchValue("metadata.ok", True),
+        DateRange("created", datetime(2026, 1, 1, tzinfo=UTC), None),
+        NumberRange("width", None, 1000),
+        MatchValue("source.kind", "upload"),
+        MatchValue("format", "JPEG"),
+    )
+    assert store_filter.must_not == (MatchAny("labels", ("car",)),)
+
+
+def test_empty_filter_is_falsy() -> None:
+    assert not SearchFilter().to_store_filter()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"colour": "red"},  # unknown field
+        {"labels": {"some": ["x"]}},  # unknown nested field
+        {"width": {}},  # a range with no bound
+        {"width": {"gte": 10, "lte": 5}},  # inverted range
+        {"created": {"gte": "2026-02-01T00:00:00Z", "lte": "2026-01-01T00:00:00Z"}},
+        {"metadata": {"bad key!": 1}},
+        {"labels": {"any": ["x"] * 65}},  # absurdly many terms
+        {"source": "ftp"},
+    ],
+)
+def test_bad_filters_are_refused(body: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        SearchFilter.model_validate(body)
