@@ -22,7 +22,9 @@ def pixel(image: Image.Image, x: int, y: int) -> tuple[int, int, int]:
     return (int(value[0]), int(value[1]), int(value[2]))
 
 
-def close(actual: tuple[int, int, int], expected: tuple[int, int, int], tolerance: int = 12) -> bool:
+def close(
+    actual: tuple[int, int, int], expected: tuple[int, int, int], tolerance: int = 12
+) -> bool:
     return all(abs(a - e) <= tolerance for a, e in zip(actual, expected, strict=True))
 
 
