@@ -1,0 +1,569 @@
+"""The ingest pipeline end to end: tiny embedder, a real store, real blobs on disk."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ingest_images as images
+import numpy as np
+import pytest
+from local_http import Route as HttpRoute
+from local_http import local_server
+from PIL import Image
+
+from mmrag.config import Settings
+from mmrag.errors import ForbiddenSource, Unavailable
+from mmrag.models.clip.embedder import ClipEmbedder
+from mmrag.retrieval.addresses import AddressPolicy
+from mmrag.retrieval.blobs import FilesystemBlobStore
+from mmrag.retrieval.ingest import IngestOptions, IngestPipeline
+from mmrag.retrieval.items import IngestItem, IngestReport, items_from_paths
+from mmrag.retrieval.sources import ServerPaths, UrlFetcher
+from mmrag.retrieval.store import ImagePoint, VectorStore
+
+FIXED_NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
+
+
+class FailingStore:
+    """Wraps a store; upserts holding a poisoned image id fail (a store-side refusal)."""
+
+    def __init__(self, inner: VectorStore, poisoned: set[str]) -> None:
+        self.inner = inner
+        self.poisoned = poisoned
+        self.backend_name = inner.backend_name
+
+    def upsert(self, points: Sequence[ImagePoint]) -> None:
+        if any(point.image_id in self.poisoned for point in points):
+            raise Unavailable("the store refused this point")
+        self.inner.upsert(points)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[VectorStore]:
+    from mmrag.retrieval.store_edge import EdgeVectorStore
+
+    opened = EdgeVectorStore(settings.store_dir, settings.store)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def blobs(settings: Settings) -> FilesystemBlobStore:
+    return FilesystemBlobStore.from_settings(settings)
+
+
+def make_pipeline(
+    embedder: ClipEmbedder,
+    store: VectorStore,
+    blobs: FilesystemBlobStore,
+    settings: Settings,
+    **options: Any,
+) -> IngestPipeline:
+    chosen = IngestOptions(batch_size=4, workers=2, **options)
+    return IngestPipeline(embedder, store, blobs, settings, chosen, clock=lambda: FIXED_NOW)
+
+
+@pytest.fixture
+def pipeline(
+    tiny_embedder: ClipEmbedder,
+    store: VectorStore,
+    blobs: FilesystemBlobStore,
+    settings: Settings,
+) -> IngestPipeline:
+    return make_pipeline(tiny_embedder, store, blobs, settings)
+
+
+def upload(data: bytes, name: str = "a.jpg", **extra: Any) -> IngestItem:
+    return IngestItem.upload(data, name, **extra)
+
+
+def blob_files(blobs: FilesystemBlobStore) -> list[str]:
+    if not blobs.root.exists():
+        return []
+    return sorted(str(p.relative_to(blobs.root)) for p in blobs.root.rglob("*") if p.is_file())
+
+
+def ids(report: IngestReport) -> list[str | None]:
+    return [result.image.image_id if result.image else None for result in report.results]
+
+
+# -- good paths ------------------------------------------------------------------------------
+
+
+def test_uploads_become_points_blobs_and_a_report(
+    pipeline: IngestPipeline, store: VectorStore, blobs: FilesystemBlobStore
+) -> None:
+    data = [images.jpeg((64, 48), seed=seed) for seed in range(6)]
+
+    report = pipeline.run([upload(blob, f"img{i}.jpg") for i, blob in enumerate(data)])
+
+    assert report.failed == []
+    assert report.duplicates == []
+    assert len(report.indexed) == 6
+    assert store.count() == 6
+    first = report.results[0].image
+    assert first is not None
+    payload = store.get([first.image_id])[first.image_id]
+    assert payload == {
+        "id": first.image_id,
+        "sha256": first.sha256,
+        "width": 64,
+        "height": 48,
+        "format": "JPEG",
+        "bytes": len(data[0]),
+        "created": "2026-11-21T12:00:00+00:00",
+        "source": {"kind": "upload", "uri": "img0.jpg"},
+        "captions": [],
+        "caption": "",
+        "labels": [],
+        "metadata": {},
+    }
+    assert blobs.read("original", first.sha256) == data[0]
+    with Image.open(io.BytesIO(blobs.read("thumbnail", first.sha256))) as thumbnail:
+        assert thumbnail.format == "JPEG"
+        assert max(thumbnail.size) <= 256
+    assert store.get_vector(first.image_id, "text") is None
+
+
+def test_image_vector_equals_embedding_the_decoded_image(
+    pipeline: IngestPipeline, store: VectorStore, tiny_embedder: ClipEmbedder
+) -> None:
+    data = images.jpeg((64, 48), seed=3)
+
+    (image_id,) = pipeline.run([upload(data)]).indexed
+
+    with Image.open(io.BytesIO(data)) as opened:
+        expected = tiny_embedder.embed_images([opened.convert("RGB")])[0]
+    stored = store.get_vector(image_id, "image")
+    assert stored is not None
+    np.testing.assert_allclose(stored, expected, atol=1e-5)
+
+
+def test_results_keep_input_order(pipeline: IngestPipeline) -> None:
+    items = [
+        upload(images.jpeg(seed=1), "one.jpg"),
+        upload(b"junk", "two.jpg"),
+        upload(images.jpeg(seed=3), "three.jpg"),
+        upload(images.jpeg(seed=1), "four.jpg"),
+        upload(images.jpeg(seed=5), "five.jpg"),
+    ]
+
+    report = pipeline.run(items)
+
+    assert [r.source for r in report.results] == [
+        "one.jpg",
+        "two.jpg",
+        "three.jpg",
+        "four.jpg",
+        "five.jpg",
+    ]
+    assert [r.status for r in report.results] == [
+        "indexed",
+        "failed",
+        "indexed",
+        "duplicate",
+        "indexed",
+    ]
+
+
+def test_same_bytes_twice_in_one_run_make_one_point(
+    pipeline: IngestPipeline, store: VectorStore
+) -> None:
+    data = images.jpeg(seed=7)
+
+    report = pipeline.run([upload(data, "a.jpg"), upload(data, "copy.jpg")])
+
+    assert report.indexed == report.duplicates
+    assert ids(report)[0] == ids(report)[1]
+    assert store.count() == 1
+
+
+def test_duplicates_across_many_batches_each_settle(
+    pipeline: IngestPipeline, store: VectorStore
+) -> None:
+    data = [images.jpeg(seed=seed) for seed in range(3)]
+    items = [upload(data[i % 3], f"{i}.jpg") for i in range(20)]  # batches of 4, window of 8
+
+    report = pipeline.run(items)
+
+    assert len(report.results) == 20
+    assert len(report.indexed) == 3
+    assert len(report.duplicates) == 17
+    assert store.count() == 3
+
+
+def test_reingesting_is_a_no_op_returning_the_same_id(
+    tiny_embedder: ClipEmbedder,
+    store: VectorStore,
+    blobs: FilesystemBlobStore,
+    settings: Settings,
+) -> None:
+    data = images.jpeg(seed=11)
+    first = make_pipeline(tiny_embedder, store, blobs, settings).run([upload(data)])
+    later = IngestPipeline(
+        tiny_embedder,
+        store,
+        blobs,
+        settings,
+        IngestOptions(batch_size=4),
+        clock=lambda: FIXED_NOW.replace(year=2030),
+    )
+
+    again = later.run([upload(data, "renamed.jpg", captions=["new words"])])
+
+    assert again.duplicates == first.indexed
+    assert again.results[0].image == first.results[0].image  # same facts, same created
+    assert store.count() == 1
+    payload = store.get(first.indexed)[first.indexed[0]]
+    assert payload["source"]["uri"] == "a.jpg"
+    assert payload["captions"] == []
+
+
+def test_captions_are_embedded_into_the_text_and_sparse_vectors(
+    pipeline: IngestPipeline, store: VectorStore, tiny_embedder: ClipEmbedder
+) -> None:
+    report = pipeline.run(
+        [
+            upload(images.jpeg(seed=1), "one.jpg", captions=["a red circle on grass"]),
+            upload(images.jpeg(seed=2), "two.jpg", captions=["  a blue square  ", "", "sky"]),
+            upload(images.jpeg(seed=3), "three.jpg"),
+        ]
+    )
+
+    one, two, three = report.indexed
+    expected_one = tiny_embedder.embed_texts(["a red circle on grass"])[0]
+    stored_one = store.get_vector(one, "text")
+    assert stored_one is not None
+    np.testing.assert_allclose(stored_one, expected_one, atol=1e-5)
+    both = tiny_embedder.embed_texts(["a blue square", "sky"]).mean(axis=0)
+    stored_two = store.get_vector(two, "text")
+    assert stored_two is not None
+    np.testing.assert_allclose(stored_two, both / np.linalg.norm(both), atol=1e-5)
+    assert store.get_vector(three, "text") is None
+    payload = store.get([two])[two]
+    assert payload["captions"] == ["a blue square", "sky"]
+    assert payload["caption"] == "a blue square"
+    from mmrag.retrieval.sparse import encode_query
+
+    hits = store.search_sparse(encode_query("circle"), limit=5)
+    assert [hit.image_id for hit in hits] == [one]
+
+
+def test_metadata_is_stored(pipeline: IngestPipeline, store: VectorStore) -> None:
+    metadata = {"camera": "x100", "tags": ("a", "b"), "rating": 4}
+
+    (image_id,) = pipeline.run([upload(images.jpeg(), metadata=metadata)]).indexed
+
+    assert store.get([image_id])[image_id]["metadata"] == {
+        "camera": "x100",
+        "tags": ["a", "b"],
+        "rating": 4,
+    }
+
+
+def test_progress_counts_every_item(pipeline: IngestPipeline) -> None:
+    seen: list[tuple[int, int]] = []
+    items = [upload(images.jpeg(seed=seed)) for seed in range(5)] + [upload(b"")]
+
+    pipeline.run(items, lambda done, total: seen.append((done, total)))
+
+    assert seen[-1] == (6, 6)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    assert {total for _, total in seen} == {6}
+
+
+def test_decoding_runs_ahead_on_worker_threads(
+    tiny_embedder: ClipEmbedder,
+    store: VectorStore,
+    blobs: FilesystemBlobStore,
+    settings: Settings,
+) -> None:
+    reader_threads: set[str] = set()
+    caller = threading.current_thread().name
+
+    def reader(data: bytes) -> Any:
+        def read() -> bytes:
+            reader_threads.add(threading.current_thread().name)
+            return data
+
+        return read
+
+    items = [
+        IngestItem("upload", f"{seed}.jpg", reader(images.jpeg(seed=seed))) for seed in range(8)
+    ]
+    pipeline = make_pipeline(tiny_embedder, store, blobs, settings, ahead=3)
+
+    report = pipeline.run(items)
+
+    assert len(report.indexed) == 8
+    assert caller not in reader_threads
+    assert all(name.startswith("ingest-decode") for name in reader_threads)
+
+
+def test_directory_items_with_a_symlink_out(
+    pipeline: IngestPipeline, settings: Settings, tmp_path: Path, store: VectorStore
+) -> None:
+    root = settings.allowed_roots[0]
+    (root / "sub").mkdir()
+    (root / "a.jpg").write_bytes(images.jpeg(seed=1))
+    (root / "sub" / "b.png").write_bytes(images.png(images.scene(seed=2)))
+    (root / "notes.txt").write_text("not an image")
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(images.jpeg(seed=3))
+    (root / "sub" / "c.jpg").symlink_to(secret)
+    paths = ServerPaths(settings.allowed_roots, settings.limits)
+
+    report = pipeline.run(items_from_paths(paths, [root], captions=["from disk"]))
+
+    assert [(Path(r.source).relative_to(root).as_posix(), r.status) for r in report.results] == [
+        ("a.jpg", "indexed"),
+        ("sub/b.png", "indexed"),
+        ("sub/c.jpg", "failed"),
+    ]
+    assert isinstance(report.results[2].error, ForbiddenSource)
+    assert store.count() == 2
+    payload = store.get([report.indexed[0]])[report.indexed[0]]
+    assert payload["source"] == {"kind": "path", "uri": str(root / "a.jpg")}
+    assert payload["caption"] == "from disk"
+
+
+def test_url_item_from_a_local_server(
+    pipeline: IngestPipeline, settings: Settings, store: VectorStore
+) -> None:
+    data = images.jpeg(seed=21)
+    with (
+        local_server() as server,
+        UrlFetcher(settings.limits, policy=AddressPolicy.allowing("127.0.0.1/32")) as fetcher,
+    ):
+        server.routes["/cat.jpg"] = HttpRoute(body=data)
+        report = pipeline.run([IngestItem.url(fetcher, server.url("/cat.jpg"))])
+
+    (image_id,) = report.indexed
+    assert store.get([image_id])[image_id]["source"] == {
+        "kind": "url",
+        "uri": server.url("/cat.jpg"),
+    }
+
+
+# -- bad inputs: each fails alone and changes nothing -----------------------------------------
+
+
+def bad_uploads() -> dict[str, bytes]:
+    jpeg = images.jpeg((256, 256), seed=9)
+    return {
+        "corrupt": np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes(),
+        "text.jpg": b"I am a text file with a .jpg name\n",
+        "empty.jpg": b"",
+        "truncated.jpg": jpeg[: len(jpeg) // 2],
+        "bomb.png": images.png_claiming(100_000, 100_000),
+        "50mp.png": images.small_file_decoding_huge(8_000, 6_250),
+    }
+
+
+EXPECTED_ERRORS = {
+    "corrupt": "UnsupportedMedia",
+    "text.jpg": "UnsupportedMedia",
+    "empty.jpg": "UnsupportedMedia",
+    "truncated.jpg": "UnsupportedMedia",
+    "bomb.png": "TooLarge",
+    "50mp.png": "TooLarge",
+}
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_ERRORS))
+def test_bad_upload_fails_alone_and_changes_nothing(
+    pipeline: IngestPipeline, store: VectorStore, blobs: FilesystemBlobStore, name: str
+) -> None:
+    pipeline.run([upload(images.jpeg(seed=0), "existing.jpg")])
+    points, files = store.count(), blob_files(blobs)
+
+    report = pipeline.run([upload(bad_uploads()[name], name)])
+
+    ((source, reason),) = report.failed
+    assert source == name
+    assert reason
+    assert "\n" not in reason
+    assert type(report.results[0].error).__name__ == EXPECTED_ERRORS[name]
+    assert store.count() == points
+    assert blob_files(blobs) == files
+
+
+def test_over_the_byte_limit_fails_and_changes_nothing(
+    tiny_embedder: ClipEmbedder,
+    store: VectorStore,
+    blobs: FilesystemBlobStore,
+    settings: Settings,
+) -> None:
+    small = settings.model_copy(
+        update={"limits": settings.limits.model_copy(update={"max_image_bytes": 2048})}
+    )
+    pipeline = make_pipeline(tiny_embedder, store, blobs, small)
+
+    report = pipeline.run([upload(images.jpeg((256, 256)), "big.jpg")])
+
+    assert type(report.results[0].error).__name__ == "TooLarge"
+    assert store.count() == 0
+    assert blob_files(blobs) == []
+
+
+@pytest.mark.parametrize(
+    ("captions", "metadata"),
+    [
+        (["x" * 3000], {}),
+        ([], {"blob": "y" * 20_000}),
+        ([], {"bad": float("nan")}),
+        ([], {1: "non-string key"}),
+    ],
+)
+def test_bad_captions_or_metadata_fail_the_item(
+    pipeline: IngestPipeline,
+    store: VectorStore,
+    blobs: FilesystemBlobStore,
+    captions: list[str],
+    metadata: dict[Any, Any],
+) -> None:
+    report = pipeline.run([upload(images.jpeg(), captions=captions, metadata=metadata)])
+
+    assert [r.status for r in report.results] == ["failed"]
+    assert store.count() == 0
+    assert blob_files(blobs) == []
+
+
+def test_bad_items_do_not_stop_good_ones(pipeline: IngestPipeline, store: VectorStore) -> None:
+    bad = bad_uploads()
+    items = [upload(data, name) for name, data in bad.items()]
+    items.insert(2, upload(images.jpeg(seed=1), "good1.jpg"))
+    items.append(upload(images.jpeg(seed=2), "good2.jpg"))
+
+    report = pipeline.run(items)
+
+    assert len(report.indexed) == 2
+    assert sorted(source for source, _ in report.failed) == sorted(bad)
+    assert store.count() == 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/a.jpg",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/a.jpg",
+    ],
+)
+def test_private_urls_fail_as_forbidden_and_change_nothing(
+    pipeline: IngestPipeline,
+    settings: Settings,
+    store: VectorStore,
+    blobs: FilesystemBlobStore,
+    url: str,
+) -> None:
+    with UrlFetcher(settings.limits) as fetcher:
+        report = pipeline.run([IngestItem.url(fetcher, url)])
+
+    assert isinstance(report.results[0].error, ForbiddenSource)
+    assert store.count() == 0
+    assert blob_files(blobs) == []
+
+
+def test_redirect_into_a_private_address_fails_and_changes_nothing(
+    pipeline: IngestPipeline, settings: Settings, store: VectorStore, blobs: FilesystemBlobStore
+) -> None:
+    with local_server() as server:
+        server.routes["/go"] = HttpRoute(status=302, headers={"Location": "http://10.0.0.8/a.jpg"})
+        policy = AddressPolicy.allowing("127.0.0.1/32")
+        with UrlFetcher(settings.limits, policy=policy) as fetcher:
+            report = pipeline.run([IngestItem.url(fetcher, server.url("/go"))])
+
+    assert isinstance(report.results[0].error, ForbiddenSource)
+    assert store.count() == 0
+    assert blob_files(blobs) == []
+
+
+@pytest.mark.parametrize("how", ["outside", "dotdot", "symlink"])
+def test_directory_outside_the_roots_is_forbidden_and_changes_nothing(
+    settings: Settings,
+    tmp_path: Path,
+    store: VectorStore,
+    blobs: FilesystemBlobStore,
+    how: str,
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.jpg").write_bytes(images.jpeg())
+    root = settings.allowed_roots[0]
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    target = {"outside": outside, "dotdot": root / ".." / "outside", "symlink": root / "link"}[how]
+    paths = ServerPaths(settings.allowed_roots, settings.limits)
+
+    with pytest.raises(ForbiddenSource):
+        items_from_paths(paths, [target])
+
+    assert store.count() == 0
+    assert blob_files(blobs) == []
+
+
+# -- failures after decoding: undone ----------------------------------------------------------
+
+
+def test_store_refusing_one_point_fails_only_that_item_and_removes_its_blobs(
+    tiny_embedder: ClipEmbedder,
+    store: VectorStore,
+    blobs: FilesystemBlobStore,
+    settings: Settings,
+) -> None:
+    data = [images.jpeg(seed=seed) for seed in range(4)]
+    poisoned = IngestItem.upload(data[2], "x.jpg")
+    from mmrag.retrieval.decode import decode_image
+
+    bad = decode_image(data[2], settings.limits)
+    failing = FailingStore(store, {bad.image_id})
+    pipeline = make_pipeline(tiny_embedder, failing, blobs, settings)  # type: ignore[arg-type]
+
+    report = pipeline.run([upload(data[0]), upload(data[1]), poisoned, upload(data[3])])
+
+    assert [r.status for r in report.results] == ["indexed", "indexed", "failed", "indexed"]
+    assert isinstance(report.results[2].error, Unavailable)
+    assert store.count() == 3
+    assert not blobs.exists("original", bad.sha256)
+    assert not blobs.exists("thumbnail", bad.sha256)
+
+
+def test_cancelling_from_progress_leaves_no_orphan_blobs(
+    pipeline: IngestPipeline, store: VectorStore, blobs: FilesystemBlobStore
+) -> None:
+    class CancelledError(Exception):
+        pass
+
+    def cancel_after_two(done: int, total: int) -> None:
+        if done >= 2:
+            raise CancelledError
+
+    items = [upload(images.jpeg(seed=seed)) for seed in range(12)]
+
+    with pytest.raises(CancelledError):
+        pipeline.run(items, cancel_after_two)
+
+    stored = {payload["sha256"] for payload in (hit.payload for hit in store.scroll())}
+    originals = {Path(name).name for name in blob_files(blobs) if name.startswith("original/")}
+    assert originals == stored
+
+
+def test_unexpected_errors_are_reported_not_raised(
+    pipeline: IngestPipeline, store: VectorStore
+) -> None:
+    def explode() -> bytes:
+        raise RuntimeError("disk on fire")
+
+    report = pipeline.run([IngestItem("upload", "boom.jpg", explode), upload(images.jpeg())])
+
+    assert [r.status for r in report.results] == ["failed", "indexed"]
+    assert report.failed == [("boom.jpg", "internal error: RuntimeError")]
+    assert store.count() == 1
