@@ -47,8 +47,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     problems.install(app)
-    metrics.install(app)
+    # Innermost, so the HTTPException it raises from receive() reaches FastAPI's body
+    # parsing directly and not through the metrics middleware's task group.
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
+    metrics.install(app)
     app.include_router(health.router)
     app.include_router(images.router)
     app.include_router(search.router)

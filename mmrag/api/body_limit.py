@@ -7,7 +7,7 @@ answers in plain text, which would break the API's one error format.
 
 from __future__ import annotations
 
-from starlette.exceptions import HTTPException
+from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mmrag.api.problems import problem
@@ -34,7 +34,7 @@ class BodySizeLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
-                # FastAPI re-raises HTTPException from body parsing; the app's handler
+                # FastAPI re-raises its own HTTPException from body parsing; the app's handler
                 # turns it into problem+json.
                 raise HTTPException(413, self._detail())
             return message

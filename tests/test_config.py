@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from mmrag.config import PROFILE_MODELS, Profile, Settings, StoreBackend
+
+
+def test_env_prefix_and_nested_delimiter(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MMRAG_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MMRAG_STORE__BACKEND", "qdrant")
+    monkeypatch.setenv("MMRAG_STORE__HNSW__MIN_POINTS", "123")
+    monkeypatch.setenv("MMRAG_ALLOWED_ROOTS", f'["{tmp_path}/a/../b"]')
+    monkeypatch.setenv("MMRAG_PROFILE", "offline")
+
+    settings = Settings()
+
+    assert settings.data_dir == tmp_path
+    assert settings.store.backend == StoreBackend.QDRANT
+    assert settings.store.hnsw.min_points == 123
+    assert settings.allowed_roots == [tmp_path / "b"]
+    assert settings.embedder_spec == PROFILE_MODELS[Profile.OFFLINE]["embedder"]
+
+
+def test_explicit_spec_beats_the_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMRAG_MODELS__EMBEDDER", "local:/models/clip")
+    assert Settings().embedder_spec == "local:/models/clip"
+
+
+def test_standard_profile_defaults_to_real_vit_b_32() -> None:
+    assert Settings().embedder_spec == "open_clip:ViT-B-32@laion2b_s34b_b79k"
+
+
+def test_production_refuses_the_default_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMRAG_ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match="MMRAG_SECRET_KEY"):
+        Settings()
+
+
+def test_production_refuses_running_without_api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMRAG_ENVIRONMENT", "production")
+    monkeypatch.setenv("MMRAG_SECRET_KEY", "a-real-secret")
+    with pytest.raises(ValidationError, match="API_KEYS"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MMRAG_LIMITS__SEARCH_MAX_LIMIT", "0"),
+        ("MMRAG_STORE__COLLECTION", "../escape"),
+        ("MMRAG_PROFILE", "turbo"),
+    ],
+)
+def test_bad_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
