@@ -1,0 +1,206 @@
+"""An edge shard's files: its configuration, opening it, the directory lock, copies, swaps.
+
+Layout under the store directory, for a collection ``images``::
+
+    images/            the live shard (qdrant-edge's own files)
+    images.build/      a copy being indexed by a child process (see ``edge_build``)
+    images.old/        the previous live shard, kept until a swap has fully completed
+    .images.lock       held (flock) by the one process that has the collection open
+
+Collection names cannot contain dots, so these names never collide with another collection.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import IO
+
+import qdrant_edge as qe
+
+from mmrag.config import HnswSettings, StoreSettings
+from mmrag.errors import Unavailable
+from mmrag.retrieval.store import IMAGE_VECTOR, SPARSE_VECTOR, TEXT_VECTOR
+
+log = logging.getLogger(__name__)
+
+# Filtered searches whose candidates hold less than this many KiB of vectors scan those
+# candidates instead of walking the graph (Qdrant's default; 10 MiB = 5,000 512-d vectors).
+FULL_SCAN_THRESHOLD_KB = 10_000
+
+# The engine indexes a segment on optimize() only above this size. Our scheduler decides when
+# a build is worth it, so the engine must never refuse one: 1 KiB (0 would disable indexing).
+INDEXING_THRESHOLD_KB = 1
+
+# Written into the old shard once the new one holds every write: recovery keeps the new one.
+_SUPERSEDED = "MMRAG_SUPERSEDED"
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class ShardPaths:
+    def __init__(self, directory: Path, collection: str) -> None:
+        self.live = directory / collection
+        self.build = directory / f"{collection}.build"
+        self.old = directory / f"{collection}.old"
+        self.lock = directory / f".{collection}.lock"
+
+    def exists(self) -> bool:
+        return (self.live / "edge_config.json").is_file()
+
+
+def hnsw_config(hnsw: HnswSettings) -> qe.HnswIndexConfig:
+    return qe.HnswIndexConfig(
+        m=hnsw.m,
+        ef_construct=hnsw.ef_construct,
+        full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
+        max_indexing_threads=usable_cores(),
+    )
+
+
+def shard_config(dim: int, settings: StoreSettings) -> qe.EdgeConfig:
+    def dense_params() -> qe.EdgeVectorParams:
+        # Cached: the vectors live in files and are read through the page cache.
+        return qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine, memory=qe.Memory.Cached)
+
+    return qe.EdgeConfig(
+        vectors={IMAGE_VECTOR: dense_params(), TEXT_VECTOR: dense_params()},
+        sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        hnsw_config=hnsw_config(settings.hnsw),
+        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB),
+        payload_memory=qe.Memory.Cold,
+    )
+
+
+class DirectoryLock:
+    """An exclusive flock on the collection, taken before touching any of its directories.
+
+    The engine's WAL lock only covers the live shard; this one also covers the build and swap
+    directories, so a second process never "recovers" a build the first one is running.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._file: IO[bytes] | None = None
+
+    def acquire(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self._path.open("ab")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            handle.close()
+            if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise in_use(self._path.parent) from error
+            raise
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+def in_use(directory: Path) -> Unavailable:
+    return Unavailable(
+        f"the vector store in {directory} is open in another process; the embedded store "
+        "serves one process per data dir (run one server, or use MMRAG_STORE__BACKEND=qdrant)"
+    )
+
+
+def open_error(path: Path, error: Exception) -> Unavailable:
+    message = str(error)
+    if "WouldBlock" in message or "lock" in message.lower():
+        return in_use(path.parent)
+    return Unavailable(f"cannot open the vector store at {path}: {message}")
+
+
+def load(path: Path, config: qe.EdgeConfig | None = None) -> qe.EdgeShard:
+    try:
+        return qe.EdgeShard.load(str(path), config)
+    except Exception as error:  # the binding raises bare Exception for every engine error
+        raise open_error(path, error) from error
+
+
+def create(path: Path, config: qe.EdgeConfig) -> qe.EdgeShard:
+    try:
+        return qe.EdgeShard.create(str(path), config)
+    except Exception as error:
+        raise open_error(path, error) from error
+
+
+def recover(paths: ShardPaths) -> None:
+    """Finish or undo a swap that a crash interrupted; drop a build that never swapped in.
+
+    Safe only under the directory lock. The old shard always holds every write made before
+    the swap began, so whenever the swap is not known complete it is the one kept.
+    """
+    if paths.build.exists():
+        log.info("removing unfinished index build %s", paths.build)
+        shutil.rmtree(paths.build)
+    if not paths.old.exists():
+        return
+    if (paths.old / _SUPERSEDED).exists() and paths.exists():
+        shutil.rmtree(paths.old)
+        return
+    log.warning("an index swap in %s did not complete; keeping the previous shard", paths.live)
+    if paths.live.exists():
+        shutil.rmtree(paths.live)
+    paths.old.rename(paths.live)
+
+
+def mark_superseded(paths: ShardPaths) -> None:
+    (paths.old / _SUPERSEDED).touch()
+    _fsync_dir(paths.old)
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Copy a shard directory, keeping holes: its mmap files are mostly unwritten space."""
+    for root, _dirs, files in os.walk(source):
+        relative = Path(root).relative_to(source)
+        (target / relative).mkdir(parents=True, exist_ok=True)
+        for name in files:
+            _copy_sparse(Path(root) / name, target / relative / name)
+
+
+def _copy_sparse(source: Path, target: Path) -> None:
+    with source.open("rb") as src, target.open("wb") as dst:
+        size = os.fstat(src.fileno()).st_size
+        offset = 0
+        while offset < size:
+            try:
+                data = os.lseek(src.fileno(), offset, os.SEEK_DATA)
+            except OSError as error:
+                if error.errno == errno.ENXIO:  # only a hole is left
+                    break
+                raise
+            hole = os.lseek(src.fileno(), data, os.SEEK_HOLE)
+            src.seek(data)
+            dst.seek(data)
+            remaining = hole - data
+            while remaining:
+                chunk = src.read(min(remaining, 8 << 20))
+                if not chunk:
+                    break
+                dst.write(chunk)
+                remaining -= len(chunk)
+            offset = hole
+        dst.truncate(size)
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,126 @@
+"""What both store backends share: input checks, payload normalisation, fusion constants.
+
+Keeping these in one place is what makes the two backends answer the same query the same way
+(same refusals, same RRF constant, same candidate depth).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mmrag.errors import InvalidInput, MmragError
+from mmrag.retrieval.store import Filter, MatchAny, MatchValue, SparseVector, point_id
+
+# Qdrant's own default RRF constant (score = 1 / (k + rank)); the edge binding needs it spelled
+# out, the server applies it when FusionQuery(RRF) names none, so both backends fuse alike.
+RRF_K = 2
+
+# Each branch of a hybrid query fetches this many times the requested depth, so that a point
+# ranked moderately in both branches can still surface after fusion.
+HYBRID_CANDIDATE_FACTOR = 3
+HYBRID_MIN_CANDIDATES = 30
+
+
+class DimensionMismatchError(MmragError):
+    """The collection on disk or on the server was built for vectors of another size."""
+
+    title = "Store configuration mismatch"
+
+
+def hybrid_candidates(limit: int, offset: int) -> int:
+    return max(HYBRID_MIN_CANDIDATES, (limit + offset) * HYBRID_CANDIDATE_FACTOR)
+
+
+def checked_point_id(image_id: str) -> str:
+    """The stored (UUID) id of ``image_id``; a malformed id is the caller's mistake."""
+    try:
+        return point_id(image_id)
+    except ValueError as error:
+        raise InvalidInput(f"not an image id: {image_id!r}") from error
+
+
+def check_page(limit: int, offset: int) -> None:
+    if limit < 1:
+        raise InvalidInput(f"limit must be at least 1, got {limit}")
+    if offset < 0:
+        raise InvalidInput(f"offset must not be negative, got {offset}")
+
+
+def checked_dense(vector: npt.ArrayLike, dim: int, name: str) -> npt.NDArray[np.float32]:
+    """A one-dimensional float32 copy of ``vector``, refused unless it has ``dim`` finite values.
+
+    Checked here rather than by the engine so that both backends give the same plain message.
+    """
+    array = np.asarray(vector, dtype=np.float32)
+    if array.ndim != 1 or array.shape[0] != dim:
+        raise InvalidInput(f"{name} vector must have shape ({dim},), got {array.shape}")
+    if not np.isfinite(array).all():
+        raise InvalidInput(f"{name} vector holds NaN or infinite values")
+    return np.ascontiguousarray(array)
+
+
+def checked_sparse(vector: SparseVector) -> SparseVector:
+    if len(vector.indices) != len(vector.values):
+        raise InvalidInput("sparse vector: indices and values differ in length")
+    if len(set(vector.indices)) != len(vector.indices):
+        raise InvalidInput("sparse vector: repeated indices")
+    if any(index < 0 for index in vector.indices):
+        raise InvalidInput("sparse vector: negative index")
+    if not all(math.isfinite(value) for value in vector.values):
+        raise InvalidInput("sparse vector: NaN or infinite weight")
+    return vector
+
+
+def json_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """``payload`` with datetimes written as RFC 3339 strings (what datetime indexes parse).
+
+    Neither backend takes datetime objects as payload values; converting them here means a
+    caller that passes ``created=datetime.now(UTC)`` gets a filterable field, not an error.
+    """
+    return {key: _json_value(value) for key, value in payload.items()}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return utc_iso(value)
+    if isinstance(value, Mapping):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(item) for item in value]
+    return value
+
+
+def utc_iso(moment: datetime) -> str:
+    """RFC 3339 in UTC; a naive datetime is taken to be UTC already."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
+def check_filter(filter: Filter | None) -> None:
+    """Refuse conditions one backend could not express, so that neither accepts them."""
+    if filter is None:
+        return
+    for condition in (*filter.must, *filter.must_not):
+        if isinstance(condition, MatchAny):
+            kinds = {_any_kind(value) for value in condition.values}
+            if not condition.values:
+                raise InvalidInput(f"filter on {condition.key!r}: match-any needs values")
+            if len(kinds) > 1 or "bool" in kinds:
+                raise InvalidInput(
+                    f"filter on {condition.key!r}: match-any takes all strings or all integers"
+                )
+        elif isinstance(condition, MatchValue) and isinstance(condition.value, float):
+            raise InvalidInput(f"filter on {condition.key!r}: match a float with a range")
+
+
+def _any_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    return "int" if isinstance(value, int) else "str"

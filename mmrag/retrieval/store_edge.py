@@ -1,0 +1,563 @@
+"""``VectorStore`` on qdrant-edge: the Qdrant engine in-process, one shard directory per collection.
+
+Concurrency. The binding holds the GIL inside every call, so shard calls never run in
+parallel; the locks here are about the shard's lifecycle, not the binding's safety:
+
+- ``_writes`` admits one writer at a time, and is also held while a consistent copy of the
+  shard is taken for an index build (writes wait, searches do not);
+- ``_access`` is shared by every shard call and taken exclusively to swap in a rebuilt shard,
+  reopen it or close it.
+
+Index builds (``optimize``) run in a child process on a copy (see ``edge_build``), because the
+engine's optimize() holds the GIL for the whole build. Writes made while the child works are
+applied to the live shard and logged; the swap replays them onto the built copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import qdrant_edge as qe
+
+from mmrag.config import StoreSettings
+from mmrag.errors import InvalidInput, NotFound, Unavailable
+from mmrag.retrieval import edge_shard
+from mmrag.retrieval.edge_build import run_build
+from mmrag.retrieval.edge_filters import to_edge_filter
+from mmrag.retrieval.indexing import IndexBacklog
+from mmrag.retrieval.rwlock import ReadWriteLock
+from mmrag.retrieval.store import (
+    IMAGE_VECTOR,
+    INDEXED_FIELDS,
+    SPARSE_VECTOR,
+    TEXT_VECTOR,
+    DenseVectorName,
+    Filter,
+    Hit,
+    ImagePoint,
+    SparseVector,
+    StoreInfo,
+    image_id_of,
+)
+from mmrag.retrieval.store_common import (
+    RRF_K,
+    DimensionMismatchError,
+    check_page,
+    checked_dense,
+    checked_point_id,
+    checked_sparse,
+    hybrid_candidates,
+    json_payload,
+)
+
+log = logging.getLogger(__name__)
+
+BuildPhase = Literal["idle", "copying", "building", "swapping"]
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """How the last index build went; the pauses it caused are ``copy_s`` and ``swap_s``."""
+
+    optimized: bool
+    copy_s: float  # writes waited this long
+    build_s: float  # the child process; nothing waited
+    swap_s: float  # every call waited this long
+    replayed_operations: int
+
+
+_SCHEMA = {
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "integer": qe.PayloadSchemaType.Integer,
+    "datetime": qe.PayloadSchemaType.Datetime,
+    "text": qe.PayloadSchemaType.Text,
+}
+# Upserts go to the engine in slices: bounds how long one call holds the GIL.
+_UPSERT_SLICE = 256
+
+
+class EdgeVectorStore:
+    backend_name: str = "edge"
+
+    def __init__(self, directory: Path, settings: StoreSettings) -> None:
+        """Open the collection ``settings.collection`` under ``directory`` if it exists.
+
+        Raises ``Unavailable`` when another process has it open. A missing collection is
+        created by :meth:`ensure_collection`, which needs the vector size.
+        """
+        self._settings = settings
+        self._paths = edge_shard.ShardPaths(directory, settings.collection)
+        self._dir_lock = edge_shard.DirectoryLock(self._paths.lock)
+        self._dir_lock.acquire()
+        try:
+            edge_shard.recover(self._paths)
+            self._shard: qe.EdgeShard | None = (
+                edge_shard.load(self._paths.live) if self._paths.exists() else None
+            )
+        except BaseException:
+            self._dir_lock.release()
+            raise
+        self._dim: int | None = None
+        self._writes = threading.Lock()
+        self._access = ReadWriteLock()
+        self._building = threading.Lock()
+        self._cancel_build = threading.Event()
+        self._replay: list[qe.UpdateOperation] | None = None
+        self._replay_points = 0
+        self._last_write = time.monotonic()
+        self._closing = False
+        self._closed = False
+        self._phase: BuildPhase = "idle"
+        self.last_build: BuildReport | None = None
+        self._unindexed = _estimate_unindexed(self._shard) if self._shard else 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def ensure_collection(self, dim: int) -> None:
+        if dim < 1:
+            raise InvalidInput(f"vector size must be positive, got {dim}")
+        if self._dim == dim:
+            return
+        with self._writes, self._access.exclusive():
+            if self._closing:
+                raise Unavailable("the vector store is closed")
+            if self._dim is not None:
+                raise self._mismatch(dim, f"this store already serves {self._dim}-d vectors")
+            config = edge_shard.shard_config(dim, self._settings)
+            if self._shard is None:
+                self._shard = edge_shard.create(self._paths.live, config)
+            else:
+                self._probe_dim(self._shard, dim)
+                # Reopen with the full config: it applies the current HNSW settings on disk.
+                self._shard.close()
+                self._shard = edge_shard.load(self._paths.live, config)
+            self._create_payload_indexes(self._shard)
+            self._dim = dim
+
+    def close(self) -> None:
+        # _closing before the event: optimize() clears the event and then reads _closing.
+        self._closing = True
+        self._cancel_build.set()
+        with self._building, self._writes, self._access.exclusive():
+            if self._closed:
+                return
+            self._closed = True
+            if self._shard is not None:
+                self._shard.flush()
+                self._shard.close()
+                self._shard = None
+            self._dir_lock.release()
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[ImagePoint]) -> None:
+        dim = self._require_dim()
+        converted = [self._point(point, dim) for point in points]
+        with self._writes:
+            for start in range(0, len(converted), _UPSERT_SLICE):
+                batch = converted[start : start + _UPSERT_SLICE]
+                self._apply(qe.UpdateOperation.upsert_points(batch), len(batch))
+
+    def set_payload(self, image_id: str, payload: dict[str, Any]) -> None:
+        pid = checked_point_id(image_id)
+        with self._writes:
+            self._require_point(pid, image_id)
+            self._apply(qe.UpdateOperation.set_payload([pid], json_payload(payload)), 0)
+
+    def set_text(
+        self, image_id: str, text_vector: npt.NDArray[np.float32], sparse: SparseVector
+    ) -> None:
+        dim = self._require_dim()
+        pid = checked_point_id(image_id)
+        vectors: dict[str, qe.NamedVector] = {
+            TEXT_VECTOR: checked_dense(text_vector, dim, TEXT_VECTOR).tolist(),
+            SPARSE_VECTOR: _edge_sparse(sparse),
+        }
+        with self._writes:
+            self._require_point(pid, image_id)
+            self._apply(qe.UpdateOperation.update_vectors([qe.PointVectors(pid, vectors)]), 1)
+
+    def delete(self, image_ids: Sequence[str]) -> None:
+        pids: list[qe.PointId] = [checked_point_id(image_id) for image_id in image_ids]
+        if not pids:
+            return
+        with self._writes:
+            self._apply(qe.UpdateOperation.delete_points(pids), 0)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, image_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        records = self._retrieve(image_ids, with_payload=True, with_vector=False)
+        return {image_id_of(str(record.id)): dict(record.payload or {}) for record in records}
+
+    def get_vector(self, image_id: str, name: DenseVectorName) -> npt.NDArray[np.float32] | None:
+        records = self._retrieve([image_id], with_payload=False, with_vector=[name])
+        vectors = records[0].vector if records else None
+        vector = vectors.get(name) if isinstance(vectors, dict) else None
+        if not isinstance(vector, list):
+            return None
+        return np.asarray(vector, dtype=np.float32)
+
+    def existing(self, image_ids: Sequence[str]) -> set[str]:
+        records = self._retrieve(image_ids, with_payload=False, with_vector=False)
+        return {image_id_of(str(record.id)) for record in records}
+
+    def search(
+        self,
+        vector: npt.NDArray[np.float32],
+        using: DenseVectorName,
+        limit: int,
+        offset: int = 0,
+        filter: Filter | None = None,
+    ) -> list[Hit]:
+        check_page(limit, offset)
+        query = qe.Query.Nearest(
+            checked_dense(vector, self._require_dim(), using).tolist(), using=using
+        )
+        return self._query(
+            qe.QueryRequest(
+                limit=limit,
+                offset=offset,
+                query=query,
+                filter=to_edge_filter(filter),
+                params=self._search_params(),
+                with_payload=True,
+            )
+        )
+
+    def search_sparse(
+        self, vector: SparseVector, limit: int, offset: int = 0, filter: Filter | None = None
+    ) -> list[Hit]:
+        check_page(limit, offset)
+        query = qe.Query.Nearest(_edge_sparse(vector), using=SPARSE_VECTOR)
+        return self._query(
+            qe.QueryRequest(
+                limit=limit,
+                offset=offset,
+                query=query,
+                filter=to_edge_filter(filter),
+                with_payload=True,
+            )
+        )
+
+    def search_hybrid(
+        self,
+        dense: npt.NDArray[np.float32],
+        using: DenseVectorName,
+        sparse: SparseVector,
+        limit: int,
+        offset: int = 0,
+        filter: Filter | None = None,
+    ) -> list[Hit]:
+        check_page(limit, offset)
+        edge_filter = to_edge_filter(filter)
+        depth = hybrid_candidates(limit, offset)
+        dense_query = checked_dense(dense, self._require_dim(), using).tolist()
+        prefetches = [
+            qe.Prefetch(
+                limit=depth,
+                query=qe.Query.Nearest(dense_query, using=using),
+                filter=edge_filter,
+                params=self._search_params(),
+            ),
+            qe.Prefetch(
+                limit=depth,
+                query=qe.Query.Nearest(_edge_sparse(sparse), using=SPARSE_VECTOR),
+                filter=edge_filter,
+            ),
+        ]
+        return self._query(
+            qe.QueryRequest(
+                limit=limit,
+                offset=offset,
+                prefetches=prefetches,
+                # The stub lists Fusion, not its nested Rrf class, which is what the engine takes.
+                query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]
+                filter=edge_filter,
+                with_payload=True,
+            )
+        )
+
+    def count(self, filter: Filter | None = None) -> int:
+        request = qe.CountRequest(exact=True, filter=to_edge_filter(filter))
+        with self._access.shared():
+            shard = self._shard_or_none()
+            return 0 if shard is None else _engine(lambda: shard.count(request))
+
+    def scroll(self, filter: Filter | None = None, batch: int = 256) -> Iterator[Hit]:
+        if batch < 1:
+            raise InvalidInput(f"batch must be at least 1, got {batch}")
+        edge_filter = to_edge_filter(filter)
+        offset: qe.PointId | None = None
+        while True:
+            request = qe.ScrollRequest(
+                offset=offset, limit=batch, filter=edge_filter, with_payload=True, with_vector=False
+            )
+            # The lock is held per page, never across a yield: a slow consumer blocks nothing.
+            with self._access.shared():
+                shard = self._shard_or_none()
+                if shard is None:
+                    return
+                records, offset = _engine(partial(shard.scroll, request))
+            for record in records:
+                yield Hit(image_id_of(str(record.id)), 0.0, dict(record.payload or {}))
+            if offset is None:
+                return
+
+    def info(self) -> StoreInfo:
+        with self._access.shared():
+            shard = self._shard_or_none()
+            if shard is None:
+                return StoreInfo(0, 0, 0, self.backend_name, {"path": str(self._paths.live)})
+            engine_info = _engine(shard.info)
+            sparse_count = _count_having(shard, SPARSE_VECTOR)
+        return StoreInfo(
+            points=engine_info.points_count,
+            # The engine also counts sparse vectors, which are indexed on write, never by HNSW.
+            indexed_vectors=max(0, engine_info.indexed_vectors_count - sparse_count),
+            segments=engine_info.segments_count,
+            backend=self.backend_name,
+            extra={
+                "path": str(self._paths.live),
+                "unindexed_points": self._unindexed,
+                "build_phase": self._phase,
+                "last_build": asdict(self.last_build) if self.last_build else None,
+            },
+        )
+
+    # -- index builds ----------------------------------------------------------------------
+
+    def index_backlog(self) -> IndexBacklog:
+        with self._access.shared():
+            shard = self._shard_or_none()
+            points = 0 if shard is None else _engine(shard.info).points_count
+        return IndexBacklog(
+            points=points,
+            unindexed_points=self._unindexed,
+            seconds_since_write=time.monotonic() - self._last_write,
+        )
+
+    def optimize(self) -> bool:
+        """Build HNSW for everything written since the last build, in a child process.
+
+        Blocks the calling thread until the new shard is swapped in; searches and writes go on
+        meanwhile, except for two pauses: writes wait while the shard is copied, and every call
+        waits while the built copy is reopened (about a second at 100k points). Returns False
+        when nothing was built, when another build is running, or when ``close()`` cut it short.
+        """
+        if not self._building.acquire(blocking=False):
+            return False
+        try:
+            self._cancel_build.clear()
+            if self._closing or self._shard is None:
+                return False
+            started = time.monotonic()
+            self._phase = "copying"
+            self._snapshot_for_build()
+            copied = time.monotonic()
+            self._phase = "building"
+            try:
+                result = run_build(self._paths.build, self._cancel_build)
+            except BaseException:
+                self._abandon_build()
+                raise
+            if result.cancelled:
+                self._abandon_build()
+                return False
+            built = time.monotonic()
+            self._phase = "swapping"
+            replayed = self._swap_in_build()
+            self.last_build = BuildReport(
+                optimized=result.optimized,
+                copy_s=round(copied - started, 3),
+                build_s=round(built - copied, 3),
+                swap_s=round(time.monotonic() - built, 3),
+                replayed_operations=replayed,
+            )
+            log.info("HNSW build of %s: %s", self._paths.live, self.last_build)
+            return result.optimized
+        finally:
+            self._phase = "idle"
+            self._building.release()
+
+    def cancel_optimize(self) -> None:
+        """Stop a running build (its child process is killed); the live shard is untouched."""
+        self._cancel_build.set()
+
+    def _snapshot_for_build(self) -> None:
+        with self._writes:
+            with self._access.shared():
+                shard = self._require_shard()
+                _engine(shard.flush)
+            if self._paths.build.exists():
+                shutil.rmtree(self._paths.build)
+            edge_shard.copy_tree(self._paths.live, self._paths.build)
+            self._replay = []
+            self._replay_points = 0
+
+    def _abandon_build(self) -> None:
+        with self._writes:
+            self._replay = None
+        shutil.rmtree(self._paths.build, ignore_errors=True)
+
+    def _swap_in_build(self) -> int:
+        """Swap the built copy in, with the writes made meanwhile; returns how many."""
+        config = edge_shard.shard_config(self._dim, self._settings) if self._dim else None
+        with self._writes, self._access.exclusive():
+            replay, self._replay = self._replay or [], None
+            self._require_shard().close()
+            self._shard = None
+            try:
+                self._paths.live.rename(self._paths.old)
+                self._paths.build.rename(self._paths.live)
+                shard = edge_shard.load(self._paths.live, config)
+                for operation in replay:
+                    shard.update(operation)
+                shard.flush()
+                edge_shard.mark_superseded(self._paths)
+            except BaseException:
+                log.exception("swapping in the rebuilt shard failed; keeping the previous one")
+                edge_shard.recover(self._paths)
+                self._shard = edge_shard.load(self._paths.live, config)
+                raise
+            self._shard = shard
+            self._unindexed = self._replay_points
+        shutil.rmtree(self._paths.old, ignore_errors=True)
+        return len(replay)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _apply(self, operation: qe.UpdateOperation, points: int) -> None:
+        """Apply one write; the caller holds ``_writes``."""
+        with self._access.shared():
+            shard = self._require_shard()
+            _engine(lambda: shard.update(operation))
+        if self._replay is not None:
+            self._replay.append(operation)
+            self._replay_points += points
+        self._unindexed += points
+        self._last_write = time.monotonic()
+
+    def _query(self, request: qe.QueryRequest) -> list[Hit]:
+        with self._access.shared():
+            shard = self._shard_or_none()
+            if shard is None:
+                return []
+            points = _engine(lambda: shard.query(request))
+        return [
+            Hit(image_id_of(str(point.id)), float(point.score), dict(point.payload or {}))
+            for point in points
+        ]
+
+    def _retrieve(
+        self, image_ids: Sequence[str], *, with_payload: bool, with_vector: bool | list[str]
+    ) -> list[qe.Record]:
+        pids: list[qe.PointId] = [checked_point_id(image_id) for image_id in image_ids]
+        if not pids:
+            return []
+        with self._access.shared():
+            shard = self._shard_or_none()
+            if shard is None:
+                return []
+            return _engine(lambda: shard.retrieve(pids, with_payload, with_vector))
+
+    def _require_point(self, pid: str, image_id: str) -> None:
+        with self._access.shared():
+            shard = self._require_shard()
+            found = _engine(lambda: shard.retrieve([pid], False, False))
+        if not found:
+            raise NotFound(f"no image with id {image_id} in the store")
+
+    def _point(self, point: ImagePoint, dim: int) -> qe.Point:
+        vectors: dict[str, qe.NamedVector] = {
+            IMAGE_VECTOR: checked_dense(point.image_vector, dim, IMAGE_VECTOR).tolist()
+        }
+        if point.text_vector is not None:
+            vectors[TEXT_VECTOR] = checked_dense(point.text_vector, dim, TEXT_VECTOR).tolist()
+        if point.sparse is not None:
+            vectors[SPARSE_VECTOR] = _edge_sparse(point.sparse)
+        return qe.Point(checked_point_id(point.image_id), vectors, json_payload(point.payload))
+
+    def _search_params(self) -> qe.SearchParams:
+        return qe.SearchParams(hnsw_ef=self._settings.hnsw.ef_search)
+
+    def _shard_or_none(self) -> qe.EdgeShard | None:
+        if self._closed:
+            raise Unavailable("the vector store is closed")
+        return self._shard
+
+    def _require_shard(self) -> qe.EdgeShard:
+        shard = self._shard_or_none()
+        if shard is None:
+            raise Unavailable(
+                f"the collection {self._settings.collection!r} does not exist yet: "
+                "ensure_collection(dim) creates it"
+            )
+        return shard
+
+    def _require_dim(self) -> int:
+        if self._dim is None:
+            raise Unavailable("the vector store is not ready: call ensure_collection(dim) first")
+        return self._dim
+
+    def _probe_dim(self, shard: qe.EdgeShard, dim: int) -> None:
+        for name in (IMAGE_VECTOR, TEXT_VECTOR):
+            request = qe.QueryRequest(limit=1, query=qe.Query.Nearest([0.0] * dim, using=name))
+            try:
+                shard.query(request)
+            except Exception as error:  # the engine names the size it expected
+                raise self._mismatch(dim, str(error)) from error
+
+    def _mismatch(self, dim: int, reason: str) -> DimensionMismatchError:
+        return DimensionMismatchError(
+            f"the collection at {self._paths.live} does not take {dim}-d vectors ({reason}); "
+            "it was built by another embedder: use a new collection name or data dir"
+        )
+
+    def _create_payload_indexes(self, shard: qe.EdgeShard) -> None:
+        present = set(shard.info().payload_schema)
+        for field, kind in INDEXED_FIELDS.items():
+            if field not in present:
+                shard.update(qe.UpdateOperation.create_field_index(field, _SCHEMA[kind]))
+
+
+def _edge_sparse(vector: SparseVector) -> qe.SparseVector:
+    checked = checked_sparse(vector)
+    return qe.SparseVector(list(checked.indices), [float(v) for v in checked.values])
+
+
+def _estimate_unindexed(shard: qe.EdgeShard) -> int:
+    """Points outside any HNSW graph, estimated after a restart from the engine's counts."""
+    engine_info = _engine(shard.info)
+    points = engine_info.points_count
+    dense_total = points + _count_having(shard, TEXT_VECTOR)
+    dense_indexed = engine_info.indexed_vectors_count - _count_having(shard, SPARSE_VECTOR)
+    if dense_indexed <= 0:
+        return points
+    return min(points, max(0, dense_total - dense_indexed))
+
+
+def _count_having(shard: qe.EdgeShard, vector_name: str) -> int:
+    having = qe.Filter(must=[qe.HasVectorCondition(vector_name)])
+    return _engine(lambda: shard.count(qe.CountRequest(exact=True, filter=having)))
+
+
+_T = TypeVar("_T")
+
+
+def _engine(call: Callable[[], _T]) -> _T:
+    """Run one engine call; its bare ``Exception`` becomes ``Unavailable`` with the message."""
+    try:
+        return call()
+    except Exception as error:
+        raise Unavailable(f"vector store error: {error}") from error

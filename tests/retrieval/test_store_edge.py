@@ -1,0 +1,269 @@
+"""What only the embedded store does: files on disk, one process per directory, HNSW builds."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from mmrag.config import HnswSettings, Settings, StoreBackend, StoreSettings
+from mmrag.errors import Unavailable
+from mmrag.retrieval import edge_shard
+from mmrag.retrieval.store import Filter, ImagePoint, MatchValue, SparseVector
+from mmrag.retrieval.store_common import DimensionMismatchError
+from mmrag.retrieval.store_edge import EdgeVectorStore
+from mmrag.retrieval.store_qdrant import QdrantServerStore
+from mmrag.retrieval.stores import open_store
+
+DIM = 16
+
+
+def iid(number: int) -> str:
+    return f"{number:032x}"
+
+
+def clustered(count: int, seed: int = 0) -> npt.NDArray[np.float32]:
+    """Unit vectors around a few centres: closer to real embeddings than plain noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(8, DIM))
+    vectors = centres[rng.integers(0, 8, count)] + 0.3 * rng.normal(size=(count, DIM))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors.astype(np.float32)
+
+
+def points(vectors: npt.NDArray[np.float32], start: int = 0) -> list[ImagePoint]:
+    return [
+        ImagePoint(
+            iid(start + n),
+            vector,
+            {"labels": ["even" if (start + n) % 2 == 0 else "odd"], "n": start + n},
+            text_vector=vector,
+            sparse=SparseVector([(start + n) % 11], [1.0]),
+        )
+        for n, vector in enumerate(vectors)
+    ]
+
+
+def exact_top(
+    vectors: npt.NDArray[np.float32], query: npt.NDArray[np.float32], k: int
+) -> list[str]:
+    scores = vectors @ (query / np.linalg.norm(query))
+    return [iid(int(n)) for n in np.argsort(-scores, kind="stable")[:k]]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EdgeVectorStore]:
+    edge = EdgeVectorStore(tmp_path, StoreSettings())
+    edge.ensure_collection(DIM)
+    yield edge
+    edge.close()
+
+
+def test_reopen_keeps_points_and_payload_indexes(tmp_path: Path) -> None:
+    first = EdgeVectorStore(tmp_path, StoreSettings())
+    first.ensure_collection(DIM)
+    first.upsert(points(clustered(30)))
+    first.set_payload(iid(3), {"caption": "kept"})
+    first.close()
+
+    again = EdgeVectorStore(tmp_path, StoreSettings())
+    try:
+        assert again.count() == 30  # readable before ensure_collection
+        again.ensure_collection(DIM)
+        assert again.get([iid(3)])[iid(3)]["caption"] == "kept"
+        assert again.count(Filter(must=(MatchValue("labels", "even"),))) == 15
+    finally:
+        again.close()
+
+
+def test_reopen_with_another_dimension_is_refused(tmp_path: Path) -> None:
+    first = EdgeVectorStore(tmp_path, StoreSettings())
+    first.ensure_collection(DIM)
+    first.upsert(points(clustered(3)))
+    first.close()
+
+    again = EdgeVectorStore(tmp_path, StoreSettings())
+    try:
+        with pytest.raises(DimensionMismatchError, match="does not take 32-d vectors"):
+            again.ensure_collection(32)
+        assert again.count() == 3  # still readable
+    finally:
+        again.close()
+
+
+def test_second_open_of_the_same_directory_is_unavailable(
+    store: EdgeVectorStore, tmp_path: Path
+) -> None:
+    with pytest.raises(Unavailable, match="open in another process"):
+        EdgeVectorStore(tmp_path, StoreSettings())
+
+
+def test_a_closed_store_refuses_calls(tmp_path: Path) -> None:
+    edge = EdgeVectorStore(tmp_path, StoreSettings())
+    edge.ensure_collection(DIM)
+    edge.close()
+    edge.close()  # twice is fine
+    with pytest.raises(Unavailable, match="closed"):
+        edge.count()
+
+
+def test_optimize_builds_hnsw_and_keeps_results(store: EdgeVectorStore) -> None:
+    vectors = clustered(400)
+    store.upsert(points(vectors))
+    queries = clustered(5, seed=9)
+    before = [[h.image_id for h in store.search(q, "image", 10)] for q in queries]
+    assert store.info().indexed_vectors == 0
+    assert store.index_backlog().unindexed_points == 400
+
+    assert store.optimize() is True
+
+    info = store.info()
+    assert info.indexed_vectors == 800  # image and text vectors of every point
+    assert store.index_backlog().unindexed_points == 0
+    after = [[h.image_id for h in store.search(q, "image", 10)] for q in queries]
+    assert after == before == [exact_top(vectors, q, 10) for q in queries]
+    assert store.count() == 400
+    assert not edge_shard.ShardPaths(store_dir(store), "mmrag_images").build.exists()
+    assert not edge_shard.ShardPaths(store_dir(store), "mmrag_images").old.exists()
+
+
+def test_writes_during_a_build_survive_the_swap(store: EdgeVectorStore) -> None:
+    store.upsert(points(clustered(300)))
+    result: list[bool] = []
+    builder = threading.Thread(target=lambda: result.append(store.optimize()))
+    builder.start()
+    _wait_for(lambda: store.info().extra["build_phase"] == "building")
+
+    late = clustered(50, seed=5)
+    store.upsert(points(late, start=300))
+    store.set_payload(iid(1), {"caption": "written during the build"})
+    store.delete([iid(2)])
+    builder.join(timeout=120)
+
+    assert result == [True]
+    assert store.last_build is not None
+    assert store.last_build.replayed_operations == 3
+    assert store.count() == 349
+    assert store.get([iid(1)])[iid(1)]["caption"] == "written during the build"
+    assert store.existing([iid(2), iid(310)]) == {iid(310)}
+    assert store.search(late[7], "image", 1)[0].image_id == iid(307)
+
+
+def test_cancelled_build_leaves_the_store_as_it_was(store: EdgeVectorStore) -> None:
+    store.upsert(points(clustered(300)))
+    result: list[bool] = []
+    builder = threading.Thread(target=lambda: result.append(store.optimize()))
+    builder.start()
+    _wait_for(lambda: store.info().extra["build_phase"] == "building")
+
+    store.cancel_optimize()
+    builder.join(timeout=60)
+
+    assert result == [False]
+    assert store.info().indexed_vectors == 0
+    assert store.count() == 300
+    assert not edge_shard.ShardPaths(store_dir(store), "mmrag_images").build.exists()
+
+
+def test_interrupted_swap_is_rolled_back_on_open(tmp_path: Path) -> None:
+    edge = EdgeVectorStore(tmp_path, StoreSettings())
+    edge.ensure_collection(DIM)
+    edge.upsert(points(clustered(20)))
+    edge.close()
+    paths = edge_shard.ShardPaths(tmp_path, "mmrag_images")
+    # A crash after "live -> old" and "build -> live" but before the replay was complete.
+    paths.live.rename(paths.old)
+    edge_shard.copy_tree(paths.old, paths.live)
+    edge_shard.copy_tree(paths.old, paths.build)
+
+    again = EdgeVectorStore(tmp_path, StoreSettings())
+    try:
+        assert again.count() == 20
+        assert not paths.old.exists()
+        assert not paths.build.exists()
+    finally:
+        again.close()
+
+
+def test_open_store_picks_the_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [name for name in os.environ if name.startswith("MMRAG_")]:
+        monkeypatch.delenv(name)
+    edge = open_store(Settings(data_dir=tmp_path))
+    try:
+        assert isinstance(edge, EdgeVectorStore)
+        edge.ensure_collection(DIM)
+        assert (tmp_path / "qdrant" / "mmrag_images" / "edge_config.json").is_file()
+    finally:
+        edge.close()
+    server = open_store(
+        Settings(
+            data_dir=tmp_path, store=StoreSettings(backend=StoreBackend.QDRANT, url=":memory:")
+        )
+    )
+    assert isinstance(server, QdrantServerStore)
+    server.close()
+
+
+def test_unreachable_server_is_unavailable() -> None:
+    server = QdrantServerStore(StoreSettings(backend=StoreBackend.QDRANT, url="http://127.0.0.1:9"))
+    with pytest.raises(Unavailable, match="cannot reach Qdrant"):
+        server.ensure_collection(DIM)
+    with pytest.raises(Unavailable):
+        server.count()
+    server.close()
+
+
+def test_concurrent_searches_and_writes(store: EdgeVectorStore) -> None:
+    vectors = clustered(200)
+    store.upsert(points(vectors))
+    errors: list[BaseException] = []
+
+    def search() -> None:
+        try:
+            for query in clustered(50, seed=2):
+                assert len(store.search(query, "image", 5)) == 5
+        except BaseException as error:  # collected for the main thread
+            errors.append(error)
+
+    def write() -> None:
+        try:
+            for n in range(10):
+                store.upsert(points(clustered(10, seed=n + 10), start=1000 + 10 * n))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=search) for _ in range(3)] + [threading.Thread(target=write)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert store.count() == 300
+
+
+def store_dir(store: EdgeVectorStore) -> Path:
+    return Path(store.info().extra["path"]).parent
+
+
+def _wait_for(condition: object, timeout: float = 30.0) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def test_hnsw_settings_reach_the_shard(tmp_path: Path) -> None:
+    settings = StoreSettings(hnsw=HnswSettings(m=8, ef_construct=40))
+    edge = EdgeVectorStore(tmp_path, settings)
+    edge.ensure_collection(DIM)
+    edge.close()
+    config = (tmp_path / "mmrag_images" / "edge_config.json").read_text()
+    assert '"m":8' in config
+    assert '"ef_construct":40' in config
