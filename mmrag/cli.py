@@ -26,6 +26,7 @@ from rich.table import Table
 
 from mmrag.config import Settings
 from mmrag.errors import InvalidInput, MmragError
+from mmrag.retrieval.items import IngestReport
 
 app = typer.Typer(help="mmrag: search and question your images.", no_args_is_help=True)
 console = Console()
@@ -44,13 +45,16 @@ def _settings() -> Settings:
         raise MmragError(f"invalid setting {where}: {first['msg']}") from error
 
 
-def _configure_logging(settings: Settings) -> None:
+def _configure_logging(settings: Settings, quiet: bool) -> None:
+    # Libraries (open_clip logs every config it parses at INFO) speak up only for warnings.
     logging.basicConfig(
-        level=settings.log_level.upper(),
+        level=logging.WARNING,
         format="%(message)s",
         handlers=[RichHandler(console=errors, show_path=False)],
         force=True,
     )
+    # One-shot commands keep the terminal for their progress bar and results.
+    logging.getLogger("mmrag").setLevel("WARNING" if quiet else settings.log_level.upper())
 
 
 @contextmanager
@@ -63,10 +67,10 @@ def _one_line_errors() -> Iterator[None]:
         raise typer.Exit(ERROR_EXIT) from None
 
 
-def _run(work: Callable[[Settings], T]) -> T:
+def _run(work: Callable[[Settings], T], quiet: bool = True) -> T:
     with _one_line_errors():
         settings = _settings()
-        _configure_logging(settings)
+        _configure_logging(settings, quiet)
         return work(settings)
 
 
@@ -84,26 +88,27 @@ def serve(
 
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
-    _run(work)
+    _run(work, quiet=False)
 
 
 @app.command()
 def index(
     paths: Annotated[list[Path], typer.Argument(help="image files or directories (recursive)")],
-    caption: Annotated[
-        str | None, typer.Option(help="caption for every image given (e.g. a single file)")
-    ] = None,
 ) -> None:
     """Index images from files and directories, with a progress bar and a summary."""
 
     def work(settings: Settings) -> None:
-        from mmrag.retrieval.sources import iter_path_items
+        from mmrag.retrieval.items import items_from_paths
+        from mmrag.retrieval.sources import ServerPaths
         from mmrag.services import Services
 
-        # Paths typed on this command line are the caller's own choice: they count as
-        # allowed roots. Symlinks that lead out of them are still refused.
-        roots = settings.allowed_roots or [path.expanduser().resolve() for path in paths]
-        items = list(iter_path_items(paths, roots, captions=[caption] if caption else None))
+        targets = [path.expanduser().absolute() for path in paths]
+        # Paths typed on this command line are the caller's own choice, so with no roots
+        # configured they are the roots. Links that lead out of them are still refused.
+        roots = settings.allowed_roots or [target.resolve() for target in targets]
+        items = items_from_paths(ServerPaths(roots, settings.limits), targets)
+        if not items:
+            raise InvalidInput("no image files under the given paths")
         services = Services.open(settings)
         try:
             with _progress() as progress:
@@ -166,7 +171,9 @@ def search(
             )
         finally:
             services.close()
-        table = Table("score", "id", "caption", "source", title=f"{len(found.hits)} results")
+        table = Table(title=f"{len(found.hits)} results")
+        for column in ("score", "id", "caption", "source"):
+            table.add_column(column, overflow="fold")
         for hit in found.hits:
             source = hit.payload.get("source", {})
             table.add_row(
@@ -226,18 +233,18 @@ def _read_file(path: Path, settings: Settings) -> bytes:
     return path.read_bytes()
 
 
-def _print_report(report: object) -> None:
-    indexed = getattr(report, "indexed", [])
-    duplicates = getattr(report, "duplicates", [])
-    failed = getattr(report, "failed", [])
+def _print_report(report: IngestReport) -> None:
     console.print(
-        f"indexed {len(indexed)}, duplicates {len(duplicates)}, failed {len(failed)}",
+        f"indexed {len(report.indexed)}, duplicates {len(report.duplicates)}, "
+        f"failed {len(report.failed)} in {report.elapsed_s:.1f} s",
         highlight=False,
     )
-    if failed:
-        table = Table("source", "reason", title="failed")
-        for failure in failed:
-            table.add_row(str(getattr(failure, "source", "")), str(getattr(failure, "reason", "")))
+    if report.failed:
+        table = Table(title="failed")
+        table.add_column("source", overflow="fold")
+        table.add_column("reason", overflow="fold")
+        for source, reason in report.failed:
+            table.add_row(source, reason)
         console.print(table)
 
 
