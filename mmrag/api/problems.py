@@ -35,13 +35,18 @@ def status_of(error: errors.MmragError) -> int:
     return next((status for kind, status in STATUS if isinstance(error, kind)), 500)
 
 
-def problem(
-    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
-) -> JSONResponse:
+def problem_body(status: int, title: str, detail: str, **extra: Any) -> dict[str, Any]:
     slug = title.lower().replace(" ", "-")
     body = {"type": f"https://mmrag.dev/problems/{slug}", "title": title, "status": status}
     body["detail"] = detail
     body.update(extra)
+    return body
+
+
+def problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body = problem_body(status, title, detail, **extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -250,3 +250,47 @@ def test_unknown_and_malformed_ids(live_api: httpx.Client, stored: str) -> None:
     assert_problem(live_api.get("/v1/images/not-an-id"), 422)
     assert_problem(live_api.delete("/v1/images/" + "f" * 32), 404)
     assert_unchanged(live_api, stored)
+
+
+def test_progress_events_then_result(live_api: httpx.Client, settings: Settings) -> None:
+    root = settings.allowed_roots[0]
+    for shade in range(5):
+        (root / f"{shade}.png").write_bytes(png_bytes((shade * 50, 9, 9)))
+    (root / "broken.png").write_bytes(b"nope")
+
+    with live_api.stream(
+        "POST",
+        "/v1/images/from-paths",
+        json={"paths": [str(root)]},
+        headers={"accept": "text/event-stream"},
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [
+            (block.split("\n")[0].removeprefix("event: "), json.loads(block.split("data: ", 1)[1]))
+            for block in response.read().decode().strip().split("\n\n")
+        ]
+
+    progress = [data for name, data in events if name == "progress"]
+    assert [update["done"] for update in progress] == list(range(1, 7))
+    assert all(update["total"] == 6 for update in progress)
+    name, result = events[-1]
+    assert name == "result"
+    assert len(result["items"]) == 5
+    assert result["failed"][0]["status"] == 415
+
+
+def test_progress_stream_reports_a_failed_request_as_an_error_event(
+    live_api: httpx.Client, settings: Settings
+) -> None:
+    root = settings.allowed_roots[0]
+    (root / "only.png").write_bytes(b"not an image at all")
+
+    response = live_api.post(
+        "/v1/images/from-paths",
+        json={"paths": [str(root)]},
+        headers={"accept": "text/event-stream"},
+    )
+
+    last = response.text.strip().split("\n\n")[-1]
+    assert last.startswith("event: error")
+    assert json.loads(last.split("data: ", 1)[1])["status"] == 415

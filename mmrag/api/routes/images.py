@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile, status
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from mmrag.api.deps import ServicesDep
-from mmrag.api.problems import status_of
+from mmrag.api.events import EVENT_STREAM, Progress, run_with_progress, sse, wants_events
+from mmrag.api.problems import problem_body, status_of
 from mmrag.api.schemas import (
     IMAGE_ID_PATTERN,
     FromUrlsRequest,
@@ -22,7 +27,7 @@ from mmrag.api.schemas import (
     IngestFailure,
 )
 from mmrag.api.security import CanRead, CanWrite
-from mmrag.errors import InvalidInput, TooLarge
+from mmrag.errors import InvalidInput, MmragError, TooLarge
 from mmrag.retrieval.decode import mime_type_of_format
 from mmrag.retrieval.items import (
     IngestItem,
@@ -48,6 +53,7 @@ class FromPathsRequest(BaseModel):
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ImagesCreated)
 async def upload_images(
+    request: Request,
     services: ServicesDep,
     _: CanWrite,
     files: Annotated[list[UploadFile], File(description="image files")],
@@ -55,7 +61,7 @@ async def upload_images(
         list[str] | None, Form(description="one caption per file, in order; empty for none")
     ] = None,
     metadata: Annotated[str | None, Form(description="a JSON object for every file")] = None,
-) -> ImagesCreated:
+) -> ImagesCreated | StreamingResponse:
     limits = services.settings.limits
     if len(files) > limits.max_upload_files:
         raise TooLarge(f"{len(files)} files in one request; the limit is {limits.max_upload_files}")
@@ -69,43 +75,48 @@ async def upload_images(
         items.append(
             IngestItem.upload(data, upload.filename or f"file-{index}", caption, shared_metadata)
         )
-    return await _ingest(services, items)
+    return await _ingest(request, services, items)
 
 
 @router.post("/from-urls", status_code=status.HTTP_201_CREATED, response_model=ImagesCreated)
 async def images_from_urls(
-    body: FromUrlsRequest, services: ServicesDep, _: CanWrite
-) -> ImagesCreated:
+    request: Request, body: FromUrlsRequest, services: ServicesDep, _: CanWrite
+) -> ImagesCreated | StreamingResponse:
     limits = services.settings.limits
     if len(body.urls) > limits.max_urls:
         raise TooLarge(f"{len(body.urls)} URLs in one request; the limit is {limits.max_urls}")
     if body.captions is not None and len(body.captions) != len(body.urls):
         raise InvalidInput(f"{len(body.captions)} captions for {len(body.urls)} URLs")
     metadata = clean_metadata(body.metadata or {}, limits)
-    with UrlFetcher(limits) as fetcher:
-        items = [
-            IngestItem.url(
-                fetcher,
-                url,
-                clean_captions([body.captions[index] or ""], limits) if body.captions else (),
-                metadata,
-            )
-            for index, url in enumerate(body.urls)
-        ]
-        return await _ingest(services, items)
+    captions = [clean_captions([caption or ""], limits) for caption in body.captions or []]
+    fetcher = UrlFetcher(limits)
+    items = [
+        IngestItem.url(fetcher, url, captions[index] if captions else (), metadata)
+        for index, url in enumerate(body.urls)
+    ]
+    try:
+        response = await _ingest(request, services, items)
+    except BaseException:
+        fetcher.close()
+        raise
+    if isinstance(response, StreamingResponse):
+        response.background = BackgroundTask(fetcher.close)  # after the last event
+    else:
+        fetcher.close()
+    return response
 
 
 @router.post("/from-paths", status_code=status.HTTP_201_CREATED, response_model=ImagesCreated)
 async def images_from_paths(
-    body: FromPathsRequest, services: ServicesDep, _: CanWrite
-) -> ImagesCreated:
+    request: Request, body: FromPathsRequest, services: ServicesDep, _: CanWrite
+) -> ImagesCreated | StreamingResponse:
     settings = services.settings
     metadata = clean_metadata(body.metadata or {}, settings.limits)
     paths = ServerPaths(settings.allowed_roots, settings.limits)
     items = await run_in_threadpool(items_from_paths, paths, body.paths, metadata)
     if not items:
         raise InvalidInput("no image files under the given paths")
-    return await _ingest(services, items)
+    return await _ingest(request, services, items)
 
 
 @router.get("", response_model=ImageList)
@@ -176,8 +187,27 @@ def _parse_metadata(raw: str | None, services: Services) -> dict[str, Any]:
     return clean_metadata(parsed, services.settings.limits)
 
 
-async def _ingest(services: Services, items: list[IngestItem]) -> ImagesCreated:
-    report = await run_in_threadpool(services.ingest, items)
+async def _ingest(
+    request: Request, services: Services, items: list[IngestItem]
+) -> ImagesCreated | StreamingResponse:
+    """Ingest and answer with the created images, or stream progress events first."""
+    if wants_events(request):
+        return StreamingResponse(_ingest_events(services, items), media_type=EVENT_STREAM)
+    return _created_or_raise(await run_in_threadpool(services.ingest, items))
+
+
+async def _ingest_events(services: Services, items: list[IngestItem]) -> AsyncIterator[str]:
+    try:
+        async for update in run_with_progress(partial(services.ingest, items)):
+            if isinstance(update, Progress):
+                yield sse("progress", update)
+            else:
+                yield sse("result", _created_or_raise(update).model_dump_json())
+    except MmragError as error:
+        yield sse("error", problem_body(status_of(error), error.title, error.detail))
+
+
+def _created_or_raise(report: IngestReport) -> ImagesCreated:
     created = _created(report)
     if not created.items:
         # Nothing was stored: the request as a whole failed, with the first item's reason.
