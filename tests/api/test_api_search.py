@@ -35,16 +35,20 @@ GALLERY = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["edge", "qdrant"])
 def gallery_api(
-    tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: object
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: object
 ) -> Iterator[tuple[httpx.Client, dict[str, str]]]:
-    """One server with a small captioned gallery, shared by the read-only tests below."""
+    """One server with a small captioned gallery, shared by the read-only tests below; once
+    on the embedded engine and once through qdrant-client (its local mode speaks the same
+    client API as a server)."""
     root = tmp_path_factory.mktemp("search")
+    store = {"backend": request.param, "url": ":memory:" if request.param == "qdrant" else None}
     settings = Settings(
         data_dir=root / "data",
         models={"embedder": f"local:{tiny_clip_dir}", "device": "cpu"},
         samples={"enabled": False},
+        store=store,
     )
     with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         ids = {}
