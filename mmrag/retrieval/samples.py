@@ -13,15 +13,15 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
-from mmrag.models.fixtures.shapes import generate_world
+from mmrag.models.fixtures.shapes import HELD_OUT_SEEDS, generate_world
 from mmrag.retrieval.items import IngestItem
 from mmrag.services import Services
 
 log = logging.getLogger(__name__)
 
 MARKER = ".samples-seeded"
-# Far from the training seeds, so the gallery is held out from the fixture model's training.
-SHAPES_SEED = 9_000_000
+# Held out from the fixture model's training, and apart from the seeds its evaluation uses.
+SHAPES_SEED = HELD_OUT_SEEDS.start + 500_000_000
 
 PHOTO_CAPTIONS: dict[str, str] = {
     "astronaut": "an astronaut in a white spacesuit with the American flag",

@@ -25,8 +25,6 @@ from mmrag.errors import InvalidInput, NotFound
 from mmrag.models.clip.embedder import ClipEmbedder
 from mmrag.retrieval import sparse
 from mmrag.retrieval.store import (
-    IMAGE_VECTOR,
-    TEXT_VECTOR,
     DenseVectorName,
     Filter,
     Hit,
@@ -80,14 +78,12 @@ class SearchService:
         store_filter = query.filter
         if exclude is not None:
             store_filter = Filter(store_filter.must, (*store_filter.must_not, exclude))
-        using: DenseVectorName = (
-            TEXT_VECTOR if query.target == SearchTarget.CAPTION else IMAGE_VECTOR
-        )
+        using: DenseVectorName = "text" if query.target == SearchTarget.CAPTION else "image"
         if query.target == SearchTarget.HYBRID:
             assert query.text is not None  # _check refused hybrid without text
             hits = self._store.search_hybrid(
                 vector,
-                IMAGE_VECTOR,
+                "image",
                 sparse.encode_query(query.text),
                 query.limit,
                 query.offset,
@@ -127,7 +123,7 @@ class SearchService:
         if query.image is not None:
             return self._embedder().embed_images([query.image])[0], None
         assert query.image_id is not None
-        vector = self._store.get_vector(query.image_id, IMAGE_VECTOR)
+        vector = self._store.get_vector(query.image_id, "image")
         if vector is None:
             raise NotFound(f"no image with id {query.image_id}")
         return vector, MatchValue("id", query.image_id)
