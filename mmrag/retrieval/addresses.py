@@ -94,8 +94,8 @@ class AddressPolicy:
             return True
         return is_public(plain)
 
-    def check(self, host: str, addresses: list[IPAddress]) -> IPAddress:
-        """The address to connect to; refuses a host if any of its addresses is refused
+    def check(self, host: str, addresses: list[IPAddress]) -> list[IPAddress]:
+        """The addresses to try, in order; refuses a host if any of them is refused
         (a name that mixes public and private addresses is an attack, not an accident)."""
         if not addresses:
             raise SourceUnreachable(f"host {host!r} has no address")
@@ -105,4 +105,4 @@ class AddressPolicy:
                     f"host {host!r} resolves to {address}, a private, loopback, link-local "
                     "or reserved address"
                 )
-        return addresses[0]
+        return addresses

@@ -85,8 +85,11 @@ def image_id_from_sha256(sha256: str) -> str:
 
 
 def mime_type_of_format(image_format: str) -> str:
+    name = image_format.upper()
+    if name == "MPO":  # a camera JPEG with extra frames: every viewer takes it as JPEG
+        return "image/jpeg"
     Image.init()
-    return Image.MIME.get(image_format.upper(), "application/octet-stream")
+    return Image.MIME.get(name, "application/octet-stream")
 
 
 def sniff_mime_type(data: bytes) -> str:

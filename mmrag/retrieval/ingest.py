@@ -29,7 +29,6 @@ from PIL import Image
 
 from mmrag.config import Settings
 from mmrag.errors import MmragError
-from mmrag.models.clip.embedder import PreparedImage
 from mmrag.retrieval import sparse
 from mmrag.retrieval.blobs import BlobKind, BlobStore, FilesystemBlobStore
 from mmrag.retrieval.decode import (
@@ -55,6 +54,7 @@ from mmrag.retrieval.store import ImagePoint, VectorStore
 log = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
+PreparedImage = npt.NDArray[np.uint8]  # H x W x 3 at the model's input size, as the embedder makes
 
 
 class ImageTextEmbedder(Protocol):
@@ -189,8 +189,10 @@ class IngestPipeline:
         check_byte_size(len(data), self.limits)
         digest = sha256_hex(data)
         image_id = image_id_from_sha256(digest)
-        if self.store.existing([image_id]):
+        if self.store.existing([image_id]) and self._blobs_complete(digest):
             return _Known(index, item, image_id)  # no decode work for a re-run over a folder
+        # New bytes, or a stored image whose blobs went missing: the steps below write them
+        # again, and the store check before upserting reports the image as a duplicate.
         decoded = decode_image(data, self.limits, at_least=self._decode_floor())
         thumbnail = make_thumbnail(
             decoded.image, self.options.thumbnail_px, self.options.thumbnail_format
@@ -209,6 +211,9 @@ class IngestPipeline:
             created="",  # stamped when the point is built
         )
         return _Prepared(index, item, info, prepared, captions, metadata, created)
+
+    def _blobs_complete(self, sha256: str) -> bool:
+        return self.blobs.exists("original", sha256) and self.blobs.exists("thumbnail", sha256)
 
     def _decode_floor(self) -> tuple[int, int] | None:
         if not self.options.reduced_decode:

@@ -46,7 +46,7 @@ class IngestItem:
         captions: Sequence[str] = (),
         metadata: Mapping[str, Any] | None = None,
     ) -> IngestItem:
-        return cls("upload", upload_name(filename), lambda: data, tuple(captions), metadata or {})
+        return cls("upload", upload_name(filename), lambda: data, _tuple(captions), metadata or {})
 
     @classmethod
     def server_path(
@@ -56,7 +56,7 @@ class IngestItem:
         captions: Sequence[str] = (),
         metadata: Mapping[str, Any] | None = None,
     ) -> IngestItem:
-        return cls("path", str(path), lambda: paths.read(path), tuple(captions), metadata or {})
+        return cls("path", str(path), lambda: paths.read(path), _tuple(captions), metadata or {})
 
     @classmethod
     def url(
@@ -66,7 +66,7 @@ class IngestItem:
         captions: Sequence[str] = (),
         metadata: Mapping[str, Any] | None = None,
     ) -> IngestItem:
-        return cls("url", url, lambda: fetcher.fetch(url), tuple(captions), metadata or {})
+        return cls("url", url, lambda: fetcher.fetch(url), _tuple(captions), metadata or {})
 
 
 def items_from_paths(
@@ -85,6 +85,11 @@ def items_from_paths(
         for target in targets
         for file in paths.list_files(target)
     ]
+
+
+def _tuple(captions: Sequence[str]) -> tuple[str, ...]:
+    # A lone string is a Sequence[str] too: one caption, not one per character.
+    return (captions,) if isinstance(captions, str) else tuple(captions)
 
 
 def upload_name(filename: str) -> str:

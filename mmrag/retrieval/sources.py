@@ -67,6 +67,8 @@ class ServerPaths:
             raise NotFound(f"no such file or directory: {given}") from error
         except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
             raise ForbiddenSource(f"cannot resolve {given}: {error}") from error
+        except ValueError as error:  # a NUL byte in the path
+            raise InvalidInput(f"not a valid path: {str(path)[:200]!r}") from error
         if not self._allowed(real):
             raise ForbiddenSource(f"{given} resolves outside the allowed roots")
         return real
@@ -227,8 +229,21 @@ class UrlFetcher:
     # -- internals -------------------------------------------------------------------------
 
     def _get(self, url: httpx.URL, deadline: float) -> bytes | str:
-        """One hop: the body, or the Location of a redirect."""
-        address = self._checked_address(url)
+        """One hop: the body, or the Location of a redirect.
+
+        Tries the host's checked addresses in order (an IPv6 address first is common, and
+        useless where the network has no IPv6); never any address that was not checked.
+        """
+        addresses = self._checked_addresses(url)
+        for attempt, address in enumerate(addresses, start=1):
+            try:
+                return self._get_from(url, address, deadline)
+            except httpx.ConnectError:
+                if attempt == len(addresses):
+                    raise
+        raise AssertionError("unreachable: a checked host has at least one address")
+
+    def _get_from(self, url: httpx.URL, address: IPAddress, deadline: float) -> bytes | str:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise httpx.TimeoutException("deadline passed")
@@ -256,7 +271,7 @@ class UrlFetcher:
         finally:
             response.close()
 
-    def _checked_address(self, url: httpx.URL) -> IPAddress:
+    def _checked_addresses(self, url: httpx.URL) -> list[IPAddress]:
         host = _ascii_host(url)
         port = url.port or (443 if url.scheme == "https" else 80)
         try:

@@ -227,6 +227,33 @@ def test_reingesting_is_a_no_op_returning_the_same_id(
     assert payload["captions"] == []
 
 
+def test_reingesting_restores_missing_blobs(
+    pipeline: IngestPipeline, store: VectorStore, blobs: FilesystemBlobStore
+) -> None:
+    data = images.jpeg(seed=12)
+    first = pipeline.run([upload(data)])
+    image = first.results[0].image
+    assert image is not None
+    blobs.delete(image.sha256)
+
+    again = pipeline.run([upload(data)])
+
+    assert again.duplicates == first.indexed
+    assert blobs.read("original", image.sha256) == data
+    assert blobs.exists("thumbnail", image.sha256)
+    assert store.count() == 1
+
+
+def test_a_single_caption_string_is_one_caption(
+    pipeline: IngestPipeline, store: VectorStore
+) -> None:
+    item = IngestItem.upload(images.jpeg(), "a.jpg", captions="a lone caption")  # type: ignore[arg-type]
+
+    (image_id,) = pipeline.run([item]).indexed
+
+    assert store.get([image_id])[image_id]["captions"] == ["a lone caption"]
+
+
 def test_captions_are_embedded_into_the_text_and_sparse_vectors(
     pipeline: IngestPipeline, store: VectorStore, tiny_embedder: ClipEmbedder
 ) -> None:

@@ -148,6 +148,11 @@ def test_relative_path_is_invalid(paths: ServerPaths) -> None:
         paths.list_files("photos/a.jpg")
 
 
+def test_path_with_a_nul_byte_is_invalid(paths: ServerPaths, allowed: Path) -> None:
+    with pytest.raises(InvalidInput):
+        paths.read(f"{allowed}/a\x00.jpg")
+
+
 def test_missing_path_is_not_found(paths: ServerPaths, allowed: Path) -> None:
     with pytest.raises(NotFound):
         paths.list_files(allowed / "nope")
@@ -214,7 +219,7 @@ def test_default_policy_refuses_non_public_addresses(address: str) -> None:
 def test_default_policy_allows_public_addresses(address: str) -> None:
     parsed = ipaddress.ip_address(address)
 
-    assert AddressPolicy().check("host.test", [parsed]) == parsed
+    assert AddressPolicy().check("host.test", [parsed]) == [parsed]
 
 
 def test_one_private_address_among_public_ones_refuses_the_host() -> None:
@@ -285,6 +290,21 @@ def test_fetch_connects_to_the_checked_address_and_keeps_the_host_name(
 
     assert asked == ["images.test"]  # resolved once, by us; the connection used that address
     assert server.requests == [("/cat.jpg", f"images.test:{server.port}")]
+
+
+def test_next_checked_address_is_tried_when_one_refuses_connections(
+    server: LocalServer,
+) -> None:
+    data = images.jpeg()
+    server.routes["/cat.jpg"] = Route(body=data)
+    policy = AddressPolicy.allowing("127.0.0.0/8")
+
+    def resolve(host: str, port: int) -> list[IPAddress]:
+        # Nothing listens on 127.0.0.2 (the server is bound to 127.0.0.1 only).
+        return [ipaddress.ip_address("127.0.0.2"), ipaddress.ip_address("127.0.0.1")]
+
+    with UrlFetcher(FAST, policy=policy, resolver=resolve) as fetcher:
+        assert fetcher.fetch(server.url("/cat.jpg", host="images.test")) == data
 
 
 def test_url_to_loopback_is_forbidden_by_default(server: LocalServer) -> None:
