@@ -8,6 +8,8 @@ plain-torch CPU kernel, is enough for it to import. On a torch where torchvision
 operators loaded (a CUDA machine) this is a no-op.
 
 Call :func:`ensure_torchvision` before anything imports torchvision.
+
+:func:`configure_cpu_threads` sizes torch's intra-op pool to the cores we may really use.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import logging
 import threading
 
 import torch
+
+from mmrag.models.cpu import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +65,31 @@ def ensure_torchvision() -> None:
         missing = [name for name in ("nms", "qnms") if not _operator_exists(name)]
         if missing:
             # Kept alive for the process: dropping a Library object unregisters its operators.
-            library = torch.library.Library("torchvision", "FRAGMENT")
+            # torch.library's Library methods are not annotated, hence the ignores.
+            library = torch.library.Library("torchvision", "FRAGMENT")  # type: ignore[no-untyped-call]
             for name in missing:
-                library.define(f"{name}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-                library.impl(name, nms_reference, "CPU")
+                schema = f"{name}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
+                library.define(schema)  # type: ignore[no-untyped-call]
+                library.impl(name, nms_reference, "CPU")  # type: ignore[no-untyped-call]
             _LIBRARIES.append(library)
             log.debug("defined CPU fallbacks for torchvision::%s", ", torchvision::".join(missing))
         _done = True
 
 
 _LIBRARIES: list[torch.library.Library] = []
+
+
+def configure_cpu_threads(requested: int = 0) -> int:
+    """Set torch's intra-op thread count; ``0`` means one per usable core. Returns the count.
+
+    One thread per usable core (affinity mask and cgroup quota, see :mod:`mmrag.models.cpu`),
+    not per host core: torch's OpenMP threads spin at barriers, so a pool larger than the cores we
+    get makes GEMM-bound work slower, not just no faster. The setting is process-wide; every
+    model in the process shares the pool. Where several worker processes share a machine, give
+    each ``cores / processes`` threads (``MMRAG_MODELS__CPU_THREADS``).
+    """
+    threads = requested if requested > 0 else usable_cores()
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+        log.info("torch uses %d CPU threads", threads)
+    return threads
