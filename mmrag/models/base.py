@@ -11,6 +11,7 @@ import threading
 from abc import ABC, abstractmethod
 from typing import ClassVar, Literal
 
+from mmrag.errors import ModelUnavailable
 from mmrag.models.spec import ModelSpec
 
 Tool = Literal["embed", "caption", "vqa", "ground", "detect", "ocr"]
@@ -18,12 +19,20 @@ Device = Literal["auto", "cpu", "cuda"]
 
 
 def resolve_device(device: Device) -> str:
-    """``auto`` picks CUDA where a CUDA torch sees a GPU, else CPU."""
-    if device != "auto":
+    """``auto`` picks CUDA where a CUDA torch sees a GPU, else CPU.
+
+    Asking for ``cuda`` where there is none raises :class:`ModelUnavailable` at load, rather
+    than an obscure torch error at the first forward pass.
+    """
+    if device == "cpu":
         return device
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise ModelUnavailable("device cuda requested, but this torch sees no CUDA GPU")
+    return "cpu"
 
 
 class InferenceModel(ABC):
@@ -62,5 +71,5 @@ class InferenceModel(ABC):
     @abstractmethod
     def _load(self) -> None: ...
 
-    def _unload(self) -> None:
+    def _unload(self) -> None:  # noqa: B027 (an optional hook, not abstract on purpose)
         """Drop references to weights so the memory can be freed."""

@@ -18,7 +18,7 @@ def create_embedder(
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
     match parsed:
         case ModelSpec(scheme="open_clip", name=name, revision=revision):
-            return ClipEmbedder(parsed, OpenClipSource(name, revision), options)
+            return ClipEmbedder(parsed, _built_in_open_clip(parsed, name, revision), options)
         case ModelSpec(scheme="local", name=path):
             return ClipEmbedder(parsed, _local_open_clip(Path(path)), options)
         case ModelSpec(scheme="fixture", name=name):
@@ -28,6 +28,21 @@ def create_embedder(
             return ClipEmbedder(parsed, _local_open_clip(directory), options)
         case _:
             raise UnknownModel(f"no embedder for {parsed}: use open_clip:, local: or fixture:")
+
+
+def _built_in_open_clip(spec: ModelSpec, name: str, revision: str | None) -> OpenClipSource:
+    # Checked here, without importing open_clip: architecture and tag are checked at load.
+    if ":" in name:
+        raise UnknownModel(
+            f"{spec}: open_clip specs name a built-in architecture (open_clip:ViT-B-32@<tag>); "
+            "for a model directory use local:/path"
+        )
+    if not revision:
+        # Without a tag open_clip would build random weights and embed nonsense, quietly.
+        raise UnknownModel(
+            f"{spec} names no pretrained weights: add @<tag> (open_clip:{name}@laion2b_s34b_b79k)"
+        )
+    return OpenClipSource(name, revision)
 
 
 def _local_open_clip(directory: Path) -> OpenClipSource:

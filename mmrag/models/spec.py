@@ -15,7 +15,7 @@ from mmrag.errors import UnknownModel
 Scheme = Literal["open_clip", "hf", "local", "fixture"]
 SCHEMES: tuple[Scheme, ...] = ("open_clip", "hf", "local", "fixture")
 
-_SPEC = re.compile(r"^(?P<scheme>[a-z_]+):(?P<name>[^@\s]+)(?:@(?P<revision>[^@\s]+))?$")
+_SPEC = re.compile(r"^(?P<scheme>[a-z][a-z0-9_]*):(?P<name>[^@\s]+)(?:@(?P<revision>[^@\s]+))?$")
 
 
 @dataclass(frozen=True)

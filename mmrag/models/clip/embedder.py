@@ -1,46 +1,54 @@
-"""CLIP-family embedder on open_clip: images and texts into one normalised vector space.
+"""CLIP-family embedder on open_clip: images and texts into one L2-normalised vector space.
 
 Preprocessing is split in two so that ingest can overlap it with the forward pass:
-:meth:`ClipEmbedder.prepare_image` (resize + centre crop to a uint8 array, run in decode
-threads) and :meth:`ClipEmbedder.embed_prepared` (normalise a batch, forward, L2-normalise).
+:meth:`ClipEmbedder.prepare_image` (resize + crop to a uint8 array, run in decode threads) and
+:meth:`ClipEmbedder.embed_prepared` (normalise a batch, forward, L2-normalise).
+
+Precision: fp32 on CPU (optionally dynamic int8 for the image tower's MLPs), open_clip's fp16
+mixed precision on CUDA (Linear/conv weights fp16, LayerNorm parameters fp32). Vectors always
+come back as float32 numpy arrays, normalised in fp32.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from mmrag.errors import InvalidInput, ModelUnavailable
+from mmrag.errors import InvalidInput, ModelUnavailable, UnknownModel
 from mmrag.models.base import Device, InferenceModel, Tool, resolve_device
+from mmrag.models.clip.preprocess import ImagePreprocess, fit_image, normalise_batch
+from mmrag.models.clip.preprocess import PreparedImage as PreparedImage  # re-exported
+from mmrag.models.cpu import usable_cores as usable_cores  # re-exported for older imports
 from mmrag.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
-PreparedImage = npt.NDArray[np.uint8]  # H x W x 3, already at the model's input size
+Precision = Literal["auto", "fp32", "fp16"]
 
-_RESAMPLE = {
-    "bicubic": Image.Resampling.BICUBIC,
-    "bilinear": Image.Resampling.BILINEAR,
-    "nearest": Image.Resampling.NEAREST,
-}
+OFFLINE_HINT = (
+    "Run with MMRAG_PROFILE=offline to use the fixture models (no download), "
+    "or put open_clip weights in a directory and use local:/path"
+)
+LOCAL_DIR = "local-dir:"
 
 
 @dataclass(frozen=True)
 class EmbedderOptions:
     device: Device = "auto"
-    cpu_threads: int = 0  # 0: one per usable core
-    int8: bool = False  # dynamic int8 of the MLP Linear layers, CPU only
+    cpu_threads: int = 0  # 0: one per usable core (see mmrag.models.torch_setup)
+    int8: bool = False  # dynamic int8 of the image tower's MLP Linear layers; CPU + fp32 only
     batch_size: int = 32
-    cache_dir: Path | None = None
+    cache_dir: Path | None = None  # None: Hugging Face's and open_clip's own caches
+    precision: Precision = "auto"  # auto: fp16 on CUDA, fp32 on CPU
 
 
 @dataclass(frozen=True)
@@ -55,11 +63,10 @@ class OpenClipSource:
         return f"{self.model_name}" + (f" ({self.pretrained})" if self.pretrained else "")
 
 
-def usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+def resolve_precision(precision: Precision, device: str) -> Literal["fp32", "fp16"]:
+    if precision != "auto":
+        return precision
+    return "fp16" if device == "cuda" else "fp32"
 
 
 class ClipEmbedder(InferenceModel):
@@ -75,6 +82,8 @@ class ClipEmbedder(InferenceModel):
         random_weights: bool = False,
     ) -> None:
         super().__init__(spec, options.device)
+        if options.batch_size < 1:
+            raise InvalidInput(f"batch_size must be at least 1, not {options.batch_size}")
         self.source = source
         self.options = options
         self.random_weights = random_weights  # real compute, no download: benchmarks only
@@ -82,59 +91,93 @@ class ClipEmbedder(InferenceModel):
         self._tokenizer: Callable[[Sequence[str]], Any] | None = None
         self._device = "cpu"
         self._dtype: Any = None
-        self._size: tuple[int, int] = (224, 224)
-        self._mean: Any = None
-        self._std: Any = None
-        self._resample = Image.Resampling.BICUBIC
+        self.preprocess_cfg = ImagePreprocess()
+        self.precision: Literal["fp32", "fp16"] = "fp32"
+        self.quantized = False
+        self.threads = 0  # torch CPU threads set at load; 0 on GPU
         self.dim = 0
 
     # -- loading ---------------------------------------------------------------------------
 
     def _load(self) -> None:
-        from mmrag.models.torch_setup import ensure_torchvision
+        from mmrag.models.torch_setup import configure_cpu_threads, ensure_torchvision
 
         ensure_torchvision()
-        import open_clip
         import torch
+        from safetensors import SafetensorError
 
         self._device = resolve_device(self.requested_device)
+        self.precision = resolve_precision(self.options.precision, self._device)
         if self._device == "cpu":
-            threads = self.options.cpu_threads or usable_cores()
-            torch.set_num_threads(threads)
-        pretrained = None if self.random_weights else self.source.pretrained
+            self.threads = configure_cpu_threads(self.options.cpu_threads)
         try:
-            model, _, _ = open_clip.create_model_and_transforms(
-                self.source.model_name,
-                pretrained=pretrained,
-                cache_dir=str(self.options.cache_dir) if self.options.cache_dir else None,
-            )
-            tokenizer = open_clip.get_tokenizer(self.source.model_name)
-        except (RuntimeError, OSError, ValueError) as error:
+            model, tokenizer = self._build()
+        except UnknownModel:
+            raise
+        except ModelUnavailable as error:
+            detail = f"cannot load {self.spec}: {error.detail}. {OFFLINE_HINT}"
+            raise ModelUnavailable(detail) from error
+        except (RuntimeError, OSError, ValueError, SafetensorError) as error:
+            # Missing or corrupt files, or weights that do not fit the architecture.
             raise ModelUnavailable(
                 f"cannot load {self.spec} ({self.source.describe()}): {_first_line(error)}. "
-                "No model hub is reachable? Run with MMRAG_PROFILE=offline to use the fixture "
-                "models, or put the weights in a local directory and use local:/path"
+                f"{OFFLINE_HINT}"
             ) from error
         model.eval()
-        if self._device == "cuda":
-            model = model.to(device="cuda", dtype=torch.float16)
-            self._dtype = torch.float16
-        else:
-            self._dtype = torch.float32
-            if self.options.int8:
+        self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        if self.options.int8:
+            if self._device == "cpu" and self.precision == "fp32":
                 model = quantize_mlp_int8(model)
-        cfg = model.visual.preprocess_cfg
-        size = cfg.get("size", 224)
-        self._size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-        self._mean = torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-        self._std = torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
-        self._resample = _RESAMPLE.get(cfg.get("interpolation", "bicubic"), self._resample)
+                self.quantized = True
+            else:
+                log.warning(
+                    "int8 ignored: it is for fp32 on CPU and %s runs %s on %s",
+                    self.spec,
+                    self.precision,
+                    self._device,
+                )
+        self.preprocess_cfg = ImagePreprocess.from_open_clip(model.visual.preprocess_cfg)
         self._model = model
         self._tokenizer = tokenizer
         with torch.inference_mode():
             probe = model.encode_text(tokenizer(["probe"]).to(self._device))
         self.dim = int(probe.shape[-1])
-        log.info("loaded %s on %s (dim %d)", self.spec, self._device, self.dim)
+        log.info(
+            "loaded %s on %s (%s%s, dim %d, %s)",
+            self.spec,
+            self._device,
+            self.precision,
+            " + int8 MLPs" if self.quantized else "",
+            self.dim,
+            f"{self.threads} threads" if self._device == "cpu" else "GPU",
+        )
+
+    def _build(self) -> tuple[Any, Callable[[Sequence[str]], Any]]:
+        """The open_clip model (on its device, in its precision) and its tokenizer."""
+        import open_clip
+
+        name = self.source.model_name
+        common: dict[str, Any] = {"device": self._device, "precision": self.precision}
+        if self.random_weights or name.startswith(LOCAL_DIR):
+            # A local directory carries its own config, weights and preprocessing.
+            model = open_clip.create_model(name, load_weights=not self.random_weights, **common)
+        elif not self.source.pretrained:
+            raise UnknownModel(f"{self.spec} names no pretrained weights: add @<tag>")
+        else:
+            from open_clip.transform import merge_preprocess_dict
+
+            from mmrag.models.clip.weights import resolve_checkpoint
+
+            checkpoint = resolve_checkpoint(name, self.source.pretrained, self.options.cache_dir)
+            model = open_clip.create_model(
+                name,
+                pretrained=checkpoint.path,
+                # open_clip applies a tag's settings only when handed the tag; we hand it the file.
+                force_quick_gelu=checkpoint.quick_gelu,
+                force_preprocess_cfg=merge_preprocess_dict({}, dict(checkpoint.tag_cfg)),
+                **common,
+            )
+        return model, open_clip.get_tokenizer(name)
 
     def _unload(self) -> None:
         self._model = None
@@ -142,31 +185,22 @@ class ClipEmbedder(InferenceModel):
 
     @property
     def input_size(self) -> tuple[int, int]:
+        """(width, height) of the model's input."""
         self.load()
-        return self._size
+        return (self.preprocess_cfg.width, self.preprocess_cfg.height)
 
     # -- images ----------------------------------------------------------------------------
 
     def prepare_image(self, image: Image.Image) -> PreparedImage:
-        """Resize the shorter side to the input size and centre-crop, as open_clip does."""
-        width, height = self.input_size
-        rgb = image if image.mode == "RGB" else image.convert("RGB")
-        scale = max(width / rgb.width, height / rgb.height)
-        resized_w = max(width, round(rgb.width * scale))
-        resized_h = max(height, round(rgb.height * scale))
-        # reducing_gap lets Pillow shrink big images in cheap integer steps first.
-        resized = rgb.resize((resized_w, resized_h), self._resample, reducing_gap=3.0)
-        left = (resized_w - width) // 2
-        top = (resized_h - height) // 2
-        cropped = resized.crop((left, top, left + width, top + height))
-        return np.asarray(cropped, dtype=np.uint8)
+        """Resize and crop (or pad) to the input size exactly as open_clip's eval transform."""
+        self.load()
+        return fit_image(image, self.preprocess_cfg)
 
     def preprocess_images(self, prepared: Sequence[PreparedImage]) -> Any:
         import torch
 
-        batch = torch.from_numpy(np.stack(prepared)).permute(0, 3, 1, 2).float().div_(255.0)
-        batch = (batch - self._mean) / self._std
-        return batch.to(self._device, dtype=self._dtype)
+        pixels = torch.from_numpy(np.stack(prepared)).to(self._device)
+        return normalise_batch(pixels, self.preprocess_cfg).to(dtype=self._dtype)
 
     def _forward_images(self, batch: Any) -> Any:
         import torch
@@ -175,8 +209,14 @@ class ClipEmbedder(InferenceModel):
             return self._model.encode_image(batch)
 
     def embed_prepared(self, prepared: Sequence[PreparedImage]) -> Vectors:
-        """Embed already-prepared images, batch by batch."""
+        """Embed already-prepared images, batch by batch: ``N x dim`` unit vectors."""
         self.load()
+        expected = (self.preprocess_cfg.height, self.preprocess_cfg.width, 3)
+        for pixels in prepared:
+            if pixels.shape != expected or pixels.dtype != np.uint8:
+                raise InvalidInput(
+                    f"prepared image is {pixels.dtype} {pixels.shape}, expected uint8 {expected}"
+                )
         step = self.options.batch_size
         chunks = [
             self.postprocess(self._forward_images(self.preprocess_images(prepared[i : i + step])))
@@ -202,6 +242,11 @@ class ClipEmbedder(InferenceModel):
             return self._model.encode_text(tokens)
 
     def embed_texts(self, texts: Sequence[str]) -> Vectors:
+        """Embed texts (truncated to the model's context): ``N x dim`` unit vectors."""
+        if isinstance(texts, str):  # a bare string is a sequence of one-letter texts
+            raise InvalidInput("embed_texts takes a list of texts, not a string")
+        if any(not text.strip() for text in texts):  # all checked before any compute
+            raise InvalidInput("cannot embed an empty text")
         self.load()
         step = self.options.batch_size
         chunks = [
@@ -213,25 +258,40 @@ class ClipEmbedder(InferenceModel):
     # -- shared ----------------------------------------------------------------------------
 
     def postprocess(self, features: Any) -> Vectors:
-        """L2-normalise in fp32 and hand back numpy."""
+        """L2-normalise in fp32 (fp16 norms lose digits) and hand back numpy."""
         vectors = features.float()
         vectors = vectors / vectors.norm(dim=-1, keepdim=True).clamp(min=1e-12)
         return np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32)
 
 
 def quantize_mlp_int8(model: Any) -> Any:
-    """Dynamic int8 for the transformer MLP Linear layers.
+    """Dynamic int8 (per-channel weights) for the image tower's transformer MLP Linear layers.
 
-    Whole-model quantisation breaks open_clip (its attention reads ``out_proj.weight``
-    directly), so only the ``mlp`` blocks, where most of the FLOPs are, are converted.
+    What stays fp32, and why:
+
+    - attention: open_clip's attention reads ``out_proj.weight`` directly, which a quantized
+      Linear does not have, so quantising the whole model breaks it;
+    - LayerNorms, the patch-embedding conv, class/position embeddings and the final projection
+      (small, and where errors would reach every token);
+    - the text tower: a search query is one short text, so int8 would save milliseconds and
+      only cost accuracy. Bulk ingest, the throughput-bound path, is all images.
+
+    The MLPs hold about two thirds of ViT-B-32's FLOPs; on AVX2 the int8 GEMMs run about twice
+    as fast as fp32 (bench/embed_throughput.py).
     """
     import torch
-    from torch.ao.quantization import quantize_dynamic
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    for module in model.modules():
-        mlp = getattr(module, "mlp", None)
-        if isinstance(mlp, torch.nn.Module):
-            module.mlp = quantize_dynamic(mlp, {torch.nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():
+        # torch.ao.quantization announces its move to torchao once per module; it works.
+        warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated")
+        warnings.filterwarnings("ignore", message=r".*quantized tensor creation")
+        for module in model.visual.modules():
+            mlp = getattr(module, "mlp", None)
+            if isinstance(mlp, torch.nn.Module):
+                module.mlp = quantize_dynamic(  # type: ignore[no-untyped-call]
+                    mlp, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+                )
     return model
 
 
