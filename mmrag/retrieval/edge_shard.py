@@ -1,13 +1,15 @@
-"""An edge shard's files: its configuration, opening it, the directory lock, copies, swaps.
+"""An edge shard's files: its configuration, opening it, the directory lock, generations.
 
 Layout under the store directory, for a collection ``images``::
 
-    images/            the live shard (qdrant-edge's own files)
-    images.build/      a copy being indexed by a child process (see ``edge_build``)
-    images.old/        the previous live shard, kept until a swap has fully completed
-    .images.lock       held (flock) by the one process that has the collection open
+    images/CURRENT        names the live generation ("gen-000003"), replaced atomically
+    images/gen-000003/    the live shard (qdrant-edge's own files)
+    images/gen-000004/    a copy being indexed by a child process (see ``edge_build``)
+    images/.lock          held (flock) by the one process that has the collection open
 
-Collection names cannot contain dots, so these names never collide with another collection.
+An index build copies the live generation into the next one, builds it, and publishes it by
+rewriting CURRENT; no directory is ever renamed under an open shard. Whatever a crash leaves
+behind, the generation CURRENT names is complete, and the others are deleted on open.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ FULL_SCAN_THRESHOLD_KB = 10_000
 # a build is worth it, so the engine must never refuse one: 1 KiB (0 would disable indexing).
 INDEXING_THRESHOLD_KB = 1
 
-# Written into the old shard once the new one holds every write: recovery keeps the new one.
-_SUPERSEDED = "MMRAG_SUPERSEDED"
+_CURRENT = "CURRENT"
+_GENERATION = "gen-{:06d}"
 
 
 def usable_cores() -> int:
@@ -49,13 +51,41 @@ def usable_cores() -> int:
 
 class ShardPaths:
     def __init__(self, directory: Path, collection: str) -> None:
-        self.live = directory / collection
-        self.build = directory / f"{collection}.build"
-        self.old = directory / f"{collection}.old"
-        self.lock = directory / f".{collection}.lock"
+        self.root = directory / collection
+        self.lock = self.root / ".lock"
+        self._current = self.root / _CURRENT
 
-    def exists(self) -> bool:
-        return (self.live / "edge_config.json").is_file()
+    def live(self) -> Path | None:
+        """The published generation, or None before the collection was created."""
+        try:
+            name = self._current.read_text().strip()
+        except FileNotFoundError:
+            return None
+        path = self.root / name
+        return path if (path / "edge_config.json").is_file() else None
+
+    def next_generation(self) -> Path:
+        numbers = [int(p.name.split("-")[1]) for p in self.root.glob("gen-*") if p.is_dir()]
+        return self.root / _GENERATION.format(max(numbers, default=0) + 1)
+
+    def publish(self, generation: Path) -> None:
+        """Make ``generation`` the live one, atomically and durably."""
+        staged = self.root / f"{_CURRENT}.tmp"
+        with staged.open("w") as handle:
+            handle.write(generation.name + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        staged.replace(self._current)
+        _fsync_dir(self.root)
+
+    def remove_stale(self) -> None:
+        """Delete every generation but the live one (unfinished builds, superseded shards)."""
+        live = self.live()
+        for path in self.root.glob("gen-*"):
+            if path != live:
+                log.info("removing stale shard generation %s", path)
+                shutil.rmtree(path, ignore_errors=True)
+        (self.root / f"{_CURRENT}.tmp").unlink(missing_ok=True)
 
 
 def hnsw_config(hnsw: HnswSettings) -> qe.HnswIndexConfig:
@@ -84,8 +114,8 @@ def shard_config(dim: int, settings: StoreSettings) -> qe.EdgeConfig:
 class DirectoryLock:
     """An exclusive flock on the collection, taken before touching any of its directories.
 
-    The engine's WAL lock only covers the live shard; this one also covers the build and swap
-    directories, so a second process never "recovers" a build the first one is running.
+    The engine's WAL lock only covers one generation; this one covers them all, so a second
+    process never deletes a generation the first one is building.
     """
 
     def __init__(self, path: Path) -> None:
@@ -113,8 +143,9 @@ class DirectoryLock:
 
 def in_use(directory: Path) -> Unavailable:
     return Unavailable(
-        f"the vector store in {directory} is open in another process; the embedded store "
-        "serves one process per data dir (run one server, or use MMRAG_STORE__BACKEND=qdrant)"
+        f"the vector store in {directory} is already open (by another process or store); the "
+        "embedded store serves one process per data dir (run one server, or use "
+        "MMRAG_STORE__BACKEND=qdrant)"
     )
 
 
@@ -137,31 +168,6 @@ def create(path: Path, config: qe.EdgeConfig) -> qe.EdgeShard:
         return qe.EdgeShard.create(str(path), config)
     except Exception as error:
         raise open_error(path, error) from error
-
-
-def recover(paths: ShardPaths) -> None:
-    """Finish or undo a swap that a crash interrupted; drop a build that never swapped in.
-
-    Safe only under the directory lock. The old shard always holds every write made before
-    the swap began, so whenever the swap is not known complete it is the one kept.
-    """
-    if paths.build.exists():
-        log.info("removing unfinished index build %s", paths.build)
-        shutil.rmtree(paths.build)
-    if not paths.old.exists():
-        return
-    if (paths.old / _SUPERSEDED).exists() and paths.exists():
-        shutil.rmtree(paths.old)
-        return
-    log.warning("an index swap in %s did not complete; keeping the previous shard", paths.live)
-    if paths.live.exists():
-        shutil.rmtree(paths.live)
-    paths.old.rename(paths.live)
-
-
-def mark_superseded(paths: ShardPaths) -> None:
-    (paths.old / _SUPERSEDED).touch()
-    _fsync_dir(paths.old)
 
 
 def copy_tree(source: Path, target: Path) -> None:

@@ -72,7 +72,7 @@ class BuildReport:
     optimized: bool
     copy_s: float  # writes waited this long
     build_s: float  # the child process; nothing waited
-    swap_s: float  # every call waited this long
+    swap_s: float  # writes waited this long; searches only for a reference swap
     replayed_operations: int
 
 
@@ -100,10 +100,9 @@ class EdgeVectorStore:
         self._dir_lock = edge_shard.DirectoryLock(self._paths.lock)
         self._dir_lock.acquire()
         try:
-            edge_shard.recover(self._paths)
-            self._shard: qe.EdgeShard | None = (
-                edge_shard.load(self._paths.live) if self._paths.exists() else None
-            )
+            self._paths.remove_stale()
+            self._live = self._paths.live()
+            self._shard = edge_shard.load(self._live) if self._live else None
         except BaseException:
             self._dir_lock.release()
             raise
@@ -134,13 +133,16 @@ class EdgeVectorStore:
             if self._dim is not None:
                 raise self._mismatch(dim, f"this store already serves {self._dim}-d vectors")
             config = edge_shard.shard_config(dim, self._settings)
-            if self._shard is None:
-                self._shard = edge_shard.create(self._paths.live, config)
+            if self._shard is None or self._live is None:
+                generation = self._paths.next_generation()
+                self._shard = edge_shard.create(generation, config)
+                self._paths.publish(generation)
+                self._live = generation
             else:
                 self._probe_dim(self._shard, dim)
                 # Reopen with the full config: it applies the current HNSW settings on disk.
                 self._shard.close()
-                self._shard = edge_shard.load(self._paths.live, config)
+                self._shard = edge_shard.load(self._live, config)
             self._create_payload_indexes(self._shard)
             self._dim = dim
 
@@ -318,7 +320,7 @@ class EdgeVectorStore:
         with self._access.shared():
             shard = self._shard_or_none()
             if shard is None:
-                return StoreInfo(0, 0, 0, self.backend_name, {"path": str(self._paths.live)})
+                return StoreInfo(0, 0, 0, self.backend_name, {"path": str(self._live)})
             engine_info = _engine(shard.info)
             sparse_count = _count_having(shard, SPARSE_VECTOR)
         return StoreInfo(
@@ -328,7 +330,7 @@ class EdgeVectorStore:
             segments=engine_info.segments_count,
             backend=self.backend_name,
             extra={
-                "path": str(self._paths.live),
+                "path": str(self._live),
                 "unindexed_points": self._unindexed,
                 "build_phase": self._phase,
                 "last_build": asdict(self.last_build) if self.last_build else None,
@@ -350,10 +352,12 @@ class EdgeVectorStore:
     def optimize(self) -> bool:
         """Build HNSW for everything written since the last build, in a child process.
 
-        Blocks the calling thread until the new shard is swapped in; searches and writes go on
-        meanwhile, except for two pauses: writes wait while the shard is copied, and every call
-        waits while the built copy is reopened (about a second at 100k points). Returns False
-        when nothing was built, when another build is running, or when ``close()`` cut it short.
+        Blocks the calling thread until the new shard is live; searches and writes go on
+        meanwhile. Writes wait twice: while the shard is copied, and while the built copy is
+        opened and given the writes made during the build (``last_build`` has both times).
+        Searches only wait for a reference to change. Returns False when nothing was built,
+        when another build is running, or when ``close()`` or ``cancel_optimize()`` cut it
+        short.
         """
         if not self._building.acquire(blocking=False):
             return False
@@ -363,20 +367,20 @@ class EdgeVectorStore:
                 return False
             started = time.monotonic()
             self._phase = "copying"
-            self._snapshot_for_build()
+            target = self._snapshot_for_build()
             copied = time.monotonic()
             self._phase = "building"
             try:
-                result = run_build(self._paths.build, self._cancel_build)
+                result = run_build(target, self._cancel_build)
             except BaseException:
-                self._abandon_build()
+                self._abandon_build(target)
                 raise
             if result.cancelled:
-                self._abandon_build()
+                self._abandon_build(target)
                 return False
             built = time.monotonic()
             self._phase = "swapping"
-            replayed = self._swap_in_build()
+            replayed = self._swap_in_build(target)
             self.last_build = BuildReport(
                 optimized=result.optimized,
                 copy_s=round(copied - started, 3),
@@ -384,7 +388,7 @@ class EdgeVectorStore:
                 swap_s=round(time.monotonic() - built, 3),
                 replayed_operations=replayed,
             )
-            log.info("HNSW build of %s: %s", self._paths.live, self.last_build)
+            log.info("HNSW build of %s: %s", target, self.last_build)
             return result.optimized
         finally:
             self._phase = "idle"
@@ -394,45 +398,56 @@ class EdgeVectorStore:
         """Stop a running build (its child process is killed); the live shard is untouched."""
         self._cancel_build.set()
 
-    def _snapshot_for_build(self) -> None:
+    def _snapshot_for_build(self) -> Path:
+        """Copy the live shard into the next generation; writes wait, searches do not."""
         with self._writes:
             with self._access.shared():
                 shard = self._require_shard()
                 _engine(shard.flush)
-            if self._paths.build.exists():
-                shutil.rmtree(self._paths.build)
-            edge_shard.copy_tree(self._paths.live, self._paths.build)
+            if self._live is None:
+                raise Unavailable("the vector store has no live shard to index")
+            target = self._paths.next_generation()
+            edge_shard.copy_tree(self._live, target)
             self._replay = []
             self._replay_points = 0
+        return target
 
-    def _abandon_build(self) -> None:
+    def _abandon_build(self, target: Path) -> None:
         with self._writes:
             self._replay = None
-        shutil.rmtree(self._paths.build, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)
 
-    def _swap_in_build(self) -> int:
-        """Swap the built copy in, with the writes made meanwhile; returns how many."""
-        config = edge_shard.shard_config(self._dim, self._settings) if self._dim else None
-        with self._writes, self._access.exclusive():
+    def _swap_in_build(self, target: Path) -> int:
+        """Publish the built generation with the writes made meanwhile; returns how many.
+
+        Writes wait while the new shard is opened and caught up; searches keep using the old
+        one until the last moment, so they wait only for a reference to change.
+        """
+        with self._writes:
             replay, self._replay = self._replay or [], None
-            self._require_shard().close()
-            self._shard = None
+            shard: qe.EdgeShard | None = None
             try:
-                self._paths.live.rename(self._paths.old)
-                self._paths.build.rename(self._paths.live)
-                shard = edge_shard.load(self._paths.live, config)
+                # The copy carries the live config (edge_config.json): no config to pass.
+                shard = edge_shard.load(target)
                 for operation in replay:
                     shard.update(operation)
-                shard.flush()
-                edge_shard.mark_superseded(self._paths)
+                if replay:
+                    shard.flush()
+                self._paths.publish(target)
             except BaseException:
-                log.exception("swapping in the rebuilt shard failed; keeping the previous one")
-                edge_shard.recover(self._paths)
-                self._shard = edge_shard.load(self._paths.live, config)
+                log.exception("publishing the rebuilt shard failed; keeping the live one")
+                if shard is not None:
+                    shard.close()
+                shutil.rmtree(target, ignore_errors=True)
                 raise
-            self._shard = shard
+            with self._access.exclusive():
+                previous, self._shard = self._shard, shard
+                previous_dir, self._live = self._live, target
             self._unindexed = self._replay_points
-        shutil.rmtree(self._paths.old, ignore_errors=True)
+        if previous is not None:
+            previous.close()
+        if previous_dir is not None:
+            shutil.rmtree(previous_dir, ignore_errors=True)
         return len(replay)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -520,7 +535,7 @@ class EdgeVectorStore:
 
     def _mismatch(self, dim: int, reason: str) -> DimensionMismatchError:
         return DimensionMismatchError(
-            f"the collection at {self._paths.live} does not take {dim}-d vectors ({reason}); "
+            f"the collection at {self._paths.root} does not take {dim}-d vectors ({reason}); "
             "it was built by another embedder: use a new collection name or data dir"
         )
 

@@ -100,7 +100,7 @@ def test_reopen_with_another_dimension_is_refused(tmp_path: Path) -> None:
 def test_second_open_of_the_same_directory_is_unavailable(
     store: EdgeVectorStore, tmp_path: Path
 ) -> None:
-    with pytest.raises(Unavailable, match="open in another process"):
+    with pytest.raises(Unavailable, match="already open"):
         EdgeVectorStore(tmp_path, StoreSettings())
 
 
@@ -129,8 +129,7 @@ def test_optimize_builds_hnsw_and_keeps_results(store: EdgeVectorStore) -> None:
     after = [[h.image_id for h in store.search(q, "image", 10)] for q in queries]
     assert after == before == [exact_top(vectors, q, 10) for q in queries]
     assert store.count() == 400
-    assert not edge_shard.ShardPaths(store_dir(store), "mmrag_images").build.exists()
-    assert not edge_shard.ShardPaths(store_dir(store), "mmrag_images").old.exists()
+    assert generations(store) == [Path(store.info().extra["path"]).name]  # old one removed
 
 
 def test_writes_during_a_build_survive_the_swap(store: EdgeVectorStore) -> None:
@@ -168,25 +167,48 @@ def test_cancelled_build_leaves_the_store_as_it_was(store: EdgeVectorStore) -> N
     assert result == [False]
     assert store.info().indexed_vectors == 0
     assert store.count() == 300
-    assert not edge_shard.ShardPaths(store_dir(store), "mmrag_images").build.exists()
+    assert generations(store) == [Path(store.info().extra["path"]).name]  # copy removed
 
 
-def test_interrupted_swap_is_rolled_back_on_open(tmp_path: Path) -> None:
+def test_leftovers_of_an_interrupted_build_are_removed_on_open(tmp_path: Path) -> None:
     edge = EdgeVectorStore(tmp_path, StoreSettings())
     edge.ensure_collection(DIM)
     edge.upsert(points(clustered(20)))
+    live = Path(edge.info().extra["path"])
     edge.close()
     paths = edge_shard.ShardPaths(tmp_path, "mmrag_images")
-    # A crash after "live -> old" and "build -> live" but before the replay was complete.
-    paths.live.rename(paths.old)
-    edge_shard.copy_tree(paths.old, paths.live)
-    edge_shard.copy_tree(paths.old, paths.build)
+    # A crash while a copy was being built, before it was published.
+    unfinished = paths.next_generation()
+    edge_shard.copy_tree(live, unfinished)
+    (paths.root / "CURRENT.tmp").write_text(unfinished.name)
 
     again = EdgeVectorStore(tmp_path, StoreSettings())
     try:
         assert again.count() == 20
-        assert not paths.old.exists()
-        assert not paths.build.exists()
+        assert Path(again.info().extra["path"]) == live
+        assert not unfinished.exists()
+        assert not (paths.root / "CURRENT.tmp").exists()
+    finally:
+        again.close()
+
+
+def test_a_published_build_survives_a_crash_before_cleanup(tmp_path: Path) -> None:
+    edge = EdgeVectorStore(tmp_path, StoreSettings())
+    edge.ensure_collection(DIM)
+    edge.upsert(points(clustered(20)))
+    old = Path(edge.info().extra["path"])
+    edge.close()
+    paths = edge_shard.ShardPaths(tmp_path, "mmrag_images")
+    # A crash after CURRENT named the new generation, before the old one was deleted.
+    new = paths.next_generation()
+    edge_shard.copy_tree(old, new)
+    paths.publish(new)
+
+    again = EdgeVectorStore(tmp_path, StoreSettings())
+    try:
+        assert again.count() == 20
+        assert Path(again.info().extra["path"]) == new
+        assert not old.exists()
     finally:
         again.close()
 
@@ -198,7 +220,7 @@ def test_open_store_picks_the_backend(tmp_path: Path, monkeypatch: pytest.Monkey
     try:
         assert isinstance(edge, EdgeVectorStore)
         edge.ensure_collection(DIM)
-        assert (tmp_path / "qdrant" / "mmrag_images" / "edge_config.json").is_file()
+        assert (tmp_path / "qdrant" / "mmrag_images" / "CURRENT").is_file()
     finally:
         edge.close()
     server = open_store(
@@ -247,8 +269,9 @@ def test_concurrent_searches_and_writes(store: EdgeVectorStore) -> None:
     assert store.count() == 300
 
 
-def store_dir(store: EdgeVectorStore) -> Path:
-    return Path(store.info().extra["path"]).parent
+def generations(store: EdgeVectorStore) -> list[str]:
+    root = Path(store.info().extra["path"]).parent
+    return sorted(path.name for path in root.glob("gen-*"))
 
 
 def _wait_for(condition: object, timeout: float = 30.0) -> None:
@@ -264,6 +287,6 @@ def test_hnsw_settings_reach_the_shard(tmp_path: Path) -> None:
     edge = EdgeVectorStore(tmp_path, settings)
     edge.ensure_collection(DIM)
     edge.close()
-    config = (tmp_path / "mmrag_images" / "edge_config.json").read_text()
+    config = (tmp_path / "mmrag_images" / "gen-000001" / "edge_config.json").read_text()
     assert '"m":8' in config
     assert '"ef_construct":40' in config
