@@ -15,10 +15,22 @@ from mmrag.api.body_limit import BodySizeLimit
 from mmrag.api.metrics import Metrics
 from mmrag.api.routes import health, images, search
 from mmrag.config import Settings
+from mmrag.errors import MmragError
 from mmrag.retrieval.samples import seed_sample_gallery
 from mmrag.services import Services
 
 log = logging.getLogger(__name__)
+
+
+def _warm_up(services: Services) -> bool:
+    """Load the embedder before the first request. A model that cannot load does not stop
+    the server: /readyz and every search then answer 503 with the reason."""
+    try:
+        services.embedder()
+    except MmragError as error:
+        log.error("the embedder is not available: %s", error.detail)
+        return False
+    return True
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         metrics.watch(services)
         try:
-            if settings.samples.enabled:
+            if await run_in_threadpool(_warm_up, services) and settings.samples.enabled:
                 await run_in_threadpool(seed_sample_gallery, services)
             services.start_background()
             yield
