@@ -563,6 +563,37 @@ def test_store_refusing_one_point_fails_only_that_item_and_removes_its_blobs(
     assert not blobs.exists("thumbnail", bad.sha256)
 
 
+class StoreDownAtUpsertTime:
+    """Answers the per-item checks, then fails when the batch is about to be stored."""
+
+    def __init__(self, inner: VectorStore) -> None:
+        self.inner = inner
+
+    def existing(self, image_ids: Sequence[str]) -> set[str]:
+        if len(image_ids) > 1:
+            raise Unavailable("the store went away")
+        return self.inner.existing(image_ids)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_store_outage_ends_the_run_and_leaves_no_blobs(
+    tiny_embedder: ClipEmbedder,
+    store: VectorStore,
+    blobs: FilesystemBlobStore,
+    settings: Settings,
+) -> None:
+    down = StoreDownAtUpsertTime(store)
+    pipeline = make_pipeline(tiny_embedder, down, blobs, settings)  # type: ignore[arg-type]
+
+    with pytest.raises(Unavailable):
+        pipeline.run([upload(images.jpeg(seed=seed)) for seed in range(6)])
+
+    assert store.count() == 0
+    assert blob_files(blobs) == []
+
+
 def test_cancelling_from_progress_leaves_no_orphan_blobs(
     pipeline: IngestPipeline, store: VectorStore, blobs: FilesystemBlobStore
 ) -> None:
