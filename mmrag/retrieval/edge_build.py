@@ -44,12 +44,20 @@ def run_build(path: Path, cancel: threading.Event) -> BuildResult:
         stderr=subprocess.PIPE,
         text=True,
     )
-    while child.poll() is None:
-        if cancel.wait(_POLL_SECONDS):
-            child.kill()
-            child.communicate()
-            return BuildResult(False, time.monotonic() - started, cancelled=True)
-    out, err = child.communicate()
+    try:
+        while True:
+            try:
+                # communicate() keeps draining both pipes: a chatty child never blocks on them.
+                out, err = child.communicate(timeout=_POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                if cancel.is_set():
+                    child.kill()
+                    child.communicate()
+                    return BuildResult(False, time.monotonic() - started, cancelled=True)
+    except BaseException:
+        child.kill()  # never leave a build running behind an interrupted parent
+        raise
     if child.returncode != 0:
         raise RuntimeError(f"index build of {path} failed ({child.returncode}): {err.strip()}")
     report = json.loads(out.strip().splitlines()[-1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -168,6 +169,25 @@ def test_cancelled_build_leaves_the_store_as_it_was(store: EdgeVectorStore) -> N
     assert store.info().indexed_vectors == 0
     assert store.count() == 300
     assert generations(store) == [Path(store.info().extra["path"]).name]  # copy removed
+
+
+def test_a_failed_build_leaves_the_store_as_it_was(
+    store: EdgeVectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.upsert(points(clustered(50)))
+    live = Path(store.info().extra["path"])
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # the child exits with status 1
+
+    with pytest.raises(RuntimeError, match="index build"):
+        store.optimize()
+
+    monkeypatch.undo()
+    assert Path(store.info().extra["path"]) == live
+    assert generations(store) == [live.name]
+    assert store.count() == 50
+    store.upsert(points(clustered(5, seed=3), start=50))  # writes are no longer logged
+    assert store.optimize() is True
+    assert store.count() == 55
 
 
 def test_leftovers_of_an_interrupted_build_are_removed_on_open(tmp_path: Path) -> None:
