@@ -87,10 +87,12 @@ def normalise_batch(batch: Any, cfg: ImagePreprocess) -> Any:
     """
     import torch
 
-    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.std, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
-    pixels = batch.permute(0, 3, 1, 2).float().div_(255.0)
-    return pixels.sub_(mean).div_(std)
+    # (x / 255 - mean) / std folded into one multiply-add: two passes over the batch, not four.
+    std = torch.tensor(cfg.std, dtype=torch.float64)
+    scale = (1.0 / (255.0 * std)).float().to(batch.device).view(1, 3, 1, 1)
+    shift = (-torch.tensor(cfg.mean, dtype=torch.float64) / std).float()
+    pixels = batch.permute(0, 3, 1, 2).float()
+    return pixels.mul_(scale).add_(shift.to(batch.device).view(1, 3, 1, 1))
 
 
 # -- geometry, step by step as torchvision does it -------------------------------------------
