@@ -61,6 +61,13 @@ class Unavailable(MmragError):
     title = "Service unavailable"
 
 
+class DimensionMismatchError(Unavailable):
+    """The collection was built for vectors of another size than the embedder makes: a
+    model swap without re-indexing. A configuration fault, not the caller's."""
+
+    title = "Store configuration mismatch"
+
+
 class ModelUnavailable(Unavailable):
     """Model weights cannot be had (no hub, no local copy)."""
 

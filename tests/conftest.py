@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
 from pathlib import Path
 
 import pytest
@@ -21,20 +21,22 @@ def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_embedder(tiny_clip_dir: Path) -> ClipEmbedder:
-    embedder = create_embedder(f"local:{tiny_clip_dir}", EmbedderOptions(device="cpu", batch_size=8))
+    embedder = create_embedder(
+        f"local:{tiny_clip_dir}", EmbedderOptions(device="cpu", batch_size=8)
+    )
     embedder.load()
     return embedder
 
 
 @pytest.fixture
-def settings(tmp_path: Path, tiny_clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+def settings(tmp_path: Path, tiny_clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Settings on a fresh data dir with the tiny embedder and no sample gallery."""
-    for name in list(__import__("os").environ):
-        if name.startswith("MMRAG_"):
+    for name in list(os.environ):
+        if name.startswith("MMRAG_") and name != "MMRAG_FIXTURE_CACHE":
             monkeypatch.delenv(name)
     allowed = tmp_path / "allowed"
     allowed.mkdir()
-    yield Settings(
+    return Settings(
         data_dir=tmp_path / "data",
         allowed_roots=[allowed],
         models={"embedder": f"local:{tiny_clip_dir}", "device": "cpu", "batch_size": 8},

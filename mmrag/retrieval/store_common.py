@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mmrag.errors import InvalidInput, MmragError
+from mmrag.errors import InvalidInput
 from mmrag.retrieval.store import Filter, MatchAny, MatchValue, SparseVector, point_id
 
 # Qdrant's own default RRF constant (score = 1 / (k + rank)); the edge binding needs it spelled
@@ -25,12 +25,6 @@ RRF_K = 2
 # ranked moderately in both branches can still surface after fusion.
 HYBRID_CANDIDATE_FACTOR = 3
 HYBRID_MIN_CANDIDATES = 30
-
-
-class DimensionMismatchError(MmragError):
-    """The collection on disk or on the server was built for vectors of another size."""
-
-    title = "Store configuration mismatch"
 
 
 def hybrid_candidates(limit: int, offset: int) -> int:

@@ -30,7 +30,7 @@ import numpy.typing as npt
 import qdrant_edge as qe
 
 from mmrag.config import StoreSettings
-from mmrag.errors import InvalidInput, NotFound, Unavailable
+from mmrag.errors import DimensionMismatchError, InvalidInput, NotFound, Unavailable
 from mmrag.retrieval import edge_shard
 from mmrag.retrieval.edge_build import run_build
 from mmrag.retrieval.edge_filters import to_edge_filter
@@ -51,7 +51,6 @@ from mmrag.retrieval.store import (
 )
 from mmrag.retrieval.store_common import (
     RRF_K,
-    DimensionMismatchError,
     check_page,
     checked_dense,
     checked_point_id,

@@ -21,7 +21,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from mmrag.config import StoreSettings
-from mmrag.errors import InvalidInput, NotFound, Unavailable
+from mmrag.errors import DimensionMismatchError, InvalidInput, NotFound, Unavailable
 from mmrag.retrieval.edge_shard import FULL_SCAN_THRESHOLD_KB
 from mmrag.retrieval.qdrant_filters import to_qdrant_filter
 from mmrag.retrieval.store import (
@@ -38,7 +38,6 @@ from mmrag.retrieval.store import (
     image_id_of,
 )
 from mmrag.retrieval.store_common import (
-    DimensionMismatchError,
     check_page,
     checked_dense,
     checked_point_id,

@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pytest
 
 from mmrag.config import StoreBackend, StoreSettings
-from mmrag.errors import InvalidInput, NotFound, Unavailable
+from mmrag.errors import DimensionMismatchError, InvalidInput, NotFound, Unavailable
 from mmrag.retrieval.store import (
     DateRange,
     Filter,
@@ -24,7 +24,7 @@ from mmrag.retrieval.store import (
     SparseVector,
     VectorStore,
 )
-from mmrag.retrieval.store_common import RRF_K, DimensionMismatchError, hybrid_candidates
+from mmrag.retrieval.store_common import RRF_K, hybrid_candidates
 from mmrag.retrieval.store_edge import EdgeVectorStore
 from mmrag.retrieval.store_qdrant import QdrantServerStore
 

@@ -14,10 +14,9 @@ import numpy.typing as npt
 import pytest
 
 from mmrag.config import HnswSettings, Settings, StoreBackend, StoreSettings
-from mmrag.errors import Unavailable
+from mmrag.errors import DimensionMismatchError, Unavailable
 from mmrag.retrieval import edge_shard
 from mmrag.retrieval.store import Filter, ImagePoint, MatchValue, SparseVector
-from mmrag.retrieval.store_common import DimensionMismatchError
 from mmrag.retrieval.store_edge import EdgeVectorStore
 from mmrag.retrieval.store_qdrant import QdrantServerStore
 from mmrag.retrieval.stores import open_store

@@ -28,7 +28,10 @@ def write_open_clip_dir(
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = open_clip.CLIP(**model_cfg)
-    config = {"model_cfg": model_cfg, "preprocess_cfg": {"size": model_cfg["vision_cfg"]["image_size"]}}
+    config = {
+        "model_cfg": model_cfg,
+        "preprocess_cfg": {"size": model_cfg["vision_cfg"]["image_size"]},
+    }
     (directory / "open_clip_config.json").write_text(json.dumps(config, indent=2))
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(directory / "open_clip_model.safetensors"))
