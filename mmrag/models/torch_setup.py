@@ -87,6 +87,11 @@ def configure_cpu_threads(requested: int = 0) -> int:
     get makes GEMM-bound work slower, not just no faster. The setting is process-wide; every
     model in the process shares the pool. Where several worker processes share a machine, give
     each ``cores / processes`` threads (``MMRAG_MODELS__CPU_THREADS``).
+
+    On a machine shared with other busy processes, GNU OpenMP's default spin-waiting makes a
+    2-thread pool collapse (bench/embed_throughput.py: ViT-B-32 fell to a third, batch-1 loops
+    to a tenth); ``OMP_WAIT_POLICY=PASSIVE`` in the environment of the process, set before
+    torch is imported, keeps it near the 1-thread rate at no cost on a quiet machine.
     """
     threads = requested if requested > 0 else usable_cores()
     if torch.get_num_threads() != threads:

@@ -112,6 +112,7 @@ class ClipEmbedder(InferenceModel):
             self.threads = configure_cpu_threads(self.options.cpu_threads)
         try:
             model, tokenizer = self._build()
+            preprocess_cfg = ImagePreprocess.from_open_clip(model.visual.preprocess_cfg)
         except UnknownModel:
             raise
         except ModelUnavailable as error:
@@ -136,7 +137,7 @@ class ClipEmbedder(InferenceModel):
                     self.precision,
                     self._device,
                 )
-        self.preprocess_cfg = ImagePreprocess.from_open_clip(model.visual.preprocess_cfg)
+        self.preprocess_cfg = preprocess_cfg
         self._model = model
         self._tokenizer = tokenizer
         with torch.inference_mode():
