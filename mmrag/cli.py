@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,10 @@ from rich.table import Table
 from mmrag.config import Settings
 from mmrag.errors import InvalidInput, MmragError
 from mmrag.retrieval.items import IngestReport
+
+# OpenMP threads that spin while waiting collapse throughput when cores are shared (measured:
+# bench/embed_throughput.py). It only takes effect if set before torch loads, so here, at entry.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 app = typer.Typer(help="mmrag: search and question your images.", no_args_is_help=True)
 console = Console()
