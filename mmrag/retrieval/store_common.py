@@ -7,15 +7,24 @@ Keeping these in one place is what makes the two backends answer the same query 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from mmrag.errors import InvalidInput
-from mmrag.retrieval.store import Filter, MatchAny, MatchValue, SparseVector, point_id
+from mmrag.retrieval.store import (
+    DenseVectorName,
+    Filter,
+    MatchAny,
+    MatchValue,
+    SparseVector,
+    image_id_of,
+    point_id,
+)
 
 # Qdrant's own default RRF constant (score = 1 / (k + rank)); the edge binding needs it spelled
 # out, the server applies it when FusionQuery(RRF) names none, so both backends fuse alike.
@@ -118,3 +127,41 @@ def _any_kind(value: object) -> str:
     if isinstance(value, bool):
         return "bool"
     return "int" if isinstance(value, int) else "str"
+
+
+class StoredRecord(Protocol):
+    """A point as either engine hands it back (``qdrant_edge.Record``, ``models.Record``)."""
+
+    @property
+    def id(self) -> Any: ...
+
+    @property
+    def payload(self) -> Any: ...
+
+    @property
+    def vector(self) -> Any: ...
+
+
+class RecordReads(ABC):
+    """The reads by id, answered alike by both backends from one engine-specific retrieve."""
+
+    @abstractmethod
+    def _records(
+        self, image_ids: Sequence[str], *, payload: bool, vectors: bool | list[str]
+    ) -> Sequence[StoredRecord]: ...
+
+    def get(self, image_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        records = self._records(image_ids, payload=True, vectors=False)
+        return {image_id_of(str(record.id)): dict(record.payload or {}) for record in records}
+
+    def get_vector(self, image_id: str, name: DenseVectorName) -> npt.NDArray[np.float32] | None:
+        records = self._records([image_id], payload=False, vectors=[name])
+        vectors = records[0].vector if records else None
+        vector = vectors.get(name) if isinstance(vectors, dict) else None
+        if not isinstance(vector, list):
+            return None
+        return np.asarray(vector, dtype=np.float32)
+
+    def existing(self, image_ids: Sequence[str]) -> set[str]:
+        records = self._records(image_ids, payload=False, vectors=False)
+        return {image_id_of(str(record.id)) for record in records}

@@ -51,6 +51,7 @@ from mmrag.retrieval.store import (
 )
 from mmrag.retrieval.store_common import (
     RRF_K,
+    RecordReads,
     check_page,
     checked_dense,
     checked_point_id,
@@ -85,7 +86,7 @@ _SCHEMA = {
 _UPSERT_SLICE = 256
 
 
-class EdgeVectorStore:
+class EdgeVectorStore(RecordReads):
     backend_name: str = "edge"
 
     def __init__(self, directory: Path, settings: StoreSettings) -> None:
@@ -196,22 +197,6 @@ class EdgeVectorStore:
             self._apply(qe.UpdateOperation.delete_points(pids), 0)
 
     # -- reads -----------------------------------------------------------------------------
-
-    def get(self, image_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        records = self._retrieve(image_ids, with_payload=True, with_vector=False)
-        return {image_id_of(str(record.id)): dict(record.payload or {}) for record in records}
-
-    def get_vector(self, image_id: str, name: DenseVectorName) -> npt.NDArray[np.float32] | None:
-        records = self._retrieve([image_id], with_payload=False, with_vector=[name])
-        vectors = records[0].vector if records else None
-        vector = vectors.get(name) if isinstance(vectors, dict) else None
-        if not isinstance(vector, list):
-            return None
-        return np.asarray(vector, dtype=np.float32)
-
-    def existing(self, image_ids: Sequence[str]) -> set[str]:
-        records = self._retrieve(image_ids, with_payload=False, with_vector=False)
-        return {image_id_of(str(record.id)) for record in records}
 
     def search(
         self,
@@ -473,8 +458,8 @@ class EdgeVectorStore:
             for point in points
         ]
 
-    def _retrieve(
-        self, image_ids: Sequence[str], *, with_payload: bool, with_vector: bool | list[str]
+    def _records(
+        self, image_ids: Sequence[str], *, payload: bool, vectors: bool | list[str]
     ) -> list[qe.Record]:
         pids: list[qe.PointId] = [checked_point_id(image_id) for image_id in image_ids]
         if not pids:
@@ -483,7 +468,7 @@ class EdgeVectorStore:
             shard = self._shard_or_none()
             if shard is None:
                 return []
-            return _engine(lambda: shard.retrieve(pids, with_payload, with_vector))
+            return _engine(lambda: shard.retrieve(pids, payload, vectors))
 
     def _require_point(self, pid: str, image_id: str) -> None:
         with self._access.shared():

@@ -38,6 +38,7 @@ from mmrag.retrieval.store import (
     image_id_of,
 )
 from mmrag.retrieval.store_common import (
+    RecordReads,
     check_page,
     checked_dense,
     checked_point_id,
@@ -58,7 +59,7 @@ _SCHEMA = {
 }
 
 
-class QdrantServerStore:
+class QdrantServerStore(RecordReads):
     backend_name: str = "qdrant"
 
     def __init__(self, settings: StoreSettings) -> None:
@@ -136,22 +137,6 @@ class QdrantServerStore:
         self._call(lambda: self._client.delete(self._name, selector, wait=True))
 
     # -- reads -----------------------------------------------------------------------------
-
-    def get(self, image_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        records = self._retrieve(image_ids, with_payload=True, with_vectors=False)
-        return {image_id_of(str(record.id)): dict(record.payload or {}) for record in records}
-
-    def get_vector(self, image_id: str, name: DenseVectorName) -> npt.NDArray[np.float32] | None:
-        records = self._retrieve([image_id], with_payload=False, with_vectors=[name])
-        vectors = records[0].vector if records else None
-        vector = vectors.get(name) if isinstance(vectors, dict) else None
-        if not isinstance(vector, list):
-            return None
-        return np.asarray(vector, dtype=np.float32)
-
-    def existing(self, image_ids: Sequence[str]) -> set[str]:
-        records = self._retrieve(image_ids, with_payload=False, with_vectors=False)
-        return {image_id_of(str(record.id)) for record in records}
 
     def search(
         self,
@@ -302,15 +287,15 @@ class QdrantServerStore:
             for point in points
         ]
 
-    def _retrieve(
-        self, image_ids: Sequence[str], *, with_payload: bool, with_vectors: bool | list[str]
+    def _records(
+        self, image_ids: Sequence[str], *, payload: bool, vectors: bool | list[str]
     ) -> list[models.Record]:
         pids: list[models.ExtendedPointId] = [checked_point_id(image_id) for image_id in image_ids]
         if not pids or not self._exists():
             return []
         return self._call(
             lambda: self._client.retrieve(
-                self._name, pids, with_payload=with_payload, with_vectors=with_vectors
+                self._name, pids, with_payload=payload, with_vectors=vectors
             )
         )
 
