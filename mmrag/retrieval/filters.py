@@ -7,7 +7,7 @@ a search.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -23,36 +23,30 @@ from mmrag.retrieval.store import (
 Label = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
 _MAX_TERMS = 64
+B = TypeVar("B", float, datetime)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class NumberBounds(_Strict):
-    gte: float | None = None
-    lte: float | None = None
+class Bounds(_Strict, Generic[B]):
+    """An inclusive range; either end may be open, not both."""
+
+    gte: B | None = None
+    lte: B | None = None
 
     @model_validator(mode="after")
-    def _ordered(self) -> NumberBounds:
+    def _ordered(self) -> Bounds[B]:
         if self.gte is None and self.lte is None:
             raise ValueError("give gte, lte or both")
         if self.gte is not None and self.lte is not None and self.gte > self.lte:
-            raise ValueError("gte is greater than lte")
+            raise ValueError("gte is above lte")
         return self
 
 
-class DateBounds(_Strict):
-    gte: datetime | None = None
-    lte: datetime | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> DateBounds:
-        if self.gte is None and self.lte is None:
-            raise ValueError("give gte, lte or both")
-        if self.gte is not None and self.lte is not None and self.gte > self.lte:
-            raise ValueError("gte is later than lte")
-        return self
+NumberBounds = Bounds[float]
+DateBounds = Bounds[datetime]
 
 
 class LabelFilter(_Strict):
@@ -99,7 +93,7 @@ class SearchFilter(_Strict):
 
 
 def _metadata_condition(key: str, value: MetadataValue) -> Condition:
-    if isinstance(value, NumberBounds):
+    if isinstance(value, Bounds):
         return NumberRange(key, value.gte, value.lte)
     if isinstance(value, float):
         # Exact float equality is meaningless after JSON round trips: match a point range.
