@@ -74,4 +74,3 @@ def test_the_best_match_has_the_shape(
     client, by_id = world_api
     top = client.post("/v1/search", json={"text": "a blue triangle", "limit": 1}).json()
     assert by_id[top["results"][0]["id"]].has("blue", "triangle")
-
