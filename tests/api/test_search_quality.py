@@ -11,6 +11,7 @@ import pytest
 from api.live_server import LiveServer
 
 from mmrag.config import Settings
+from mmrag.models.fixtures import fixture_directory
 from mmrag.models.fixtures.shapes import HELD_OUT_SEEDS, ShapeScene, generate_world
 
 pytestmark = pytest.mark.slow
@@ -29,6 +30,9 @@ def png(scene: ShapeScene) -> bytes:
 def world_api(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[httpx.Client, dict[str, ShapeScene]]]:
+    # Train (or find cached) the fixture first: on a cold cache that takes minutes, longer
+    # than a server is given to start.
+    fixture_directory("shapes-clip")
     scenes = generate_world(80, seed=SEED)
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("quality") / "data",
