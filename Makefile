@@ -16,5 +16,9 @@ lint: setup
 test: lint
 	.venv/bin/python -m pytest
 
+# One after another (they would skew each other), each writing its JSON to bench/results/.
 bench: setup
-	.venv/bin/python -m bench
+	mkdir -p bench/results
+	for name in embed_throughput ingest_throughput search_latency; do \
+		.venv/bin/python -m bench.$$name > bench/results/$$name.json || exit 1; \
+	done
