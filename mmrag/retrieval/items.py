@@ -16,7 +16,7 @@ from mmrag.config import LimitSettings
 from mmrag.errors import InvalidInput, MmragError, TooLarge
 from mmrag.retrieval.sources import ServerPaths, UrlFetcher
 
-SourceKind = Literal["upload", "path", "url"]
+SourceKind = Literal["upload", "path", "url", "sample"]
 ItemStatus = Literal["indexed", "duplicate", "failed"]
 
 # Not a setting: captions beyond a handful add nothing to one text vector but cost.

@@ -46,21 +46,22 @@ def _png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _sample(data: bytes, name: str, caption: str, gallery: str) -> IngestItem:
+    # Source kind "sample" lets a search leave the gallery out (filter source).
+    return IngestItem("sample", name, lambda: data, (caption,), {"gallery": gallery})
+
+
 def photo_items() -> Iterator[IngestItem]:
     import skimage.data
 
     for name, caption in PHOTO_CAPTIONS.items():
-        data = _png(getattr(skimage.data, name)())
-        yield IngestItem.upload(data, f"{name}.png", [caption], {"gallery": "scikit-image"})
+        yield _sample(_png(getattr(skimage.data, name)()), f"{name}.png", caption, "scikit-image")
 
 
 def shape_items(count: int) -> Iterator[IngestItem]:
     for scene in generate_world(count, seed=SHAPES_SEED):
-        buffer = io.BytesIO()
-        scene.image.save(buffer, format="PNG")
-        yield IngestItem.upload(
-            buffer.getvalue(), f"shapes-{scene.seed}.png", scene.captions[:1], {"gallery": "shapes"}
-        )
+        image = np.asarray(scene.image)
+        yield _sample(_png(image), f"shapes-{scene.seed}.png", scene.captions[0], "shapes")
 
 
 def seed_sample_gallery(services: Services) -> None:

@@ -100,8 +100,13 @@ def test_sample_gallery_is_indexed_once(settings: Settings) -> None:
     with_samples = settings.model_copy(update={"samples": SampleSettings(enabled=True, shapes=4)})
     with LiveServer(with_samples) as server, httpx.Client(base_url=server.url) as client:
         listed = client.get("/v1/images", params={"limit": 200}).json()
-        kinds = {item["metadata"]["gallery"] for item in listed["items"]}
-        assert kinds == {"scikit-image", "shapes"}
+        galleries = {item["metadata"]["gallery"] for item in listed["items"]}
+        assert galleries == {"scikit-image", "shapes"}
+        assert {item["source"]["kind"] for item in listed["items"]} == {"sample"}
+        no_samples = client.post(
+            "/v1/search", json={"text": "a cat", "filter": {"source": "upload"}}
+        ).json()
+        assert no_samples["results"] == []
         assert listed["total"] >= 14
         astronaut = client.post(
             "/v1/search", json={"text": "astronaut", "target": "hybrid", "limit": 1}
