@@ -78,6 +78,8 @@ class LimitSettings(BaseModel):
     max_caption_chars: int = Field(2_000, ge=1)
     max_metadata_bytes: int = Field(16 * 1024, ge=2)
     max_urls: int = Field(64, ge=1)
+    # Images one synchronous request may ingest (a server folder); bulk work belongs in jobs.
+    max_request_images: int = Field(1_000, ge=1)
     url_timeout_s: float = Field(15.0, gt=0, le=300)
     url_max_redirects: int = Field(3, ge=0, le=10)
     search_max_limit: int = Field(200, ge=1)
@@ -124,7 +126,7 @@ class Settings(BaseSettings):
     allowed_roots: list[Path] = []
     # Signs outgoing webhooks and other server-made tokens.
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     models: ModelSettings = ModelSettings()
     store: StoreSettings = StoreSettings()
     limits: LimitSettings = LimitSettings()
