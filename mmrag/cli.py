@@ -28,16 +28,21 @@ from mmrag.config import Settings
 from mmrag.errors import InvalidInput, MmragError
 from mmrag.retrieval.items import IngestReport
 
-# OpenMP threads that spin while waiting collapse throughput when cores are shared (measured:
-# bench/embed_throughput.py). It only takes effect if set before torch loads, so here, at entry.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 app = typer.Typer(help="mmrag: search and question your images.", no_args_is_help=True)
 console = Console()
 errors = Console(stderr=True)
 T = TypeVar("T")
 
 ERROR_EXIT = 1
+
+
+@app.callback()
+def main() -> None:
+    """mmrag: search and question your images."""
+    # OpenMP threads that spin while waiting collapse throughput when cores are shared
+    # (measured: bench/embed_throughput.py). It only takes effect before torch loads, and
+    # no command imports torch before this runs.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _settings() -> Settings:
@@ -229,12 +234,13 @@ def _progress() -> Progress:
 
 def _read_file(path: Path, settings: Settings) -> bytes:
     try:
-        size = path.stat().st_size
+        if not path.is_file():
+            raise InvalidInput(f"cannot read {path}: not a file")
+        if path.stat().st_size > settings.limits.max_image_bytes:
+            raise InvalidInput(f"{path} is over {settings.limits.max_image_bytes} bytes")
+        return path.read_bytes()
     except OSError as error:
         raise InvalidInput(f"cannot read {path}: {error.strerror}") from None
-    if size > settings.limits.max_image_bytes:
-        raise InvalidInput(f"{path} is over {settings.limits.max_image_bytes} bytes")
-    return path.read_bytes()
 
 
 def _print_report(report: IngestReport) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,16 +16,22 @@ from mmrag.errors import MmragError, NotFound
 from mmrag.models.cache import ModelCache
 from mmrag.models.clip.embedder import ClipEmbedder, EmbedderOptions
 from mmrag.models.registry import create_embedder
+from mmrag.retrieval.addresses import Resolver, system_resolver
 from mmrag.retrieval.blobs import BlobStore, FilesystemBlobStore
 from mmrag.retrieval.decode import decode_image
 from mmrag.retrieval.indexing import IndexScheduler
 from mmrag.retrieval.ingest import IngestPipeline
 from mmrag.retrieval.items import IngestItem, IngestReport, ProgressCallback
 from mmrag.retrieval.search import SearchService
+from mmrag.retrieval.sources import UrlFetcher
 from mmrag.retrieval.store import VectorStore
 from mmrag.retrieval.stores import open_store
 
 log = logging.getLogger(__name__)
+
+# A model that failed to load is not tried again for this long: every search and readiness
+# probe would otherwise repeat the attempt (a network probe, a file scan) and tie up threads.
+MODEL_RETRY_AFTER_S = 30.0
 
 
 class Services:
@@ -40,7 +48,13 @@ class Services:
         self.models = models or ModelCache()
         self.search = SearchService(self.embedder, store, settings.limits)
         self.indexer = IndexScheduler(store, settings.store.hnsw)
+        self.resolver: Resolver = system_resolver  # DNS for URL ingest; tests swap it
         self._collection_ready = False
+        self._model_failure: tuple[float, MmragError] | None = None
+        # One ingest at a time: the check for already-stored ids and the upsert must not
+        # interleave with another run's (the same bytes uploaded twice at once would both
+        # count as new). Ingest is CPU-bound, so two at once would not be faster anyway.
+        self._ingest_lock = threading.Lock()
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -50,10 +64,18 @@ class Services:
 
     def embedder(self) -> ClipEmbedder:
         """The loaded embedder; the first call loads it and makes sure the collection exists."""
+        failure = self._model_failure
+        if failure is not None and time.monotonic() - failure[0] < MODEL_RETRY_AFTER_S:
+            raise failure[1]
         spec = self.settings.embedder_spec
-        embedder = self.models.get(
-            spec, lambda: create_embedder(spec, self._embedder_options()), ClipEmbedder
-        )
+        try:
+            embedder = self.models.get(
+                spec, lambda: create_embedder(spec, self._embedder_options()), ClipEmbedder
+            )
+        except MmragError as error:
+            self._model_failure = (time.monotonic(), error)
+            raise
+        self._model_failure = None
         if not self._collection_ready:
             self.store.ensure_collection(embedder.dim)
             self._collection_ready = True
@@ -76,10 +98,15 @@ class Services:
     def ingest(
         self, items: Sequence[IngestItem], progress: ProgressCallback | None = None
     ) -> IngestReport:
-        report = self.pipeline().run(items, progress)
+        with self._ingest_lock:
+            report = self.pipeline().run(items, progress)
         if report.indexed:
             self.indexer.notify_write(len(report.indexed))
         return report
+
+    def url_fetcher(self) -> UrlFetcher:
+        """A fetcher for URL ingest; close it when the request is done."""
+        return UrlFetcher(self.settings.limits, resolver=self.resolver)
 
     def decode_query_image(self, raw: bytes) -> Image.Image:
         return decode_image(raw, self.settings.limits).image

@@ -74,6 +74,7 @@ def test_index_search_stats(env: Path) -> None:
         (["search", "x", "--filter", "{not json"], "bad --filter"),
         (["search", "x", "--filter", '{"colour": "red"}'], "bad --filter colour"),
         (["search", "--image", "/nonexistent.png"], "cannot read"),
+        (["search", "--image", "/tmp"], "not a file"),
     ],
 )
 def test_errors_are_one_plain_line(env: Path, args: list[str], message: str) -> None:

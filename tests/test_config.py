@@ -52,6 +52,7 @@ def test_production_refuses_running_without_api_keys(monkeypatch: pytest.MonkeyP
         ("MMRAG_LIMITS__SEARCH_MAX_LIMIT", "0"),
         ("MMRAG_STORE__COLLECTION", "../escape"),
         ("MMRAG_PROFILE", "turbo"),
+        ("MMRAG_LOG_LEVEL", "verbose"),
     ],
 )
 def test_bad_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

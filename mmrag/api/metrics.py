@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mmrag.errors import MmragError
+from mmrag.retrieval.items import IngestReport
 from mmrag.services import Services
 
 
@@ -20,7 +22,16 @@ class _StoreCollector(Collector):
         self._services = services
 
     def collect(self) -> Iterator[Metric]:
-        info = self._services.store.info()
+        up = GaugeMetricFamily("mmrag_store_up", "1 when the vector store answers")
+        try:
+            info = self._services.store.info()
+        except MmragError:
+            # The rest of the metrics still matter most when the store is down.
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
         points = GaugeMetricFamily("mmrag_indexed_images", "Images in the vector store")
         points.add_metric([], info.points)
         yield points
@@ -52,6 +63,14 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+
+    def count_ingest(self, report: IngestReport) -> None:
+        for outcome, items in (
+            ("indexed", report.indexed),
+            ("duplicate", report.duplicates),
+            ("failed", report.failed),
+        ):
+            self.ingested.labels(outcome).inc(len(items))
 
     def watch(self, services: Services) -> None:
         self.registry.register(_StoreCollector(services))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from ipaddress import ip_address
 from pathlib import Path
 
 import httpx
@@ -294,3 +295,33 @@ def test_progress_stream_reports_a_failed_request_as_an_error_event(
     last = response.text.strip().split("\n\n")[-1]
     assert last.startswith("event: error")
     assert json.loads(last.split("data: ", 1)[1])["status"] == 415
+
+
+def test_hostname_resolving_to_a_private_address(settings: Settings) -> None:
+    with LiveServer(settings) as server, httpx.Client(base_url=server.url) as client:
+        kept = upload(client, ("kept.png", png_bytes((5, 5, 5))))
+        assert kept.status_code == 201
+        # The name looks public; its DNS answer points into the private network.
+        server.app.state.services.resolver = lambda host, port: [ip_address("10.1.2.3")]
+
+        response = client.post(
+            "/v1/images/from-urls", json={"urls": ["http://images.example.com/cat.jpg"]}
+        )
+
+        body = assert_problem(response, 403)
+        assert "10.1.2.3" in str(body["detail"])
+        assert count(client) == 1
+
+
+def test_a_folder_over_the_request_image_limit(settings: Settings) -> None:
+    small = settings.model_copy(
+        update={"limits": settings.limits.model_copy(update={"max_request_images": 2})}
+    )
+    root = settings.allowed_roots[0]
+    for shade in range(3):
+        (root / f"{shade}.png").write_bytes(png_bytes((shade, 1, 1)))
+    with LiveServer(small) as server, httpx.Client(base_url=server.url) as client:
+        response = client.post("/v1/images/from-paths", json={"paths": [str(root)]})
+
+        assert_problem(response, 413)
+        assert count(client) == 0

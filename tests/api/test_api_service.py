@@ -30,6 +30,8 @@ def test_health_readiness_metrics_and_docs(live_api: httpx.Client) -> None:
     live_api.post("/v1/images", files=[("files", ("a.png", png_bytes(), "image/png"))])
     metrics = live_api.get("/metrics").text
     assert "mmrag_indexed_images 1.0" in metrics
+    assert "mmrag_store_up 1.0" in metrics
+    assert 'mmrag_ingested_images_total{outcome="indexed"} 1.0' in metrics
     assert 'mmrag_http_requests_total{method="POST",route="/v1/images",status="201"} 1.0' in metrics
 
     schema = live_api.get("/openapi.json").json()

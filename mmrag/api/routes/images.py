@@ -12,10 +12,11 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, Response, Uploa
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from mmrag.api.deps import ServicesDep
 from mmrag.api.events import EVENT_STREAM, Progress, run_with_progress, sse, wants_events
+from mmrag.api.metrics import Metrics
 from mmrag.api.problems import problem_body, status_of
 from mmrag.api.schemas import (
     IMAGE_ID_PATTERN,
@@ -28,7 +29,7 @@ from mmrag.api.schemas import (
 )
 from mmrag.api.security import CanRead, CanWrite
 from mmrag.errors import InvalidInput, MmragError, TooLarge
-from mmrag.retrieval.decode import mime_type_of_format
+from mmrag.retrieval.decode import mime_type_of_format, sniff_mime_type
 from mmrag.retrieval.items import (
     IngestItem,
     IngestReport,
@@ -36,7 +37,7 @@ from mmrag.retrieval.items import (
     clean_metadata,
     items_from_paths,
 )
-from mmrag.retrieval.sources import ServerPaths, UrlFetcher
+from mmrag.retrieval.sources import ServerPaths
 from mmrag.services import Services
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
@@ -89,7 +90,7 @@ async def images_from_urls(
         raise InvalidInput(f"{len(body.captions)} captions for {len(body.urls)} URLs")
     metadata = clean_metadata(body.metadata or {}, limits)
     captions = [clean_captions([caption or ""], limits) for caption in body.captions or []]
-    fetcher = UrlFetcher(limits)
+    fetcher = services.url_fetcher()
     items = [
         IngestItem.url(fetcher, url, captions[index] if captions else (), metadata)
         for index, url in enumerate(body.urls)
@@ -116,6 +117,11 @@ async def images_from_paths(
     items = await run_in_threadpool(items_from_paths, paths, body.paths, metadata)
     if not items:
         raise InvalidInput("no image files under the given paths")
+    if len(items) > settings.limits.max_request_images:
+        raise TooLarge(
+            f"{len(items)} images under the given paths; one request takes at most "
+            f"{settings.limits.max_request_images} (index larger folders with `mmrag index`)"
+        )
     return await _ingest(request, services, items)
 
 
@@ -145,18 +151,26 @@ async def get_image(image_id: ImageIdPath, services: ServicesDep, _: CanRead) ->
     return ImagePublic.from_payload(payload)
 
 
-@router.get("/{image_id}/content", response_class=Response)
-async def image_content(image_id: ImageIdPath, services: ServicesDep, _: CanRead) -> Response:
+@router.get("/{image_id}/content", response_class=StreamingResponse)
+async def image_content(
+    image_id: ImageIdPath, services: ServicesDep, _: CanRead
+) -> StreamingResponse:
     payload = await run_in_threadpool(services.image, image_id)
-    data = await run_in_threadpool(services.blobs.read, "original", payload["sha256"])
-    return Response(data, media_type=mime_type_of_format(payload["format"]), headers=_immutable())
+    handle = await run_in_threadpool(services.blobs.open, "original", payload["sha256"])
+    # Streamed in chunks: an original can be tens of megabytes.
+    return StreamingResponse(
+        iterate_in_threadpool(iter(partial(handle.read, _READ_CHUNK), b"")),
+        media_type=mime_type_of_format(payload["format"]),
+        headers={**_immutable(), "Content-Length": str(payload["bytes"])},
+        background=BackgroundTask(handle.close),
+    )
 
 
 @router.get("/{image_id}/thumbnail", response_class=Response)
 async def image_thumbnail(image_id: ImageIdPath, services: ServicesDep, _: CanRead) -> Response:
     payload = await run_in_threadpool(services.image, image_id)
     data = await run_in_threadpool(services.blobs.read, "thumbnail", payload["sha256"])
-    return Response(data, media_type=_sniff_thumbnail(data), headers=_immutable())
+    return Response(data, media_type=sniff_mime_type(data), headers=_immutable())
 
 
 @router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -191,17 +205,24 @@ async def _ingest(
     request: Request, services: Services, items: list[IngestItem]
 ) -> ImagesCreated | StreamingResponse:
     """Ingest and answer with the created images, or stream progress events first."""
+    metrics: Metrics = request.app.state.metrics
     if wants_events(request):
-        return StreamingResponse(_ingest_events(services, items), media_type=EVENT_STREAM)
-    return _created_or_raise(await run_in_threadpool(services.ingest, items))
+        events = _ingest_events(services, items, metrics)
+        return StreamingResponse(events, media_type=EVENT_STREAM)
+    report = await run_in_threadpool(services.ingest, items)
+    metrics.count_ingest(report)
+    return _created_or_raise(report)
 
 
-async def _ingest_events(services: Services, items: list[IngestItem]) -> AsyncIterator[str]:
+async def _ingest_events(
+    services: Services, items: list[IngestItem], metrics: Metrics
+) -> AsyncIterator[str]:
     try:
         async for update in run_with_progress(partial(services.ingest, items)):
             if isinstance(update, Progress):
                 yield sse("progress", update)
             else:
+                metrics.count_ingest(update)
                 yield sse("result", _created_or_raise(update).model_dump_json())
     except MmragError as error:
         yield sse("error", problem_body(status_of(error), error.title, error.detail))
@@ -247,7 +268,3 @@ def _created(report: IngestReport) -> ImagesCreated:
 def _immutable() -> dict[str, str]:
     # Content-addressed: the bytes behind an id never change.
     return {"Cache-Control": "public, max-age=31536000, immutable"}
-
-
-def _sniff_thumbnail(data: bytes) -> str:
-    return "image/webp" if data[8:12] == b"WEBP" else "image/jpeg"
