@@ -73,6 +73,9 @@ class LimitSettings(BaseModel):
 
     max_image_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(40_000_000, ge=1024)  # a 50-megapixel image is refused
+    # Longer side over shorter side. The embedder scales the shorter side up to its input
+    # size, so a 1 x 40,000 sliver (within the pixel limit) would become gigabytes.
+    max_aspect_ratio: float = Field(64.0, ge=1)
     max_upload_files: int = Field(64, ge=1)
     max_request_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     max_caption_chars: int = Field(2_000, ge=1)

@@ -1,9 +1,10 @@
 """Bytes in, a safe RGB image out: the only place untrusted image bytes meet Pillow.
 
 Every refusal is typed: :class:`~mmrag.errors.TooLarge` for byte and pixel limits
-(decompression bombs included), :class:`~mmrag.errors.UnsupportedMedia` for anything that
-is not a whole image in one of :data:`ALLOWED_FORMATS`. Pixels are never allocated before
-the pixel count is known to be within the limit: ``Image.open`` reads only the header.
+(decompression bombs included), :class:`~mmrag.errors.InvalidInput` for an aspect ratio over
+the limit, :class:`~mmrag.errors.UnsupportedMedia` for anything that is not a whole image in
+one of :data:`ALLOWED_FORMATS`. Pixels are never allocated before the size is known to be
+within the limits: ``Image.open`` reads only the header.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from mmrag.config import LimitSettings
-from mmrag.errors import TooLarge, UnsupportedMedia
+from mmrag.errors import InvalidInput, TooLarge, UnsupportedMedia
 
 # Formats with a plain, well-exercised decoder. Leaving the rest out keeps Pillow from
 # handing hostile bytes to exotic plugins (EPS would even start Ghostscript).
@@ -149,6 +150,7 @@ def decode_image(
                 f"image is {width}x{height} = {width * height} pixels, over the limit of "
                 f"{limits.max_image_pixels}"
             )
+        _check_aspect_ratio(width, height, limits.max_aspect_ratio)
         try:
             if at_least is not None:
                 _reduce_while_decoding(opened, at_least)
@@ -204,6 +206,16 @@ def _allow_pixels(limit: int) -> None:
         current = Image.MAX_IMAGE_PIXELS
         if current is not None and current < limit:
             Image.MAX_IMAGE_PIXELS = limit
+
+
+def _check_aspect_ratio(width: int, height: int, limit: float) -> None:
+    """Refuse slivers: preprocessing scales the shorter side up, the longer one with it."""
+    longer, shorter = max(width, height), min(width, height)
+    if longer > limit * shorter:
+        ratio = f"{longer / shorter:.1f}:1" if shorter else "unbounded"
+        raise InvalidInput(
+            f"image is {width}x{height}, an aspect ratio of {ratio}, over the limit of {limit:g}:1"
+        )
 
 
 def _reduce_while_decoding(image: ImageFile.ImageFile, at_least: tuple[int, int]) -> None:

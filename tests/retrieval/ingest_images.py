@@ -70,5 +70,10 @@ def small_file_decoding_huge(width: int, height: int) -> bytes:
     return encode(Image.new("1", (width, height), 0), "PNG", optimize=True)
 
 
+def sliver(width: int, height: int) -> bytes:
+    """A real, valid PNG with an extreme aspect ratio: tiny in bytes and in pixels."""
+    return encode(Image.new("L", (width, height), 128), "PNG", optimize=True)
+
+
 def _colour(seed: int) -> tuple[int, int, int]:
     return ((seed * 97) % 256, (seed * 57 + 80) % 256, (seed * 31 + 160) % 256)

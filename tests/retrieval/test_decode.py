@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from mmrag.config import LimitSettings
-from mmrag.errors import TooLarge, UnsupportedMedia
+from mmrag.errors import InvalidInput, TooLarge, UnsupportedMedia
 from mmrag.retrieval.decode import decode_image, make_thumbnail, sniff_mime_type
 
 LIMITS = LimitSettings()
@@ -245,3 +245,43 @@ def test_pixel_limit_comes_from_settings() -> None:
 
     refused(images.jpeg((65, 64)), TooLarge, limits)
     assert decode_image(images.jpeg((64, 64)), limits).width == 64
+
+
+@pytest.mark.parametrize("size", [(1, 20_000), (20_000, 1)])
+def test_extreme_aspect_ratio_is_refused(size: tuple[int, int]) -> None:
+    data = images.sliver(*size)
+    assert size[0] * size[1] <= LIMITS.max_image_pixels  # the pixel limit lets it through
+
+    with pytest.raises(InvalidInput) as caught:
+        decode_image(data, LIMITS)
+
+    message = str(caught.value)
+    assert type(caught.value) is InvalidInput
+    assert "aspect ratio of 20000.0:1" in message
+    assert "limit of 64:1" in message
+    assert "\n" not in message
+
+
+def test_aspect_ratio_is_checked_from_the_header() -> None:
+    # The header claims 1 x 20000, the pixel data is a few rows: a full decode would fail
+    # as truncated (UnsupportedMedia); the ratio check refuses before that.
+    with pytest.raises(InvalidInput) as caught:
+        decode_image(images.png_claiming(1, 20_000), LIMITS)
+
+    assert type(caught.value) is InvalidInput
+    assert "aspect ratio" in str(caught.value)
+
+
+@pytest.mark.parametrize("size", [(640, 10), (10, 640), (64, 1)])
+def test_aspect_ratio_at_the_limit_passes(size: tuple[int, int]) -> None:
+    decoded = decode_image(images.sliver(*size), LIMITS)
+
+    assert (decoded.width, decoded.height) == size
+
+
+def test_aspect_ratio_limit_comes_from_settings() -> None:
+    limits = LimitSettings(max_aspect_ratio=2.0)
+
+    with pytest.raises(InvalidInput, match="limit of 2:1"):
+        decode_image(images.jpeg((65, 32)), limits)
+    assert decode_image(images.jpeg((64, 32)), limits).width == 64

@@ -392,6 +392,7 @@ def bad_uploads() -> dict[str, bytes]:
         "truncated.jpg": jpeg[: len(jpeg) // 2],
         "bomb.png": images.png_claiming(100_000, 100_000),
         "50mp.png": images.small_file_decoding_huge(8_000, 6_250),
+        "sliver.png": images.sliver(1, 20_000),  # would be 224 x 4,480,000 for the model
     }
 
 
@@ -402,6 +403,7 @@ EXPECTED_ERRORS = {
     "truncated.jpg": "UnsupportedMedia",
     "bomb.png": "TooLarge",
     "50mp.png": "TooLarge",
+    "sliver.png": "InvalidInput",
 }
 
 
