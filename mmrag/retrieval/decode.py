@@ -13,7 +13,6 @@ import hashlib
 import io
 import struct
 import threading
-import warnings
 import zlib
 from dataclasses import dataclass
 from typing import Literal
@@ -44,14 +43,13 @@ _DECODE_ERRORS: tuple[type[BaseException], ...] = (
     zlib.error,
 )
 
+# Pillow's own bomb check. Between MAX_IMAGE_PIXELS and twice that it only warns, and that
+# warning is an exception only where the application's warning filters make it one; either
+# way our explicit pixel check after Image.open refuses the image (MAX_IMAGE_PIXELS is never
+# below our limit, see _allow_pixels), so no global warning filter is needed here.
 _BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 _pillow_lock = threading.Lock()
-
-# Pillow only warns between MAX_IMAGE_PIXELS and twice that; as an error the warning
-# refuses inside Image.open, before any pixel is allocated. Our own check below stays the
-# authority (a test runner may reset warning filters), this is the second line.
-warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+import warnings
 
 import ingest_images as images
 import numpy as np
@@ -221,14 +224,32 @@ def test_header_claiming_a_huge_image_is_too_large() -> None:
 
 @pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
 def test_pillow_bomb_warning_raised_inside_open_is_too_large() -> None:
-    # 10^8 pixels: Pillow only warns; as configured in production (decode.py makes the
-    # warning an error) Image.open itself refuses, and that becomes TooLarge.
+    # 10^8 pixels: Pillow only warns; where an application makes the warning an error,
+    # Image.open itself refuses, and that becomes TooLarge too.
     refused(images.png_claiming(10_000, 10_000), TooLarge)
 
 
-@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
-def test_own_pixel_check_refuses_even_when_pillow_only_warns() -> None:
-    refused(images.png_claiming(10_000, 10_000), TooLarge)
+@pytest.mark.parametrize("action", ["ignore", "default"])
+def test_own_pixel_check_refuses_even_when_pillow_only_warns(action: str) -> None:
+    with warnings.catch_warnings(record=True):  # "default": recorded, not printed
+        warnings.simplefilter(action, Image.DecompressionBombWarning)  # type: ignore[arg-type]
+
+        refused(images.png_claiming(10_000, 10_000), TooLarge)
+
+
+def test_importing_decode_leaves_warning_filters_alone() -> None:
+    # A library must not change process-wide warning filters; a fresh interpreter shows it.
+    script = (
+        "import warnings\n"
+        "import numpy, PIL.Image, mmrag.config, mmrag.errors\n"  # their own filters first
+        "before = list(warnings.filters)\n"
+        "import mmrag.retrieval.decode\n"
+        "assert warnings.filters == before, warnings.filters[:2]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_fifty_megapixel_png_over_the_limit_is_too_large() -> None:
