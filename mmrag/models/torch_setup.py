@@ -4,8 +4,15 @@ The only torchvision built for torch 2.13 is linked against CUDA. On the CPU bui
 compiled operators never register, and ``import torchvision`` dies on
 ``operator torchvision::nms does not exist`` (and with it open_clip, timm and most transformers
 image processors). Defining the two operator schemas it registers fake kernels for, with a
-plain-torch CPU kernel, is enough for it to import. On a torch where torchvision's own
-operators loaded (a CUDA machine) this is a no-op.
+plain-torch CPU kernel, is enough for it to import.
+
+Whether that is needed cannot be asked of the dispatcher: torchvision's operators register only
+when its ``_C`` library is loaded, which ``import torchvision`` does. So
+:func:`ensure_torchvision` loads that library itself first. Where it loads (a torch it was built
+for, e.g. CUDA on a GPU machine) torchvision's own operators are in place and nothing is
+defined; defining ours there would make the library's registration of ``torchvision::nms`` a
+duplicate, which PyTorch refuses. Only where the load fails (``OSError``: here, CUDA symbols
+the CPU torch lacks) are the CPU fallbacks defined.
 
 Call :func:`ensure_torchvision` before anything imports torchvision.
 
@@ -14,8 +21,11 @@ Call :func:`ensure_torchvision` before anything imports torchvision.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -56,24 +66,75 @@ def nms_reference(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: floa
     return torch.tensor(keep, dtype=torch.long, device=boxes.device)
 
 
-def ensure_torchvision() -> None:
-    """Define ``torchvision::nms``/``qnms`` when torchvision's compiled ops are missing."""
+def torchvision_extension() -> Path | None:
+    """torchvision's compiled operator library (``_C*.so``), found without importing it."""
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None:
+        return None
+    for location in spec.submodule_search_locations or ():
+        found = sorted(Path(location).glob("_C*.so"))
+        if found:
+            return found[0]
+    return None
+
+
+def _load_library(path: Path) -> None:
+    torch.ops.load_library(str(path))  # type: ignore[no-untyped-call]
+
+
+def ensure_torchvision(load_library: Callable[[Path], None] | None = None) -> None:
+    """Make ``import torchvision`` work: its own operators where they load, else CPU fallbacks.
+
+    Loads torchvision's ``_C`` library (``load_library``, for tests; default
+    ``torch.ops.load_library``). If it loads, its operators are registered and nothing is
+    defined. If it fails with ``OSError`` (or torchvision ships none), ``torchvision::nms`` and
+    ``torchvision::qnms`` are defined with :func:`nms_reference` as their CPU kernel. Without
+    torchvision installed there is nothing to do. Idempotent and thread-safe.
+    """
     global _done
     with _lock:
         if _done:
             return
-        missing = [name for name in ("nms", "qnms") if not _operator_exists(name)]
-        if missing:
-            # Kept alive for the process: dropping a Library object unregisters its operators.
-            # torch.library's Library methods are not annotated, hence the ignores.
-            library = torch.library.Library("torchvision", "FRAGMENT")  # type: ignore[no-untyped-call]
-            for name in missing:
-                schema = f"{name}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
-                library.define(schema)  # type: ignore[no-untyped-call]
-                library.impl(name, nms_reference, "CPU")  # type: ignore[no-untyped-call]
-            _LIBRARIES.append(library)
-            log.debug("defined CPU fallbacks for torchvision::%s", ", torchvision::".join(missing))
+        if importlib.util.find_spec("torchvision") is None:
+            log.debug("torchvision is not installed; nothing to set up")
+        else:
+            path = torchvision_extension()
+            if path is not None and _loads(path, load_library or _load_library):
+                log.debug("torchvision's own operators loaded from %s", path)
+            else:
+                _define_fallbacks()
         _done = True
+
+
+def _loads(path: Path, load_library: Callable[[Path], None]) -> bool:
+    try:
+        load_library(path)
+    except OSError as error:
+        # dlopen fails before the library's static initialisers run: nothing was registered.
+        log.debug("torchvision's operators do not load here (%s)", _first_line(error))
+        return False
+    return True
+
+
+def _define_fallbacks() -> None:
+    # Only the missing ones: torchvision may have been set up in this process another way.
+    missing = [name for name in ("nms", "qnms") if not _operator_exists(name)]
+    if not missing:
+        return
+    # Kept alive for the process: dropping a Library object unregisters its operators.
+    # torch.library's Library methods are not annotated, hence the ignores.
+    library = torch.library.Library("torchvision", "FRAGMENT")  # type: ignore[no-untyped-call]
+    for name in missing:
+        schema = f"{name}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
+        library.define(schema)  # type: ignore[no-untyped-call]
+        library.impl(name, nms_reference, "CPU")  # type: ignore[no-untyped-call]
+    _LIBRARIES.append(library)
+    log.debug("defined CPU fallbacks for torchvision::%s", ", torchvision::".join(missing))
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 _LIBRARIES: list[torch.library.Library] = []

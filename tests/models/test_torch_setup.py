@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -37,14 +39,69 @@ def test_torchvision_and_open_clip_import_after_ensure_torchvision() -> None:
     assert result.stdout.strip().splitlines()[-1] == "[0, 2]"
 
 
+# Loads torchvision's compiled operators the way its own import does; written out here rather
+# than taken from torch_setup, so that the skip below does not depend on the code under test.
+_LOAD_EXTENSION = (
+    "import glob, importlib.util, os, torch\n"
+    "root = importlib.util.find_spec('torchvision').submodule_search_locations[0]\n"
+    "torch.ops.load_library(glob.glob(os.path.join(root, '_C*.so'))[0])\n"
+)
+
+
 def test_plain_import_fails_where_the_fallback_is_needed() -> None:
     # Shows the test above tests something: on this CPU torch, torchvision alone does not import.
-    probe = _python("import torch; torch._C._dispatch_find_schema_or_throw('torchvision::nms', '')")
-    if probe.returncode == 0:
-        pytest.skip("torchvision's own operators are registered here (CUDA torch)")
+    if _python(_LOAD_EXTENSION).returncode == 0:
+        pytest.skip("torchvision's own operators load here (a torch it was built for)")
     result = _python("import torchvision")
     assert result.returncode != 0
     assert "torchvision::nms" in result.stderr
+
+
+# Calls ensure_torchvision with a stand-in for torch.ops.load_library, then reports what it
+# tried to load and which torchvision operators exist (none are registered by the stand-in).
+_WITH_LOADER = """
+import json, sys, torch
+from mmrag.models import torch_setup
+tried = []
+def load_library(path):
+    tried.append(path.name)
+{body}
+torch_setup.ensure_torchvision(load_library)
+print(json.dumps({{
+    "tried": tried,
+    "operators": sorted(n for n in torch._C._dispatch_get_all_op_names() if "torchvision" in n),
+    "torchvision_imported": "torchvision" in sys.modules,
+}}))
+"""
+
+
+def _ensure_with_loader(body: str) -> dict[str, Any]:
+    result = _python(_WITH_LOADER.format(body=body))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_nothing_is_defined_where_torchvision_extension_loads() -> None:
+    # A torch torchvision was built for (CUDA): its library registers nms itself, and a fallback
+    # defined first would make that registration a duplicate, which breaks `import torchvision`.
+    report = _ensure_with_loader("    pass  # loads")
+    assert len(report["tried"]) == 1
+    assert report["tried"][0].startswith("_C")
+    assert report["operators"] == []
+    assert not report["torchvision_imported"]  # found, not imported
+
+
+def test_fallbacks_are_defined_where_torchvision_extension_fails_to_load() -> None:
+    report = _ensure_with_loader("    raise OSError('libc10_cuda.so: cannot open shared object')")
+    assert report["tried"]
+    assert report["operators"] == ["torchvision::nms", "torchvision::qnms"]
+
+
+def test_other_load_errors_are_not_taken_for_a_cpu_torch() -> None:
+    result = _python(_WITH_LOADER.format(body="    raise RuntimeError('registered twice')"))
+    assert result.returncode != 0
+    assert "RuntimeError: registered twice" in result.stderr
 
 
 def _brute_force_nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float) -> list[int]:
