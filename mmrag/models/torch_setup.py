@@ -11,8 +11,8 @@ when its ``_C`` library is loaded, which ``import torchvision`` does. So
 :func:`ensure_torchvision` loads that library itself first. Where it loads (a torch it was built
 for, e.g. CUDA on a GPU machine) torchvision's own operators are in place and nothing is
 defined; defining ours there would make the library's registration of ``torchvision::nms`` a
-duplicate, which PyTorch refuses. Only where the load fails (``OSError``: here, CUDA symbols
-the CPU torch lacks) are the CPU fallbacks defined.
+duplicate, which PyTorch refuses. Only where the load fails (``OSError``: here, it needs
+``libc10_cuda.so``, which the CPU torch does not ship) are the CPU fallbacks defined.
 
 Call :func:`ensure_torchvision` before anything imports torchvision.
 
