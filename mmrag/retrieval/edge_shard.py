@@ -26,13 +26,11 @@ import qdrant_edge as qe
 
 from mmrag.config import HnswSettings, StoreSettings
 from mmrag.errors import Unavailable
+from mmrag.models.cpu import usable_cores
 from mmrag.retrieval.store import IMAGE_VECTOR, SPARSE_VECTOR, TEXT_VECTOR
+from mmrag.retrieval.store_common import FULL_SCAN_THRESHOLD_KB
 
 log = logging.getLogger(__name__)
-
-# Filtered searches whose candidates hold less than this many KiB of vectors scan those
-# candidates instead of walking the graph (Qdrant's default; 10 MiB = 5,000 512-d vectors).
-FULL_SCAN_THRESHOLD_KB = 10_000
 
 # The engine indexes a segment on optimize() only above this size. Our scheduler decides when
 # a build is worth it, so the engine must never refuse one: 1 KiB (0 would disable indexing).
@@ -40,13 +38,6 @@ INDEXING_THRESHOLD_KB = 1
 
 _CURRENT = "CURRENT"
 _GENERATION = "gen-{:06d}"
-
-
-def usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class ShardPaths:

@@ -35,6 +35,11 @@ RRF_K = 2
 HYBRID_CANDIDATE_FACTOR = 3
 HYBRID_MIN_CANDIDATES = 30
 
+# Filtered searches whose candidates hold less than this many KiB of vectors scan those
+# candidates instead of walking the graph (Qdrant's default; 10 MiB = 5,000 512-d vectors).
+# Both backends configure their HNSW index with it.
+FULL_SCAN_THRESHOLD_KB = 10_000
+
 
 def hybrid_candidates(limit: int, offset: int) -> int:
     return max(HYBRID_MIN_CANDIDATES, (limit + offset) * HYBRID_CANDIDATE_FACTOR)

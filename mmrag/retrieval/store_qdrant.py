@@ -22,7 +22,6 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from mmrag.config import StoreSettings
 from mmrag.errors import DimensionMismatchError, InvalidInput, NotFound, Unavailable
-from mmrag.retrieval.edge_shard import FULL_SCAN_THRESHOLD_KB
 from mmrag.retrieval.qdrant_filters import to_qdrant_filter
 from mmrag.retrieval.store import (
     IMAGE_VECTOR,
@@ -38,6 +37,7 @@ from mmrag.retrieval.store import (
     image_id_of,
 )
 from mmrag.retrieval.store_common import (
+    FULL_SCAN_THRESHOLD_KB,
     RecordReads,
     check_page,
     checked_dense,
