@@ -24,9 +24,12 @@ from PIL import Image
 
 from mmrag.errors import InvalidInput, ModelUnavailable, UnknownModel
 from mmrag.models.base import Device, InferenceModel, Tool, resolve_device
-from mmrag.models.clip.preprocess import ImagePreprocess, fit_image, normalise_batch
-from mmrag.models.clip.preprocess import PreparedImage as PreparedImage  # re-exported
-from mmrag.models.cpu import usable_cores as usable_cores  # re-exported for older imports
+from mmrag.models.clip.preprocess import (
+    ImagePreprocess,
+    PreparedImage,
+    fit_image,
+    normalise_batch,
+)
 from mmrag.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
