@@ -11,6 +11,7 @@ from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from mmrag.retrieval.items import METADATA_KEY_PATTERN
 from mmrag.retrieval.store import (
     Condition,
     DateRange,
@@ -21,7 +22,7 @@ from mmrag.retrieval.store import (
 )
 
 Label = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+MetadataKey = Annotated[str, StringConstraints(pattern=METADATA_KEY_PATTERN)]
 _MAX_TERMS = 64
 B = TypeVar("B", float, datetime)
 

@@ -7,6 +7,7 @@ work starts, with the same rules the pipeline applies per item.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,11 @@ ItemStatus = Literal["indexed", "duplicate", "failed"]
 
 # Not a setting: captions beyond a handful add nothing to one text vector but cost.
 MAX_CAPTIONS_PER_IMAGE = 16
+# Top-level metadata keys, as search filters accept them (filters.MetadataKey uses it too):
+# a key outside it could never be filtered on, and a dotted one would be a nested path in
+# the store.
+METADATA_KEY_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
+_METADATA_KEY = re.compile(METADATA_KEY_PATTERN)
 _MAX_FILENAME_CHARS = 255
 
 
@@ -114,11 +120,17 @@ def clean_captions(captions: Sequence[str], limits: LimitSettings) -> list[str]:
 
 
 def clean_metadata(metadata: Mapping[str, Any], limits: LimitSettings) -> dict[str, Any]:
-    """A plain JSON object within ``max_metadata_bytes``, or InvalidInput/TooLarge."""
+    """A plain JSON object within ``max_metadata_bytes`` whose top-level keys match
+    :data:`METADATA_KEY_PATTERN`, or InvalidInput/TooLarge."""
     if not isinstance(metadata, Mapping):
         raise InvalidInput("metadata must be a JSON object")
     if any(not isinstance(key, str) for key in metadata):
         raise InvalidInput("metadata keys must be strings")
+    for key in metadata:
+        if not _METADATA_KEY.fullmatch(key):  # fullmatch: "$" alone lets "key\n" through
+            shown = repr(key[:64]) + ("..." if len(key) > 64 else "")
+            rule = "1 to 64 ASCII letters, digits, '_' or '-'"
+            raise InvalidInput(f"metadata key {shown} is not allowed: keys are {rule}")
     try:
         encoded = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as error:

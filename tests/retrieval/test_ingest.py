@@ -17,12 +17,12 @@ from local_http import local_server
 from PIL import Image
 
 from mmrag.config import Settings
-from mmrag.errors import ForbiddenSource, Unavailable
+from mmrag.errors import ForbiddenSource, InvalidInput, Unavailable
 from mmrag.models.clip.embedder import ClipEmbedder
 from mmrag.retrieval.addresses import AddressPolicy
 from mmrag.retrieval.blobs import FilesystemBlobStore
 from mmrag.retrieval.ingest import IngestOptions, IngestPipeline
-from mmrag.retrieval.items import IngestItem, IngestReport, items_from_paths
+from mmrag.retrieval.items import IngestItem, IngestReport, clean_metadata, items_from_paths
 from mmrag.retrieval.sources import ServerPaths, UrlFetcher
 from mmrag.retrieval.store import ImagePoint, VectorStore
 
@@ -450,6 +450,7 @@ def test_over_the_byte_limit_fails_and_changes_nothing(
         ([], {"blob": "y" * 20_000}),
         ([], {"bad": float("nan")}),
         ([], {1: "non-string key"}),
+        ([], {"exif.camera": "x100"}),  # a dotted key would be a nested path in the store
     ],
 )
 def test_bad_captions_or_metadata_fail_the_item(
@@ -464,6 +465,24 @@ def test_bad_captions_or_metadata_fail_the_item(
     assert [r.status for r in report.results] == ["failed"]
     assert store.count() == 0
     assert blob_files(blobs) == []
+
+
+@pytest.mark.parametrize(
+    "key", ["exif.camera", "has space", "", "k" * 65, "key\n", "caméra", "a/b", "$where"]
+)
+def test_metadata_keys_filters_cannot_name_are_refused(key: str, settings: Settings) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        clean_metadata({"ok": 1, key: "value"}, settings.limits)
+
+    message = str(caught.value)
+    assert repr(key[:64]) in message
+    assert "\n" not in message
+
+
+def test_metadata_keys_filters_accept_pass_and_nested_keys_are_free(settings: Settings) -> None:
+    metadata = {"camera": "x100", "Rating_2-b": 4, "k" * 64: 1, "exif": {"Make.Model": "x"}}
+
+    assert clean_metadata(metadata, settings.limits) == metadata
 
 
 def test_bad_items_do_not_stop_good_ones(pipeline: IngestPipeline, store: VectorStore) -> None:
