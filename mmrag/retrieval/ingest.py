@@ -30,8 +30,9 @@ from PIL import Image
 
 from mmrag.config import Settings
 from mmrag.errors import MmragError
+from mmrag.models.clip.preprocess import PreparedImage
 from mmrag.retrieval import sparse
-from mmrag.retrieval.blobs import BlobKind, BlobStore, FilesystemBlobStore
+from mmrag.retrieval.blobs import BlobKind, BlobStore
 from mmrag.retrieval.decode import (
     ThumbnailFormat,
     check_byte_size,
@@ -55,7 +56,6 @@ from mmrag.retrieval.store import ImagePoint, VectorStore
 log = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
-PreparedImage = npt.NDArray[np.uint8]  # H x W x 3 at the model's input size, as the embedder makes
 
 
 class ImageTextEmbedder(Protocol):
@@ -123,13 +123,6 @@ class IngestPipeline:
         self.clock = clock
         self._ready = False
         self._ready_lock = threading.Lock()
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, embedder: ImageTextEmbedder, store: VectorStore
-    ) -> IngestPipeline:
-        """The pipeline with the filesystem blob store under ``settings.blobs_dir``."""
-        return cls(embedder, store, FilesystemBlobStore.from_settings(settings), settings)
 
     def run(
         self, items: Sequence[IngestItem], progress: ProgressCallback | None = None

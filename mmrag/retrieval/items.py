@@ -212,11 +212,6 @@ class IngestReport:
         """``(source, reason)`` of each item that failed."""
         return [(r.source, r.reason) for r in self.results if r.status == "failed"]
 
-    @property
-    def images_per_second(self) -> float:
-        done = sum(1 for result in self.results if result.status == "indexed")
-        return done / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
 
 def _id(result: ItemResult) -> str:
     assert result.image is not None
