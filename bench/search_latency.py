@@ -42,7 +42,7 @@ import numpy.typing as npt
 
 from bench.common import emit, percentiles_ms
 from mmrag.config import HnswSettings, StoreSettings
-from mmrag.retrieval.edge_shard import usable_cores
+from mmrag.models.cpu import usable_cores
 from mmrag.retrieval.store import Filter, ImagePoint, MatchAny, MatchValue
 from mmrag.retrieval.store_edge import EdgeVectorStore
 
