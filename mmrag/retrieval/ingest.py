@@ -29,7 +29,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from mmrag.config import Settings
-from mmrag.errors import MmragError
+from mmrag.errors import MmragError, Unavailable
 from mmrag.models.clip.preprocess import PreparedImage
 from mmrag.retrieval import sparse
 from mmrag.retrieval.blobs import BlobKind, BlobStore
@@ -241,31 +241,55 @@ class IngestPipeline:
                 payload = self.store.get([prepared.info.image_id]).get(prepared.info.image_id)
                 info = ImageInfo.from_payload(payload) if payload else prepared.info
                 settled.append((prepared, "duplicate", info, None))
-        try:
-            self._store_points(fresh)
-            settled.extend((prepared, "indexed", prepared.info, None) for prepared in fresh)
-        except Exception as error:
-            if len(fresh) == 1:
-                settled.append((fresh[0], "failed", None, self._undo(fresh[0], error)))
-            else:  # isolate the item at fault: retry one by one
-                log.warning("batch of %d failed (%s); retrying one by one", len(fresh), error)
-                settled.extend(self._store_alone(prepared) for prepared in fresh)
+        settled.extend(self._store_fresh(fresh))
         # Everything in the batch is stored or undone: reported only now, so a progress
         # callback that cancels the run finds nothing half-done.
         run.batch = []
         for prepared, status, image, failure in settled:
             run.finish(prepared.index, status, image, failure)
 
-    def _store_alone(self, prepared: _Prepared) -> _Settled:
-        try:
-            self._store_points([prepared])
-        except Exception as error:
-            return (prepared, "failed", None, self._undo(prepared, error))
-        return (prepared, "indexed", prepared.info, None)
+    def _store_fresh(self, fresh: list[_Prepared]) -> list[_Settled]:
+        """Embed the batch once and upsert its points; what became of each item.
 
-    def _store_points(self, batch: list[_Prepared]) -> None:
-        if not batch:
-            return
+        A failure to embed, or the store being unavailable, fails the whole batch: trying
+        again image by image would only repeat it (a forward pass per image, for nothing).
+        Any other upsert error may be one point's fault, so the points already built are
+        upserted one by one to find it.
+        """
+        if not fresh:
+            return []
+        try:
+            points = self._points(fresh)
+        except Exception as error:
+            return self._fail_all(fresh, error, "embedding")
+        try:
+            self.store.upsert(points)
+        except Unavailable as error:
+            return self._fail_all(fresh, error, "storing")
+        except Exception as error:
+            if len(points) == 1:
+                return self._fail_all(fresh, error, "storing")
+            log.warning("batch of %d failed (%s); storing it point by point", len(fresh), error)
+            return self._upsert_one_by_one(fresh, points)
+        return [(prepared, "indexed", prepared.info, None) for prepared in fresh]
+
+    def _upsert_one_by_one(
+        self, fresh: list[_Prepared], points: list[ImagePoint]
+    ) -> list[_Settled]:
+        settled: list[_Settled] = []
+        for position, (prepared, point) in enumerate(zip(fresh, points, strict=True)):
+            try:
+                self.store.upsert([point])
+            except Unavailable as error:  # the store went away meanwhile: stop trying
+                return settled + self._fail_all(fresh[position:], error, "storing")
+            except Exception as error:
+                settled.append((prepared, "failed", None, self._undo(prepared, error)))
+            else:
+                settled.append((prepared, "indexed", prepared.info, None))
+        return settled
+
+    def _points(self, batch: list[_Prepared]) -> list[ImagePoint]:
+        """One point per item; the batch's single forward pass (images, then captions)."""
         image_vectors = self.embedder.embed_prepared([prepared.pixels for prepared in batch])
         text_vectors = self._caption_vectors(batch)
         points = []
@@ -280,7 +304,7 @@ class IngestPipeline:
                     sparse=sparse.encode_document(captions) if captions else None,
                 )
             )
-        self.store.upsert(points)
+        return points
 
     def _caption_vectors(self, batch: list[_Prepared]) -> dict[int, Vectors]:
         """One text vector per captioned item: the normalised mean of its captions'
@@ -304,10 +328,15 @@ class IngestPipeline:
     def _undo(self, prepared: _Prepared, error: Exception) -> MmragError:
         """Remove the blobs a failed item wrote; the error as the report shows it."""
         self._drop_blobs([prepared])
-        if isinstance(error, MmragError):
-            return error
-        log.error("storing %s failed", prepared.item.uri, exc_info=error)
-        return MmragError(f"internal error: {type(error).__name__}")
+        return _reported(error, f"storing {prepared.item.uri}")
+
+    def _fail_all(self, batch: list[_Prepared], error: Exception, step: str) -> list[_Settled]:
+        """Fail every item of ``batch`` with one error (logged once), removing their blobs."""
+        if isinstance(error, MmragError):  # _reported logs the unexpected ones, with trace
+            log.warning("%s a batch of %d failed: %s", step, len(batch), error)
+        self._drop_blobs(batch)
+        reported = _reported(error, f"{step} a batch of {len(batch)}")
+        return [(prepared, "failed", None, reported) for prepared in batch]
 
     def _drop_blobs(self, prepared: Sequence[_Prepared]) -> None:
         for item in prepared:
@@ -368,6 +397,14 @@ class _Prepared:
 
 _Outcome = _Failed | _Known | _Prepared
 _Settled = tuple[_Prepared, ItemStatus, ImageInfo | None, MmragError | None]
+
+
+def _reported(error: Exception, what: str) -> MmragError:
+    """The error as the report shows it; an unexpected one keeps its trace in the log."""
+    if isinstance(error, MmragError):
+        return error
+    log.error("%s failed", what, exc_info=error)
+    return MmragError(f"internal error: {type(error).__name__}")
 
 
 def _payload(prepared: _Prepared) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 from collections.abc import Iterator, Sequence
@@ -30,17 +31,41 @@ FIXED_NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
 
 class FailingStore:
-    """Wraps a store; upserts holding a poisoned image id fail (a store-side refusal)."""
+    """Wraps a store; upserts holding a poisoned image id fail with ``error`` (InvalidInput:
+    a store-side refusal of that point). Records the size of every upsert."""
 
-    def __init__(self, inner: VectorStore, poisoned: set[str]) -> None:
+    def __init__(
+        self, inner: VectorStore, poisoned: set[str], error: Exception | None = None
+    ) -> None:
         self.inner = inner
         self.poisoned = poisoned
+        self.error = error or InvalidInput("the store refused this point")
         self.backend_name = inner.backend_name
+        self.upserts: list[int] = []
 
     def upsert(self, points: Sequence[ImagePoint]) -> None:
+        self.upserts.append(len(points))
         if any(point.image_id in self.poisoned for point in points):
-            raise Unavailable("the store refused this point")
+            raise self.error
         self.inner.upsert(points)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class CountingEmbedder:
+    """Wraps an embedder; records the size of every image forward pass, may fail them."""
+
+    def __init__(self, inner: ClipEmbedder, error: Exception | None = None) -> None:
+        self.inner = inner
+        self.error = error
+        self.image_batches: list[int] = []
+
+    def embed_prepared(self, prepared: Sequence[Any]) -> Any:
+        self.image_batches.append(len(prepared))
+        if self.error is not None:
+            raise self.error
+        return self.inner.embed_prepared(prepared)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -89,6 +114,10 @@ def blob_files(blobs: FilesystemBlobStore) -> list[str]:
     if not blobs.root.exists():
         return []
     return sorted(str(p.relative_to(blobs.root)) for p in blobs.root.rglob("*") if p.is_file())
+
+
+def image_id_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 def ids(report: IngestReport) -> list[str | None]:
@@ -573,19 +602,106 @@ def test_store_refusing_one_point_fails_only_that_item_and_removes_its_blobs(
 
     bad = decode_image(data[2], settings.limits)
     failing = FailingStore(store, {bad.image_id})
-    pipeline = make_pipeline(tiny_embedder, failing, blobs, settings)  # type: ignore[arg-type]
+    counting = CountingEmbedder(tiny_embedder)
+    pipeline = make_pipeline(counting, failing, blobs, settings)  # type: ignore[arg-type]
 
     report = pipeline.run([upload(data[0]), upload(data[1]), poisoned, upload(data[3])])
 
     assert [r.status for r in report.results] == ["indexed", "indexed", "failed", "indexed"]
-    assert isinstance(report.results[2].error, Unavailable)
+    assert isinstance(report.results[2].error, InvalidInput)
     assert store.count() == 3
     assert not blobs.exists("original", bad.sha256)
     assert not blobs.exists("thumbnail", bad.sha256)
+    # One forward pass; the retry upserts the vectors already computed, point by point.
+    assert counting.image_batches == [4]
+    assert failing.upserts == [4, 1, 1, 1, 1]
 
 
 class StoreDownAtUpsertTime:
-    """Answers the per-item checks, then fails when the batch is about to be stored."""
+    """Answers every check, then fails inside ``upsert``: the store went away."""
+
+    def __init__(self, inner: VectorStore) -> None:
+        self.inner = inner
+        self.upserts: list[int] = []
+
+    def upsert(self, points: Sequence[ImagePoint]) -> None:
+        self.upserts.append(len(points))
+        raise Unavailable("the store went away")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_store_outage_at_upsert_fails_each_batch_once_and_leaves_nothing(
+    tiny_embedder: ClipEmbedder,
+    store: VectorStore,
+    blobs: FilesystemBlobStore,
+    settings: Settings,
+) -> None:
+    down = StoreDownAtUpsertTime(store)
+    counting = CountingEmbedder(tiny_embedder)
+    pipeline = make_pipeline(counting, down, blobs, settings)  # type: ignore[arg-type]
+
+    report = pipeline.run([upload(images.jpeg(seed=seed), f"{seed}.jpg") for seed in range(6)])
+
+    assert [r.status for r in report.results] == ["failed"] * 6
+    assert {reason for _, reason in report.failed} == {"the store went away"}
+    assert all(isinstance(r.error, Unavailable) for r in report.results)
+    # Batches of 4: each embedded once and upserted once, never retried item by item.
+    assert counting.image_batches == [4, 2]
+    assert down.upserts == [4, 2]
+    assert store.count() == 0
+    assert blob_files(blobs) == []
+
+
+def test_store_going_down_while_retrying_point_by_point_stops_the_retry(
+    tiny_embedder: ClipEmbedder,
+    store: VectorStore,
+    blobs: FilesystemBlobStore,
+    settings: Settings,
+) -> None:
+    data = [images.jpeg(seed=seed) for seed in range(4)]
+    ids_ = [image_id_of(blob) for blob in data]
+
+    class RefusesThenGoesDown(FailingStore):
+        def upsert(self, points: Sequence[ImagePoint]) -> None:
+            if len(points) == 1 and points[0].image_id != ids_[0]:
+                self.error = Unavailable("the store went away")
+            super().upsert(points)
+
+    failing = RefusesThenGoesDown(store, set(ids_[1:]))
+    pipeline = make_pipeline(tiny_embedder, failing, blobs, settings)  # type: ignore[arg-type]
+
+    report = pipeline.run([upload(blob, f"{i}.jpg") for i, blob in enumerate(data)])
+
+    assert [r.status for r in report.results] == ["indexed", "failed", "failed", "failed"]
+    assert all(isinstance(r.error, Unavailable) for r in report.results[1:])
+    assert failing.upserts == [4, 1, 1]  # the first point, then the outage: no more tries
+    assert store.count() == 1
+    assert sorted(Path(name).name for name in blob_files(blobs) if "original" in name) == [
+        hashlib.sha256(data[0]).hexdigest()
+    ]
+
+
+def test_embedding_failure_fails_the_batch_without_retrying_image_by_image(
+    tiny_embedder: ClipEmbedder,
+    store: VectorStore,
+    blobs: FilesystemBlobStore,
+    settings: Settings,
+) -> None:
+    crashing = CountingEmbedder(tiny_embedder, RuntimeError("out of device memory"))
+    pipeline = make_pipeline(crashing, store, blobs, settings)  # type: ignore[arg-type]
+
+    report = pipeline.run([upload(images.jpeg(seed=seed), f"{seed}.jpg") for seed in range(3)])
+
+    assert report.failed == [(f"{seed}.jpg", "internal error: RuntimeError") for seed in range(3)]
+    assert crashing.image_batches == [3]
+    assert store.count() == 0
+    assert blob_files(blobs) == []
+
+
+class StoreDownAtCheckTime:
+    """Answers the per-item checks, then fails the batch's existence check."""
 
     def __init__(self, inner: VectorStore) -> None:
         self.inner = inner
@@ -599,13 +715,13 @@ class StoreDownAtUpsertTime:
         return getattr(self.inner, name)
 
 
-def test_store_outage_ends_the_run_and_leaves_no_blobs(
+def test_store_outage_at_the_batch_check_ends_the_run_and_leaves_no_blobs(
     tiny_embedder: ClipEmbedder,
     store: VectorStore,
     blobs: FilesystemBlobStore,
     settings: Settings,
 ) -> None:
-    down = StoreDownAtUpsertTime(store)
+    down = StoreDownAtCheckTime(store)
     pipeline = make_pipeline(tiny_embedder, down, blobs, settings)  # type: ignore[arg-type]
 
     with pytest.raises(Unavailable):
