@@ -8,6 +8,7 @@ from mmrag import services as services_module
 from mmrag.config import Settings
 from mmrag.errors import ModelUnavailable
 from mmrag.models.clip.embedder import ClipEmbedder
+from mmrag.models.registry import create_embedder
 from mmrag.services import Services
 
 
@@ -18,7 +19,7 @@ def test_a_model_that_failed_to_load_is_not_retried_at_once(
         update={"models": settings.models.model_copy(update={"embedder": "local:/nonexistent"})}
     )
     attempts: list[str] = []
-    real_create = services_module.create_embedder
+    real_create = create_embedder
 
     def counting_create(spec: str, *args: object, **kwargs: object) -> ClipEmbedder:
         attempts.append(spec)

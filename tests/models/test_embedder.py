@@ -83,7 +83,10 @@ def _unit(vectors: Floats) -> bool:
 
 
 def _cosines(a: Floats, b: Floats) -> Floats:
-    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    cosines: Floats = np.sum(a * b, axis=1) / (
+        np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    )
+    return cosines
 
 
 # -- images ----------------------------------------------------------------------------------
@@ -273,7 +276,7 @@ def test_int8_on_vit_b_32_quantizes_every_image_mlp() -> None:
     for block in blocks:
         assert isinstance(block.mlp.c_fc, DynamicInt8Linear)
         assert isinstance(block.mlp.c_proj, DynamicInt8Linear)
-        assert block.mlp.c_fc.weight().dtype == torch.qint8
+        assert block.mlp.c_fc.weight().dtype == torch.qint8  # type: ignore[no-untyped-call]
     with torch.inference_mode():
         assert model.encode_image(torch.randn(1, 3, 224, 224)).shape == (1, 512)
 

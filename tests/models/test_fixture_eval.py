@@ -34,7 +34,7 @@ class OracleEmbedder:
         rows = np.zeros((len(texts), len(PAIRS)), np.float32)
         for row, text in zip(rows, texts, strict=True):
             _, colour, kind = text.split()
-            row[PAIRS.index((colour, kind))] = 1.0
+            row[[f"{c} {k}" for c, k in PAIRS].index(f"{colour} {kind}")] = 1.0
         return rows
 
 

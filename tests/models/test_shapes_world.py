@@ -14,6 +14,7 @@ from mmrag.models.fixtures.shapes import (
     PALETTE,
     TRAIN_SEEDS,
     Caption,
+    HorizontalPosition,
     Mention,
     Shape,
     ShapeScene,
@@ -192,7 +193,7 @@ def test_describes_rejects_missing_extra_and_misplaced_shapes() -> None:
     assert not describes(Caption("x", (*every, Mention(*absent)), complete=True), scene)
     if len(every) > 1:  # a complete caption must not leave shapes out
         assert not describes(Caption("x", every[:1], complete=True), scene)
-    wrong = "left" if scene.position_of(present) != "left" else "right"
+    wrong: HorizontalPosition = "left" if scene.position_of(present) != "left" else "right"
     misplaced = Mention(present.colour, present.kind, wrong)
     assert not describes(Caption("x", (misplaced,), complete=False), scene)
 

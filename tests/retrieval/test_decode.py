@@ -7,10 +7,10 @@ import subprocess
 import sys
 import warnings
 
-import ingest_images as images
 import numpy as np
 import pytest
 from PIL import Image
+from retrieval import ingest_images as images
 
 from mmrag.config import LimitSettings
 from mmrag.errors import InvalidInput, TooLarge, UnsupportedMedia

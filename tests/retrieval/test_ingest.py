@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import ingest_images as images
 import numpy as np
 import pytest
-from local_http import Route as HttpRoute
-from local_http import local_server
 from PIL import Image
+from retrieval import ingest_images as images
+from retrieval.local_http import Route as HttpRoute
+from retrieval.local_http import local_server
 
 from mmrag.config import Settings
 from mmrag.errors import ForbiddenSource, InvalidInput, Unavailable
@@ -276,7 +276,7 @@ def test_reingesting_restores_missing_blobs(
 def test_a_single_caption_string_is_one_caption(
     pipeline: IngestPipeline, store: VectorStore
 ) -> None:
-    item = IngestItem.upload(images.jpeg(), "a.jpg", captions="a lone caption")  # type: ignore[arg-type]
+    item = IngestItem.upload(images.jpeg(), "a.jpg", captions="a lone caption")
 
     (image_id,) = pipeline.run([item]).indexed
 
@@ -670,7 +670,7 @@ def test_store_going_down_while_retrying_point_by_point_stops_the_retry(
             super().upsert(points)
 
     failing = RefusesThenGoesDown(store, set(ids_[1:]))
-    pipeline = make_pipeline(tiny_embedder, failing, blobs, settings)  # type: ignore[arg-type]
+    pipeline = make_pipeline(tiny_embedder, failing, blobs, settings)
 
     report = pipeline.run([upload(blob, f"{i}.jpg") for i, blob in enumerate(data)])
 
@@ -722,7 +722,7 @@ def test_store_outage_at_the_batch_check_ends_the_run_and_leaves_no_blobs(
     settings: Settings,
 ) -> None:
     down = StoreDownAtCheckTime(store)
-    pipeline = make_pipeline(tiny_embedder, down, blobs, settings)  # type: ignore[arg-type]
+    pipeline = make_pipeline(tiny_embedder, down, blobs, settings)
 
     with pytest.raises(Unavailable):
         pipeline.run([upload(images.jpeg(seed=seed)) for seed in range(6)])

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import ingest_images as images
 import pytest
-from local_http import LocalServer, Route, local_server
+from retrieval import ingest_images as images
+from retrieval.local_http import LocalServer, Route, local_server
 
 from mmrag.config import LimitSettings, Settings
 from mmrag.errors import (

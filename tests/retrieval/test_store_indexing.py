@@ -30,7 +30,10 @@ def vectors(count: int, seed: int) -> npt.NDArray[np.float32]:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(6, DIM))
     out = centres[rng.integers(0, 6, count)] + 0.3 * rng.normal(size=(count, DIM))
-    return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+    unit: npt.NDArray[np.float32] = (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(
+        np.float32
+    )
+    return unit
 
 
 def add(store: EdgeVectorStore, start: int, data: npt.NDArray[np.float32]) -> None:
