@@ -88,8 +88,7 @@ class Services:
             cpu_threads=models.cpu_threads,
             int8=models.int8,
             batch_size=models.batch_size,
-            # None: open_clip's own download cache, and the fixture cache shared by data dirs.
-            cache_dir=None,
+            cache_dir=models.cache_dir,
         )
 
     def pipeline(self) -> IngestPipeline:
