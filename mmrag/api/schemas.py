@@ -15,6 +15,14 @@ ImageId = str
 IMAGE_ID_PATTERN = r"^[0-9a-f]{32}$"
 
 
+def image_links(image_id: str) -> dict[str, str]:
+    """Where a client fetches an image's bytes and its thumbnail."""
+    return {
+        "content_url": f"/v1/images/{image_id}/content",
+        "thumbnail_url": f"/v1/images/{image_id}/thumbnail",
+    }
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -48,8 +56,7 @@ class ImagePublic(BaseModel):
         return cls.model_validate(
             {
                 **payload,
-                "content_url": f"/v1/images/{image_id}/content",
-                "thumbnail_url": f"/v1/images/{image_id}/thumbnail",
+                **image_links(image_id),
             }
         )
 
@@ -124,8 +131,7 @@ class SearchResult(BaseModel):
             height=payload.get("height", 0),
             metadata=payload.get("metadata", {}),
             source=SourcePublic.model_validate(payload.get("source", {"kind": "", "uri": ""})),
-            thumbnail_url=f"/v1/images/{hit.image_id}/thumbnail",
-            content_url=f"/v1/images/{hit.image_id}/content",
+            **image_links(hit.image_id),
         )
 
 

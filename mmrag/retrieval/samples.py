@@ -10,7 +10,6 @@ import io
 import logging
 from collections.abc import Iterator
 
-import numpy as np
 from PIL import Image
 
 from mmrag.models.fixtures.shapes import HELD_OUT_SEEDS, generate_world
@@ -40,9 +39,9 @@ PHOTO_CAPTIONS: dict[str, str] = {
 }
 
 
-def _png(array: np.ndarray) -> bytes:
+def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -55,13 +54,13 @@ def photo_items() -> Iterator[IngestItem]:
     import skimage.data
 
     for name, caption in PHOTO_CAPTIONS.items():
-        yield _sample(_png(getattr(skimage.data, name)()), f"{name}.png", caption, "scikit-image")
+        photo = Image.fromarray(getattr(skimage.data, name)())
+        yield _sample(_png(photo), f"{name}.png", caption, "scikit-image")
 
 
 def shape_items(count: int) -> Iterator[IngestItem]:
     for scene in generate_world(count, seed=SHAPES_SEED):
-        image = np.asarray(scene.image)
-        yield _sample(_png(image), f"shapes-{scene.seed}.png", scene.captions[0], "shapes")
+        yield _sample(_png(scene.image), f"shapes-{scene.seed}.png", scene.captions[0], "shapes")
 
 
 def seed_sample_gallery(services: Services) -> None:
