@@ -95,6 +95,11 @@ class FromUrlsRequest(_Strict):
     metadata: dict[str, Any] | None = None
 
 
+class FromPathsRequest(_Strict):
+    paths: list[str] = Field(min_length=1, max_length=64)
+    metadata: dict[str, Any] | None = None
+
+
 class SearchRequest(_Strict):
     """Exactly one of ``text``, ``image_id`` or ``image_b64``."""
 

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -20,6 +19,7 @@ from mmrag.api.metrics import Metrics
 from mmrag.api.problems import problem_body, status_of
 from mmrag.api.schemas import (
     IMAGE_ID_PATTERN,
+    FromPathsRequest,
     FromUrlsRequest,
     ImageCreated,
     ImageList,
@@ -44,12 +44,6 @@ router = APIRouter(prefix="/v1/images", tags=["images"])
 
 ImageIdPath = Annotated[str, Path(pattern=IMAGE_ID_PATTERN, description="32 hex digits")]
 _READ_CHUNK = 1024 * 1024
-
-
-class FromPathsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    paths: list[str] = Field(min_length=1, max_length=64)
-    metadata: dict[str, Any] | None = None
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ImagesCreated)
