@@ -29,9 +29,24 @@ class StoreBackend(StrEnum):
     QDRANT = "qdrant"  # a Qdrant server or cluster through qdrant-client
 
 
-PROFILE_MODELS: dict[Profile, dict[str, str]] = {
-    Profile.STANDARD: {"embedder": "open_clip:ViT-B-32@laion2b_s34b_b79k"},
-    Profile.OFFLINE: {"embedder": "fixture:shapes-clip"},
+ModelRole = Literal["embedder", "vlm", "grounding"]
+
+# The standard defaults, pinned to hub revisions (memory needs in the README's model table):
+# Qwen2.5-VL-3B-Instruct captions and answers questions (about 7.5 GB in bf16), Grounding DINO
+# tiny grounds phrases and detects open-vocabulary labels (about 0.7 GB).
+PROFILE_MODELS: dict[Profile, dict[ModelRole, str]] = {
+    Profile.STANDARD: {
+        "embedder": "open_clip:ViT-B-32@laion2b_s34b_b79k",
+        "vlm": "hf:Qwen/Qwen2.5-VL-3B-Instruct@66285546d2b821cf421d4f5eb2576359d3770cd3",
+        "grounding": (
+            "hf:IDEA-Research/grounding-dino-tiny@a2bb814dd30d776dcf7e30523b00659f4f141c71"
+        ),
+    },
+    Profile.OFFLINE: {
+        "embedder": "fixture:shapes-clip",
+        "vlm": "fixture:shapes-vlm",
+        "grounding": "fixture:shapes-grounding",
+    },
 }
 
 
@@ -39,6 +54,8 @@ class ModelSettings(BaseModel):
     """Model specs; an empty spec takes the profile's default."""
 
     embedder: str = ""
+    vlm: str = ""  # captioning and VQA
+    grounding: str = ""  # phrase grounding and open-vocabulary detection
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int = Field(0, ge=0, le=256, description="0 = one per usable core")
     int8: bool = Field(False, description="dynamic int8 quantisation of the embedder on CPU")
@@ -120,6 +137,41 @@ class SampleSettings(BaseModel):
     shapes: int = Field(24, ge=0, le=1000)
 
 
+class WorkerSettings(BaseModel):
+    """Where model work runs: in this process (embedded) or on Celery workers (distributed)."""
+
+    mode: Literal["embedded", "celery"] = "embedded"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str = ""  # empty: the broker URL
+    # Hard limit on one task; the soft limit (a clean stop) comes 10% earlier.
+    task_time_limit_s: float = Field(600.0, gt=0, le=24 * 3600)
+    # Redis hands an unacknowledged task to another worker after this long. It must exceed
+    # the longest task, or a slow task would run twice at once.
+    visibility_timeout_s: float = Field(1800.0, gt=0)
+    # How long the API waits for a tool's result before answering 503.
+    result_wait_s: float = Field(120.0, gt=0, le=3600)
+    max_retries: int = Field(3, ge=0, le=20)  # transient errors only; bad input never retries
+    retry_backoff_max_s: float = Field(60.0, gt=0)
+    # Micro-batching: requests that arrive within the window run as one forward pass.
+    batch_max: int = Field(16, ge=1, le=256)
+    batch_window_ms: float = Field(10.0, ge=0, le=1000)
+    # Threads per worker process: tasks in flight at once, the batcher's source of batches.
+    concurrency: int = Field(16, ge=1, le=256)
+    idle_unload_s: float = Field(900.0, ge=0)  # 0: keep models loaded
+    memory_budget_mb: int = Field(0, ge=0)  # 0: no budget; else least recently used unload
+    heartbeat_s: float = Field(5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_tasks(self) -> WorkerSettings:
+        if self.visibility_timeout_s <= self.task_time_limit_s:
+            raise ValueError("workers.visibility_timeout_s must exceed workers.task_time_limit_s")
+        return self
+
+    @property
+    def backend_url(self) -> str:
+        return self.result_backend or self.broker_url
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MMRAG_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -138,6 +190,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     auth: AuthSettings = AuthSettings()
     samples: SampleSettings = SampleSettings()
+    workers: WorkerSettings = WorkerSettings()
 
     @field_validator("data_dir")
     @classmethod
@@ -160,7 +213,12 @@ class Settings(BaseSettings):
 
     @property
     def embedder_spec(self) -> str:
-        return self.models.embedder or PROFILE_MODELS[self.profile]["embedder"]
+        return self.model_spec("embedder")
+
+    def model_spec(self, role: ModelRole) -> str:
+        """The spec configured for ``role``, else the profile's default."""
+        configured: str = getattr(self.models, role)
+        return configured or PROFILE_MODELS[self.profile][role]
 
     @property
     def blobs_dir(self) -> Path:

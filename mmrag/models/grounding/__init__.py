@@ -1,0 +1,1 @@
+"""Open-vocabulary detection and phrase grounding adapters."""
