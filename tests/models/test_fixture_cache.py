@@ -37,7 +37,8 @@ class CountingBuild:
 
 
 def _install(monkeypatch: pytest.MonkeyPatch, build: CountingBuild, key: str = "k1") -> None:
-    fixtures = {"fake": fixture_build.Fixture(key=key, build=build)}
+    fixture = fixture_build.Fixture(key=key, build=build)
+    fixtures = {"fake": lambda: fixture}
     monkeypatch.setattr(fixture_build, "FIXTURES", fixtures)
 
 
@@ -47,7 +48,7 @@ def test_unknown_fixture_lists_the_known_ones(tmp_path: Path) -> None:
 
 
 def test_unknown_fixture_through_the_registry(tmp_path: Path) -> None:
-    with pytest.raises(UnknownModel, match="known fixtures are shapes-clip"):
+    with pytest.raises(UnknownModel, match="known fixtures are shapes-clip, shapes-grounding, shapes-vlm"):
         create_embedder("fixture:nope", EmbedderOptions(device="cpu", cache_dir=tmp_path))
 
 
