@@ -48,7 +48,9 @@ def test_unknown_fixture_lists_the_known_ones(tmp_path: Path) -> None:
 
 
 def test_unknown_fixture_through_the_registry(tmp_path: Path) -> None:
-    with pytest.raises(UnknownModel, match="known fixtures are shapes-clip, shapes-grounding, shapes-vlm"):
+    with pytest.raises(
+        UnknownModel, match="known fixtures are shapes-clip, shapes-grounding, shapes-vlm"
+    ):
         create_embedder("fixture:nope", EmbedderOptions(device="cpu", cache_dir=tmp_path))
 
 
