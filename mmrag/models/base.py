@@ -68,6 +68,21 @@ class InferenceModel(ABC):
     def serves(self, tool: Tool) -> bool:
         return tool in self.tools
 
+    def memory_bytes(self) -> int:
+        """Bytes of weights and buffers this adapter holds while loaded (its torch modules),
+        for the model cache's memory budget."""
+        if not self._loaded:
+            return 0
+        import torch
+
+        modules = [value for value in vars(self).values() if isinstance(value, torch.nn.Module)]
+        tensors = [
+            tensor for module in modules for tensor in (*module.parameters(), *module.buffers())
+        ]
+        # A tensor shared by two modules (tied embeddings) counts once.
+        unique = {tensor.data_ptr(): tensor for tensor in tensors}
+        return sum(tensor.numel() * tensor.element_size() for tensor in unique.values())
+
     @abstractmethod
     def _load(self) -> None: ...
 

@@ -155,3 +155,85 @@ def test_cache_holds_one_loaded_embedder_per_spec(
     assert first.loaded
     assert first.embed_texts(["a red circle"]).shape == (1, first.dim)
     assert len(loads) == 1  # using it does not load again
+
+
+class SizedModel(CountingModel):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def memory_bytes(self) -> int:
+        return self.size if self.loaded else 0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_sweep_unloads_only_idle_unleased_models() -> None:
+    clock = FakeClock()
+    cache = ModelCache(idle_unload_s=60, clock=clock)
+    idle = cache.get("idle", CountingModel, CountingModel)
+    with cache.lease("busy", CountingModel, CountingModel) as busy:
+        clock.now = 120
+        assert cache.sweep() == ["idle"]
+        assert not idle.loaded
+        assert busy.loaded  # leased: a forward pass may be running on it
+    clock.now = 150
+    assert cache.sweep() == []  # "busy" was used 30 s ago
+    clock.now = 200
+    assert cache.sweep() == ["busy"]
+    # An unloaded model loads again on its next use, from the same cached adapter.
+    again = cache.get("idle", CountingModel, CountingModel)
+    assert again is idle
+    assert idle.loaded
+    assert idle.loads == 2
+
+
+def test_no_idle_limit_means_no_sweep() -> None:
+    cache = ModelCache(idle_unload_s=0)
+    model = cache.get("a", CountingModel, CountingModel)
+    assert cache.sweep() == []
+    assert model.loaded
+
+
+def test_memory_budget_unloads_least_recently_used_first() -> None:
+    clock = FakeClock()
+    cache = ModelCache(memory_budget_bytes=250, clock=clock)
+    first = cache.get("first", lambda: SizedModel(100), SizedModel)
+    clock.now = 1
+    second = cache.get("second", lambda: SizedModel(100), SizedModel)
+    clock.now = 2
+    cache.get("first", lambda: SizedModel(100), SizedModel)  # now "second" is the older one
+    clock.now = 3
+    third = cache.get("third", lambda: SizedModel(100), SizedModel)
+    assert third.loaded
+    assert first.loaded
+    assert not second.loaded
+    assert sorted(cache.loaded_keys()) == ["first", "third"]
+
+
+def test_memory_budget_never_unloads_a_leased_model() -> None:
+    cache = ModelCache(memory_budget_bytes=150)
+    with cache.lease("held", lambda: SizedModel(100), SizedModel) as held:
+        extra = cache.get("extra", lambda: SizedModel(100), SizedModel)
+        assert held.loaded  # over budget, but in use: kept, with a warning
+        assert extra.loaded
+
+
+def test_memory_bytes_counts_module_weights_once() -> None:
+    import torch
+
+    class TorchModel(InferenceModel):
+        def _load(self) -> None:
+            self.net = torch.nn.Linear(10, 10)  # 110 float32 values
+            self.alias = self.net  # the same weights reached twice
+
+    model = TorchModel(ModelSpec("fixture", "torch"))
+    assert model.memory_bytes() == 0
+    model.load()
+    assert model.memory_bytes() == 110 * 4
