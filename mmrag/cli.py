@@ -101,6 +101,32 @@ def serve(
 
 
 @app.command()
+def worker(
+    queues: Annotated[
+        str, typer.Option(help="comma-separated queues to consume: vlm, grounding")
+    ] = "vlm,grounding",
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=256, help="tasks in flight (threads)")
+    ] = None,
+    hostname: Annotated[str | None, typer.Option(help="worker name (default mmrag@host)")] = None,
+    preload: Annotated[bool, typer.Option(help="load the queues' models before taking tasks")] = (
+        False
+    ),
+) -> None:
+    """Run a Celery worker for the distributed mode (one per GPU; needs Redis)."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.workers.protocol import parse_queues
+        from mmrag.workers.worker import run_worker
+
+        code = run_worker(settings, parse_queues(queues), concurrency, hostname, preload)
+        if code:
+            raise typer.Exit(code)
+
+    _run(work, quiet=False)
+
+
+@app.command()
 def index(
     paths: Annotated[list[Path], typer.Argument(help="image files or directories (recursive)")],
 ) -> None:
@@ -213,6 +239,9 @@ def stats() -> None:
         table.add_row("vectors in HNSW", str(info.indexed_vectors))
         table.add_row("store backend", info.backend)
         table.add_row("embedder", settings.embedder_spec)
+        table.add_row("vision-language model", settings.model_spec("vlm"))
+        table.add_row("grounding model", settings.model_spec("grounding"))
+        table.add_row("model work", settings.workers.mode)
         table.add_row("data dir", str(settings.data_dir))
         table.add_row("data dir bytes", f"{data_dir_size(settings.data_dir):,}")
         console.print(table)

@@ -56,6 +56,8 @@ class ModelSettings(BaseModel):
     embedder: str = ""
     vlm: str = ""  # captioning and VQA
     grounding: str = ""  # phrase grounding and open-vocabulary detection
+    # Further vision specs a request may pick with "model"; nothing else is ever loaded.
+    allowed: list[str] = []
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int = Field(0, ge=0, le=256, description="0 = one per usable core")
     int8: bool = Field(False, description="dynamic int8 quantisation of the embedder on CPU")

@@ -17,6 +17,7 @@ from mmrag.models.cache import ModelCache
 from mmrag.models.clip.embedder import ClipEmbedder, EmbedderOptions
 from mmrag.models.registry import create_embedder
 from mmrag.retrieval.addresses import Resolver, system_resolver
+from mmrag.retrieval.annotations import AnnotationWriter
 from mmrag.retrieval.blobs import BlobStore, FilesystemBlobStore
 from mmrag.retrieval.decode import decode_image
 from mmrag.retrieval.indexing import IndexScheduler
@@ -26,6 +27,9 @@ from mmrag.retrieval.search import SearchService
 from mmrag.retrieval.sources import UrlFetcher
 from mmrag.retrieval.store import VectorStore
 from mmrag.retrieval.stores import open_store
+from mmrag.workers.client import ToolClient
+from mmrag.workers.protocol import TOOL_NAMES
+from mmrag.workers.runner import TaskRunner, open_runner
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,7 @@ class Services:
         store: VectorStore,
         blobs: BlobStore,
         models: ModelCache | None = None,
+        runner: TaskRunner | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -48,6 +53,11 @@ class Services:
         self.models = models or ModelCache()
         self.search = SearchService(self.embedder, store, settings.limits)
         self.indexer = IndexScheduler(store, settings.store.hnsw)
+        # Captioning, VQA, grounding: in this process or on Celery workers, per settings.
+        self.runner = runner or open_runner(settings, blobs)
+        self.tools = ToolClient(
+            settings, self.runner, store, AnnotationWriter(store, self.embedder)
+        )
         self.resolver: Resolver = system_resolver  # DNS for URL ingest; tests swap it
         self._collection_ready = False
         self._model_failure: tuple[float, MmragError] | None = None
@@ -135,11 +145,16 @@ class Services:
             checks["embedder"] = error.detail
         return checks
 
+    def tool_readiness(self) -> dict[str, str]:
+        """Whether each tool can run now (informational: search works without them)."""
+        return {tool: self.runner.readiness(tool) for tool in TOOL_NAMES}
+
     def start_background(self) -> None:
         self.indexer.start()
 
     def close(self) -> None:
         self.indexer.stop()
+        self.runner.close()
         self.models.unload_all()
         self.store.close()
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmrag.retrieval.filters import SearchFilter
 from mmrag.retrieval.search import SearchTarget
 from mmrag.retrieval.store import Hit
+from mmrag.workers.protocol import MAX_PHRASES, MAX_QUESTION_CHARS, BoxOutput
 
 ImageId = str
 IMAGE_ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -152,3 +153,57 @@ class SearchResponse(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     checks: dict[str, str]
+    # Whether each model tool can run now; informational, search is ready without them.
+    tools: dict[str, str] = {}
+
+
+# -- tools on one image -----------------------------------------------------------------
+
+ModelChoice = Field(
+    None, max_length=300, description="a served model spec; default: the configured one"
+)
+
+
+class OneImageRequest(_Strict):
+    """An indexed image by id; with a multipart upload (``file``) the id is left out."""
+
+    image_id: ImageId | None = Field(None, pattern=IMAGE_ID_PATTERN)
+    model: str | None = ModelChoice
+
+
+class CaptionRequest(OneImageRequest):
+    detail: Literal["short", "detailed"] = "short"
+
+
+class VqaRequest(OneImageRequest):
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+
+
+class GroundRequest(OneImageRequest):
+    phrases: list[str] = Field(min_length=1, max_length=MAX_PHRASES)
+
+
+class DetectRequest(OneImageRequest):
+    labels: list[str] = Field(min_length=1, max_length=MAX_PHRASES)
+
+
+class _ToolResponse(BaseModel):
+    image_id: ImageId
+    model: str
+    took_ms: float
+
+
+class CaptionResponse(_ToolResponse):
+    caption: str
+
+
+class VqaResponse(_ToolResponse):
+    answer: str
+    score: float | None = None
+
+
+class BoxesResponse(_ToolResponse):
+    boxes: list[BoxOutput]
+    width: int
+    height: int
+    counts: dict[str, int] = Field(description="boxes found per asked phrase or label")

@@ -23,6 +23,8 @@ from mmrag.retrieval.store import (
 
 Label = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 MetadataKey = Annotated[str, StringConstraints(pattern=METADATA_KEY_PATTERN)]
+# A label as the annotation writer keys its count (see annotations.count_key).
+CountKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(_[a-z0-9]+)*$", max_length=64)]
 _MAX_TERMS = 64
 B = TypeVar("B", float, datetime)
 
@@ -64,6 +66,8 @@ class SearchFilter(_Strict):
 
     labels: LabelFilter | None = None
     metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=_MAX_TERMS)
+    # How many boxes a detection or grounding run found per label: {"person": {"gte": 2}}.
+    counts: dict[CountKey, NumberBounds] | None = Field(None, max_length=_MAX_TERMS)
     created: DateBounds | None = None
     width: NumberBounds | None = None
     height: NumberBounds | None = None
@@ -81,6 +85,8 @@ class SearchFilter(_Strict):
                 must_not.append(MatchAny("labels", tuple(self.labels.none)))
         for key, value in (self.metadata or {}).items():
             must.append(_metadata_condition(f"metadata.{key}", value))
+        for key, count in (self.counts or {}).items():
+            must.append(NumberRange(f"counts.{key}", count.gte, count.lte))
         if self.created:
             must.append(DateRange("created", self.created.gte, self.created.lte))
         for name, bounds in (("width", self.width), ("height", self.height)):

@@ -25,7 +25,12 @@ def test_health_readiness_metrics_and_docs(live_api: httpx.Client) -> None:
     assert live_api.get("/healthz").json() == {"status": "ok"}
     ready = live_api.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "checks": {"store": "ok", "embedder": "ok"}}
+    tools = {tool: "ok" for tool in ("caption", "vqa", "ground", "detect")}  # embedded runner
+    assert ready.json() == {
+        "ready": True,
+        "checks": {"store": "ok", "embedder": "ok"},
+        "tools": tools,
+    }
 
     live_api.post("/v1/images", files=[("files", ("a.png", png_bytes(), "image/png"))])
     metrics = live_api.get("/metrics").text
@@ -35,7 +40,9 @@ def test_health_readiness_metrics_and_docs(live_api: httpx.Client) -> None:
     assert 'mmrag_http_requests_total{method="POST",route="/v1/images",status="201"} 1.0' in metrics
 
     schema = live_api.get("/openapi.json").json()
-    assert {"/v1/images", "/v1/search", "/v1/images/{image_id}"} <= set(schema["paths"])
+    assert {"/v1/images", "/v1/search", "/v1/images/{image_id}", "/v1/caption"} <= set(
+        schema["paths"]
+    )
 
 
 def test_readiness_fails_when_the_model_cannot_load(settings: Settings) -> None:

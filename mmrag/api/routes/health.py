@@ -23,8 +23,9 @@ async def healthz() -> dict[str, str]:
 async def readyz(services: ServicesDep) -> JSONResponse:
     """The store answers and the embedder is loaded: searches will succeed."""
     checks = await run_in_threadpool(services.readiness)
+    tools = await run_in_threadpool(services.tool_readiness)
     ready = all(value == "ok" for value in checks.values())
-    body = Readiness(ready=ready, checks=checks).model_dump()
+    body = Readiness(ready=ready, checks=checks, tools=tools).model_dump()
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

@@ -28,6 +28,7 @@ from mmrag.api.schemas import (
     IngestFailure,
 )
 from mmrag.api.security import CanRead, CanWrite
+from mmrag.api.uploads import read_upload
 from mmrag.errors import InvalidInput, MmragError, TooLarge
 from mmrag.retrieval.decode import mime_type_of_format, sniff_mime_type
 from mmrag.retrieval.items import (
@@ -65,7 +66,7 @@ async def upload_images(
     shared_metadata = _parse_metadata(metadata, services)
     items = []
     for index, upload in enumerate(files):
-        data = await _read_upload(upload, limits.max_image_bytes)
+        data = await read_upload(upload, limits.max_image_bytes)
         caption = clean_captions([captions[index]], limits) if captions else []
         items.append(
             IngestItem.upload(data, upload.filename or f"file-{index}", caption, shared_metadata)
@@ -171,18 +172,6 @@ async def image_thumbnail(image_id: ImageIdPath, services: ServicesDep, _: CanRe
 async def delete_image(image_id: ImageIdPath, services: ServicesDep, _: CanWrite) -> Response:
     await run_in_threadpool(services.delete_image, image_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-async def _read_upload(upload: UploadFile, limit: int) -> bytes:
-    """The upload's bytes, refused as soon as they pass ``limit``."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await upload.read(_READ_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"{upload.filename or 'an upload'} is over {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _parse_metadata(raw: str | None, services: Services) -> dict[str, Any]:

@@ -1,0 +1,82 @@
+"""What the models saw, written back into the index.
+
+A caption joins the image's ``text`` vector (the mean with any user captions) and its BM25
+vector, so caption and hybrid search find it by what the model said. Boxes become
+``labels`` (what was found) and ``counts`` (how many of each label asked for, zero
+included), so filters like ``counts.person >= 2`` work.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from mmrag.errors import NotFound
+from mmrag.retrieval import sparse
+from mmrag.retrieval.store import VectorStore
+
+Vectors = npt.NDArray[np.float32]
+MAX_STORED_BOXES = 256  # per image: enough for any photo, bounded against runaway detectors
+
+
+class TextEmbedder(Protocol):
+    def embed_texts(self, texts: Sequence[str]) -> Vectors: ...
+
+
+def count_key(label: str) -> str:
+    """A label as a payload key under ``counts``: lower case, words joined by ``_``."""
+    words = re.findall(r"[a-z0-9]+", label.lower())
+    return "_".join(words)[:64] or "unlabelled"
+
+
+def normalise_label(label: str) -> str:
+    return " ".join(label.lower().split())
+
+
+class AnnotationWriter:
+    def __init__(self, store: VectorStore, embedder: Callable[[], TextEmbedder]) -> None:
+        self._store = store
+        self._embedder = embedder
+        # Two annotations of one image at once would each merge into the payload they read.
+        self._lock = threading.Lock()
+
+    def apply_caption(self, image_id: str, caption: str, model: str) -> None:
+        with self._lock:
+            payload = self._payload(image_id)
+            captions = [*payload.get("captions", []), caption]
+            vectors = self._embedder().embed_texts(captions)
+            mean = vectors.mean(axis=0)
+            text_vector = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+            update: dict[str, Any] = {"model_caption": caption, "caption_model": model}
+            if not payload.get("caption"):
+                update["caption"] = caption
+            self._store.set_payload(image_id, update)
+            self._store.set_text(image_id, text_vector, sparse.encode_document(captions))
+
+    def apply_boxes(
+        self, image_id: str, asked: Sequence[str], boxes: Sequence[dict[str, Any]], model: str
+    ) -> None:
+        """Record one grounding or detection run: ``asked`` labels, ``boxes`` found."""
+        with self._lock:
+            payload = self._payload(image_id)
+            asked_labels = {normalise_label(label) for label in asked}
+            found = [{**box, "label": normalise_label(str(box["label"]))} for box in boxes]
+            counts = dict(payload.get("counts", {}))
+            for label in asked_labels:
+                counts[count_key(label)] = sum(1 for box in found if box["label"] == label)
+            labels = sorted({*payload.get("labels", []), *(box["label"] for box in found)})
+            # Boxes of labels asked again are replaced; others are kept.
+            kept = [box for box in payload.get("boxes", []) if box["label"] not in asked_labels]
+            stored = [*kept, *({**box, "model": model} for box in found)][:MAX_STORED_BOXES]
+            self._store.set_payload(image_id, {"labels": labels, "counts": counts, "boxes": stored})
+
+    def _payload(self, image_id: str) -> dict[str, Any]:
+        found = self._store.get([image_id])
+        if image_id not in found:
+            raise NotFound(f"no image with id {image_id}")
+        return found[image_id]

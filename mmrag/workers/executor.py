@@ -1,0 +1,194 @@
+"""The task functions themselves: blob ids in, plain results out, micro-batched per model.
+
+The same :class:`ToolExecutor` runs inside a Celery worker (distributed mode) and inside
+the API process (embedded mode), so both modes share one code path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any, cast
+
+from PIL import Image
+
+from mmrag.config import Settings
+from mmrag.errors import InvalidInput, MmragError, Unavailable
+from mmrag.models.cache import ModelCache
+from mmrag.models.registry import create_vision_model
+from mmrag.models.vision import Answer, Box, VisionModel, VisionOptions
+from mmrag.retrieval.blobs import BlobStore
+from mmrag.retrieval.decode import decode_image
+from mmrag.workers.batching import BatcherPool
+from mmrag.workers.protocol import ItemResult, ToolItem, ToolName, ToolTask, error_result
+
+log = logging.getLogger(__name__)
+
+VisionFactory = Callable[[str, VisionOptions], VisionModel]
+# The cache checks what it hands out against a class; VisionModel is abstract, hence the cast.
+_VISION_MODEL = cast(Any, VisionModel)
+
+
+@dataclass(frozen=True)
+class _Work:
+    image: Image.Image
+    item: ToolItem
+
+
+class ToolExecutor:
+    """Runs tool tasks against this process's models."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        blobs: BlobStore,
+        factory: VisionFactory = create_vision_model,
+    ) -> None:
+        workers = settings.workers
+        self.settings = settings
+        self.blobs = blobs
+        self.models = ModelCache(
+            idle_unload_s=workers.idle_unload_s,
+            memory_budget_bytes=workers.memory_budget_mb * 1024 * 1024,
+        )
+        self.batchers: BatcherPool[_Work, ItemResult] = BatcherPool(
+            workers.batch_max, workers.batch_window_ms / 1000
+        )
+        self._factory = factory
+        self._adapters: dict[str, VisionModel] = {}
+        self._adapters_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
+
+    def options(self) -> VisionOptions:
+        models = self.settings.models
+        return VisionOptions(
+            device=models.device, cpu_threads=models.cpu_threads, cache_dir=models.cache_dir
+        )
+
+    def run(self, task: ToolTask, timeout_s: float | None = None) -> list[ItemResult]:
+        """One result per item, in order; bad items get error envelopes.
+
+        Raises only for failures worth retrying (an exception from the forward pass). Items
+        still unfinished after ``timeout_s`` get an :class:`Unavailable` envelope; their
+        forward pass runs on (a thread cannot be stopped) but nobody waits for it.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        try:
+            model = self.adapter(task.model)
+            if not model.serves(task.tool):
+                raise InvalidInput(model._not_served(task.tool))
+        except MmragError as error:
+            return [error_result(error)] * len(task.items)
+        results: list[ItemResult | None] = [None] * len(task.items)
+        pending: list[tuple[int, Hashable, _Work]] = []
+        for index, item in enumerate(task.items):
+            try:
+                item.check_for(task.tool)
+                image = decode_image(self.blobs.read("original", item.sha256), self.settings.limits)
+            except MmragError as error:
+                results[index] = error_result(error)
+                continue
+            key = _batch_key(task, item)
+            pending.append((index, key, _Work(image.image, item)))
+        futures = [
+            (index, self.batchers.get(key, self._batch_function(task)).submit(work))
+            for index, key, work in pending
+        ]
+        for index, future in futures:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                results[index] = future.result(timeout=remaining)
+            except FutureTimeout:
+                results[index] = error_result(
+                    Unavailable(f"{task.tool} ran past its time limit of {timeout_s:.0f} s")
+                )
+        return [result for result in results if result is not None]
+
+    def adapter(self, spec: str) -> VisionModel:
+        """The (possibly unloaded) adapter for ``spec``; built once, cheap."""
+        with self._adapters_lock:
+            model = self._adapters.get(spec)
+            if model is None:
+                model = self._factory(spec, self.options())
+                self._adapters[spec] = model
+            return model
+
+    def preload(self, spec: str) -> None:
+        with self.models.lease(spec, lambda: self.adapter(spec), _VISION_MODEL):
+            pass
+
+    def _batch_function(self, task: ToolTask) -> Callable[[Sequence[_Work]], Sequence[ItemResult]]:
+        tool, spec = task.tool, task.model
+
+        def run_batch(batch: Sequence[_Work]) -> list[ItemResult]:
+            try:
+                with self.models.lease(spec, lambda: self.adapter(spec), _VISION_MODEL) as model:
+                    return _apply(model, tool, batch)
+            except MmragError as error:  # the model cannot load: every item says why
+                return [error_result(error)] * len(batch)
+
+        return run_batch
+
+    def start_sweeper(self, interval_s: float = 30.0) -> None:
+        """Unload idle models in the background (workers and the embedded runner)."""
+        if self.models.idle_unload_s <= 0 or self._sweeper is not None:
+            return
+
+        def sweep() -> None:
+            while not self._stop.wait(min(interval_s, self.models.idle_unload_s)):
+                self.models.sweep()
+
+        self._sweeper = threading.Thread(target=sweep, name="model-sweeper", daemon=True)
+        self._sweeper.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.batchers.close()
+        self.models.unload_all()
+
+
+def _batch_key(task: ToolTask, item: ToolItem) -> Hashable:
+    """Items that may share a forward pass: same model and tool, and for captions the same
+    detail, for detection the same vocabulary (one text encoding for the whole batch)."""
+    match task.tool:
+        case "caption":
+            return (task.model, task.tool, item.detail)
+        case "detect":
+            return (task.model, task.tool, item.phrases)
+        case _:
+            return (task.model, task.tool)
+
+
+def _apply(model: VisionModel, tool: ToolName, batch: Sequence[_Work]) -> list[ItemResult]:
+    images = [work.image for work in batch]
+    match tool:
+        case "caption":
+            captions = model.caption(images, batch[0].item.detail)
+            return [{"caption": caption} for caption in captions]
+        case "vqa":
+            questions = [work.item.question or "" for work in batch]
+            return [_answer(answer) for answer in model.answer(images, questions)]
+        case "ground":
+            grounded = model.ground(images, [work.item.phrases for work in batch])
+            return [_boxes(boxes) for boxes in grounded]
+        case "detect":
+            detected = model.detect(images, batch[0].item.phrases)
+            return [_boxes(boxes) for boxes in detected]
+
+
+def _answer(answer: Answer) -> ItemResult:
+    return {"answer": answer.text, "score": answer.score}
+
+
+def _boxes(boxes: Sequence[Box]) -> ItemResult:
+    return {
+        "boxes": [
+            {"label": box.label, "score": box.score, "box": [round(v, 2) for v in box.box]}
+            for box in boxes
+        ]
+    }

@@ -1,0 +1,142 @@
+"""Where tool tasks run: :class:`InProcessRunner` (embedded) or :class:`CeleryRunner`.
+
+The API and the agent talk to :class:`TaskRunner` only. Both runners return one result per
+item or raise a domain error; neither ever waits longer than the timeout it is given.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Protocol
+
+import redis
+from celery.exceptions import TimeoutError as CeleryTimeout
+from kombu.exceptions import KombuError, OperationalError
+
+from mmrag.config import Settings
+from mmrag.errors import Unavailable
+from mmrag.retrieval.blobs import BlobStore
+from mmrag.workers.celery_app import create_celery_app, queue_name, task_name
+from mmrag.workers.executor import ToolExecutor
+from mmrag.workers.heartbeat import live_workers
+from mmrag.workers.protocol import TOOL_QUEUES, ItemResult, ToolName, ToolTask
+
+log = logging.getLogger(__name__)
+
+
+class TaskRunner(Protocol):
+    mode: str
+
+    def run(self, task: ToolTask, timeout_s: float) -> list[ItemResult]:
+        """One result per item, in order (error envelopes for bad items). Raises
+        :class:`Unavailable` when no worker can take the task or none answers in time."""
+        ...
+
+    def readiness(self, tool: ToolName) -> str:
+        """``"ok"``, or why ``tool`` cannot run now."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class InProcessRunner:
+    """Runs tasks on this process's threads, with the same executor a worker uses."""
+
+    mode = "embedded"
+
+    def __init__(self, executor: ToolExecutor, concurrency: int) -> None:
+        self.executor = executor
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="tool")
+        executor.start_sweeper()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, executor: ToolExecutor) -> InProcessRunner:
+        return cls(executor, settings.workers.concurrency)
+
+    def run(self, task: ToolTask, timeout_s: float) -> list[ItemResult]:
+        future = self._pool.submit(self.executor.run, task, timeout_s)
+        try:
+            # A little over the executor's own deadline: it reports late items itself.
+            return future.result(timeout=timeout_s + 5)
+        except FutureTimeout:
+            raise Unavailable(f"{task.tool} gave no result within {timeout_s:.0f} s") from None
+
+    def readiness(self, tool: ToolName) -> str:
+        return "ok"
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.executor.close()
+
+
+class CeleryRunner:
+    """Sends tasks to Celery workers through Redis and waits for their results."""
+
+    mode = "celery"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_celery_app(settings)
+        self._redis = redis.Redis.from_url(
+            settings.workers.broker_url, socket_connect_timeout=2, socket_timeout=2
+        )
+
+    def run(self, task: ToolTask, timeout_s: float) -> list[ItemResult]:
+        self._require_worker(task.tool)
+        try:
+            sent = self.app.send_task(
+                task_name(task.tool),
+                args=[task.model_dump(mode="json")],
+                queue=queue_name(TOOL_QUEUES[task.tool]),
+                retry=False,
+            )
+        except (OperationalError, KombuError, redis.RedisError, OSError) as error:
+            raise self._broker_down(error) from error
+        try:
+            results: Any = sent.get(timeout=timeout_s, interval=0.05, propagate=True)
+        except CeleryTimeout:
+            raise Unavailable(f"{task.tool} gave no result within {timeout_s:.0f} s") from None
+        except (OperationalError, KombuError, redis.RedisError, OSError) as error:
+            raise self._broker_down(error) from error
+        except Exception as error:  # the task itself failed after its retries
+            log.warning("%s task %s failed: %r", task.tool, sent.id, error)
+            raise Unavailable(f"the {task.tool} worker failed: {type(error).__name__}") from error
+        if not isinstance(results, list) or len(results) != len(task.items):
+            raise Unavailable(f"the {task.tool} worker sent a malformed result")
+        return results
+
+    def readiness(self, tool: ToolName) -> str:
+        try:
+            self._require_worker(tool)
+        except Unavailable as error:
+            return error.detail
+        return "ok"
+
+    def _require_worker(self, tool: ToolName) -> None:
+        queue = TOOL_QUEUES[tool]
+        try:
+            workers = live_workers(self._redis, queue)
+        except redis.RedisError as error:
+            raise self._broker_down(error) from error
+        if not workers:
+            raise Unavailable(
+                f"no {queue} worker is running for {tool}: start one with "
+                f"`mmrag worker --queues {queue}`"
+            )
+
+    def _broker_down(self, error: BaseException) -> Unavailable:
+        log.warning("task broker unreachable: %s", error)
+        return Unavailable(f"the task broker is unreachable ({type(error).__name__}); retry soon")
+
+    def close(self) -> None:
+        self._redis.close()
+        self.app.close()
+
+
+def open_runner(settings: Settings, blobs: BlobStore) -> TaskRunner:
+    """The runner the settings ask for."""
+    if settings.workers.mode == "celery":
+        return CeleryRunner(settings)
+    return InProcessRunner.from_settings(settings, ToolExecutor(settings, blobs))
