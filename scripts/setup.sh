@@ -14,3 +14,14 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
   .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
   touch "$stamp"
 fi
+# The distributed-mode tests start their own Redis; the service itself needs none.
+if ! command -v redis-server >/dev/null; then
+  if command -v apt-get >/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "setup: install redis-server for the tests (Debian: apt-get install redis-server)" >&2
+  fi
+fi
