@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from workers.celery_worker import CeleryWorker
-from workers.conftest import worker_environment
 from workers.redis_server import RedisServer
 from workers.shapes_scenes import held_out, index_scenes
+from workers.worker_settings import worker_environment
 
 from mmrag.config import Settings
 from mmrag.errors import Unavailable

@@ -12,9 +12,10 @@ import json
 import time
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request, UploadFile
+from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from mmrag.api.deps import ServicesDep
 from mmrag.api.schemas import (
