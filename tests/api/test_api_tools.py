@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from api.live_server import LiveServer
-from workers.redis_server import RedisServer
 from workers.shapes_scenes import held_out, iou, png_of
 from workers.worker_settings import with_models
 
 from mmrag.config import Settings
+from mmrag.testing.redis_server import RedisServer
 
 PROBLEM = "application/problem+json"
 

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from workers.celery_worker import CeleryWorker
-from workers.redis_server import RedisServer
 from workers.worker_settings import with_models, worker_environment
 
 from mmrag.config import Settings
+from mmrag.testing.celery_worker import CeleryWorker
+from mmrag.testing.redis_server import RedisServer
 
 
 @pytest.fixture

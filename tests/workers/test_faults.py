@@ -8,14 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from workers.celery_worker import CeleryWorker
-from workers.redis_server import RedisServer
 from workers.shapes_scenes import held_out, index_scenes
 from workers.worker_settings import worker_environment
 
 from mmrag.config import Settings
 from mmrag.errors import Unavailable
 from mmrag.services import Services
+from mmrag.testing.celery_worker import CeleryWorker
+from mmrag.testing.redis_server import RedisServer
 from mmrag.workers.celery_app import task_name
 from mmrag.workers.protocol import ToolItem, ToolTask
 from mmrag.workers.results import ResultLedger

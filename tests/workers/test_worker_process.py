@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from typer.testing import CliRunner
-from workers.celery_worker import CeleryWorker
-from workers.redis_server import RedisServer
 
 from mmrag.cli import app
 from mmrag.config import Settings
+from mmrag.testing.celery_worker import CeleryWorker
+from mmrag.testing.redis_server import RedisServer
 from mmrag.workers.celery_app import PING_TASK
 from mmrag.workers.heartbeat import live_workers
 from mmrag.workers.runner import CeleryRunner

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.celery_worker import settings_env
-
 from mmrag.config import Settings
 from mmrag.models.fixtures import default_cache_dir
+from mmrag.testing.celery_worker import settings_env
 
 SHAPES_VLM = "fixture:shapes-vlm"
 SHAPES_GROUNDING = "fixture:shapes-grounding"
