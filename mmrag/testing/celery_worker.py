@@ -16,14 +16,14 @@ from mmrag.workers.heartbeat import live_workers
 from mmrag.workers.protocol import QueueName
 
 
-def settings_env(settings_env: dict[str, str]) -> dict[str, str]:
-    """The test process's environment minus its MMRAG_ settings, plus ``settings_env``."""
+def settings_env(overrides: dict[str, str]) -> dict[str, str]:
+    """This process's environment minus its MMRAG_ settings, plus ``overrides``."""
     env = {
         name: value
         for name, value in os.environ.items()
         if not name.startswith("MMRAG_") or name == "MMRAG_FIXTURE_CACHE"
     }
-    env.update(settings_env)
+    env.update(overrides)
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
