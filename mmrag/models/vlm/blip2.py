@@ -18,6 +18,16 @@ from mmrag.models.vlm.prompts import BLIP2_QUESTION_TEMPLATE
 
 
 class _QformerVlm(GenerativeVlm):
+    def _configure(self, processor: Any, model: Any) -> None:
+        # transformers' BLIP-2 and InstructBLIP processors read ``image_token.content``, but
+        # take the token as a plain string from a tokenizer that names one: make it a token.
+        if isinstance(processor.image_token, str):
+            from tokenizers import AddedToken
+
+            processor.image_token = AddedToken(
+                processor.image_token, normalized=False, special=True
+            )
+
     def _padding_side(self, model: Any) -> PaddingSide:
         return "right" if model.config.text_config.is_encoder_decoder else "left"
 

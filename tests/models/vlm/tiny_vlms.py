@@ -225,8 +225,13 @@ def instructblip(directory: Path) -> None:
         InstructBlipProcessor,
     )
 
+    # Unlike BLIP-2's above, this tokenizer names its image token, as newer checkpoints' do.
     tokenizer = bpe_tokenizer(
-        ["<pad>", "<s>", "</s>", "<image>"], bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+        ["<pad>", "<s>", "</s>", "<image>"],
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        image_token="<image>",
     )
     qformer_tokenizer = wordpiece_tokenizer()
     config = InstructBlipConfig(
