@@ -32,12 +32,12 @@ class StoreBackend(StrEnum):
 ModelRole = Literal["embedder", "vlm", "grounding"]
 
 # The standard defaults, pinned to hub revisions (memory needs in the README's model table):
-# Qwen2.5-VL-3B-Instruct captions and answers questions (about 7.5 GB in bf16), Grounding DINO
-# tiny grounds phrases and detects open-vocabulary labels (about 0.7 GB).
+# Qwen2-VL-2B-Instruct captions and answers questions (about 4.5 GB in bf16, Apache-2.0);
+# Grounding DINO tiny grounds phrases and detects open-vocabulary labels (about 0.7 GB).
 PROFILE_MODELS: dict[Profile, dict[ModelRole, str]] = {
     Profile.STANDARD: {
         "embedder": "open_clip:ViT-B-32@laion2b_s34b_b79k",
-        "vlm": "hf:Qwen/Qwen2.5-VL-3B-Instruct@66285546d2b821cf421d4f5eb2576359d3770cd3",
+        "vlm": "hf:Qwen/Qwen2-VL-2B-Instruct@895c3a49bc3fa70a340399125c650a463535e71c",
         "grounding": (
             "hf:IDEA-Research/grounding-dino-tiny@a2bb814dd30d776dcf7e30523b00659f4f141c71"
         ),
