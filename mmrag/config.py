@@ -62,6 +62,8 @@ class ModelSettings(BaseModel):
     cpu_threads: int = Field(0, ge=0, le=256, description="0 = one per usable core")
     int8: bool = Field(False, description="dynamic int8 quantisation of the embedder on CPU")
     batch_size: int = Field(32, ge=1, le=1024)
+    # Generation cap of the vision-language model (captions and answers).
+    max_new_tokens: int = Field(48, ge=1, le=2048)
     # Downloaded checkpoints and trained fixture models. None: the libraries' own caches
     # (~/.cache/huggingface, ~/.cache/mmrag/fixtures or $MMRAG_FIXTURE_CACHE), shared by data dirs.
     cache_dir: Path | None = None

@@ -117,6 +117,11 @@ class BatcherPool(Generic[T, R]):
                 self._batchers[key] = batcher
             return batcher
 
+    def batches_run(self) -> int:
+        """Forward passes run so far, over every key (for tests and benchmarks)."""
+        with self._lock:
+            return sum(batcher.batches_run for batcher in self._batchers.values())
+
     def close(self) -> None:
         with self._lock:
             batchers = list(self._batchers.values())

@@ -67,7 +67,10 @@ class ToolExecutor:
     def options(self) -> VisionOptions:
         models = self.settings.models
         return VisionOptions(
-            device=models.device, cpu_threads=models.cpu_threads, cache_dir=models.cache_dir
+            device=models.device,
+            cpu_threads=models.cpu_threads,
+            cache_dir=models.cache_dir,
+            max_new_tokens=models.max_new_tokens,
         )
 
     def run(self, task: ToolTask, timeout_s: float | None = None) -> list[ItemResult]:
