@@ -66,26 +66,26 @@ class VisionModel(InferenceModel):
         self.source = source
 
     def caption(self, images: Sequence[Image.Image], detail: CaptionDetail = "short") -> list[str]:
-        raise ToolNotServed(self._not_served("caption"))
+        raise ToolNotServed(self.unserved_reason("caption"))
 
     def answer(self, images: Sequence[Image.Image], questions: Sequence[str]) -> list[Answer]:
         """One question per image (repeat an image to ask it several)."""
-        raise ToolNotServed(self._not_served("vqa"))
+        raise ToolNotServed(self.unserved_reason("vqa"))
 
     def ground(
         self, images: Sequence[Image.Image], phrases: Sequence[Sequence[str]]
     ) -> list[list[Box]]:
         """Boxes for each image's phrases, labelled with the phrase, best first."""
-        raise ToolNotServed(self._not_served("ground"))
+        raise ToolNotServed(self.unserved_reason("ground"))
 
     def detect(self, images: Sequence[Image.Image], vocabulary: Sequence[str]) -> list[list[Box]]:
         """Every instance of the vocabulary's labels in each image (open-vocabulary)."""
-        raise ToolNotServed(self._not_served("detect"))
+        raise ToolNotServed(self.unserved_reason("detect"))
 
     def ocr(self, images: Sequence[Image.Image]) -> list[str]:
-        raise ToolNotServed(self._not_served("ocr"))
+        raise ToolNotServed(self.unserved_reason("ocr"))
 
-    def _not_served(self, tool: Tool) -> str:
+    def unserved_reason(self, tool: Tool) -> str:
         served = ", ".join(sorted(self.tools)) or "nothing"
         return f"{self.spec} does not serve {tool} (it serves {served})"
 

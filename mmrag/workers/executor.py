@@ -84,7 +84,7 @@ class ToolExecutor:
         try:
             model = self.adapter(task.model)
             if not model.serves(task.tool):
-                raise InvalidInput(model._not_served(task.tool))
+                raise InvalidInput(model.unserved_reason(task.tool))
         except MmragError as error:
             return [error_result(error)] * len(task.items)
         results: list[ItemResult | None] = [None] * len(task.items)

@@ -165,7 +165,7 @@ class GenerativeVlm(VisionModel):
 
     def _require(self, tool: Tool) -> None:
         if not self.serves(tool):
-            raise ToolNotServed(self._not_served(tool))
+            raise ToolNotServed(self.unserved_reason(tool))
 
     def caption_prompt(self, detail: CaptionDetail) -> str | None:
         """The instruction for a caption; ``None`` for models that caption with no prompt."""
