@@ -55,13 +55,19 @@ def _settings() -> Settings:
 
 
 def _configure_logging(settings: Settings, quiet: bool) -> None:
+    # Rich on a terminal; plain one-line records when stderr is a file or a pipe (services
+    # under a supervisor, workers in containers), where wrapped columns would split records.
+    handler: logging.Handler
+    if errors.is_terminal:
+        handler = RichHandler(console=errors, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s")
+        )
     # Libraries (open_clip logs every config it parses at INFO) speak up only for warnings.
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=errors, show_path=False)],
-        force=True,
-    )
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
     # One-shot commands keep the terminal for their progress bar and results.
     logging.getLogger("mmrag").setLevel("WARNING" if quiet else settings.log_level.upper())
 

@@ -87,7 +87,7 @@ class CeleryWorker:
             self.kill()
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+        return self.log_path.read_text(errors="replace")
 
     def __enter__(self) -> CeleryWorker:
         self.start()

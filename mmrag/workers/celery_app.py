@@ -78,6 +78,8 @@ def create_celery_app(settings: Settings) -> Celery:
         broker_connection_timeout=2,
         result_expires=RESULT_EXPIRES_S,
         worker_hijack_root_logger=False,
+        # Our handlers write to stderr themselves; redirected, they would write into a loop.
+        worker_redirect_stdouts=False,
         worker_send_task_events=False,
     )
     return app

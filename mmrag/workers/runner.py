@@ -95,14 +95,16 @@ class CeleryRunner:
         except (OperationalError, KombuError, redis.RedisError, OSError) as error:
             raise self._broker_down(error) from error
         try:
-            results: Any = sent.get(timeout=timeout_s, interval=0.05, propagate=True)
+            # propagate=False: a task's own exception (an OSError it kept hitting) must not
+            # read as the broker's.
+            results: Any = sent.get(timeout=timeout_s, interval=0.05, propagate=False)
         except CeleryTimeout:
             raise Unavailable(f"{task.tool} gave no result within {timeout_s:.0f} s") from None
         except (OperationalError, KombuError, redis.RedisError, OSError) as error:
             raise self._broker_down(error) from error
-        except Exception as error:  # the task itself failed after its retries
-            log.warning("%s task %s failed: %r", task.tool, sent.id, error)
-            raise Unavailable(f"the {task.tool} worker failed: {type(error).__name__}") from error
+        if isinstance(results, BaseException):  # the task failed after its retries
+            log.warning("%s task %s failed: %r", task.tool, sent.id, results)
+            raise Unavailable(f"the {task.tool} worker failed: {type(results).__name__}")
         if not isinstance(results, list) or len(results) != len(task.items):
             raise Unavailable(f"the {task.tool} worker sent a malformed result")
         return results

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from workers.shapes_scenes import held_out, index_scenes
+from models.vlm.tiny_vlms import build_tiny_vlm
+from workers.shapes_scenes import held_out, index_scenes, png_of
 from workers.worker_settings import worker_environment
 
 from mmrag.config import Settings
 from mmrag.errors import Unavailable
+from mmrag.retrieval.blobs import FilesystemBlobStore
 from mmrag.services import Services
 from mmrag.testing.celery_worker import CeleryWorker
 from mmrag.testing.redis_server import RedisServer
@@ -123,3 +126,34 @@ def test_api_answers_503_while_redis_is_down_and_recovers_without_restart(
         except Unavailable:
             assert time.monotonic() < deadline, celery_worker.log()
             time.sleep(0.5)
+
+
+def test_transient_failures_retry_with_backoff_then_fail_cleanly(
+    celery_settings: Settings,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    tiny = f"local:{build_tiny_vlm('llava-plain', tmp_path_factory.mktemp('llava'))}"
+    blobs = FilesystemBlobStore.from_settings(celery_settings)
+    good = png_of(held_out(1)[0])
+    good_sha = hashlib.sha256(good).hexdigest()
+    blobs.put("original", good_sha, good)
+    # A directory where a blob should be: reading it is an OSError, as a flaky volume gives.
+    broken_sha = "ef" * 32
+    (celery_settings.blobs_dir / "original" / broken_sha[:2] / broken_sha).mkdir(parents=True)
+    env = {**worker_environment(celery_settings), "MMRAG_WORKERS__MAX_RETRIES": "2"}
+    runner = CeleryRunner(celery_settings)
+    try:
+        with CeleryWorker(env, redis_server.url, tmp_path / "worker.log") as worker:
+            broken = ToolTask(tool="caption", model=tiny, items=(ToolItem(sha256=broken_sha),))
+            error = finishes_within(60, lambda: runner.run(broken, timeout_s=45))
+            assert isinstance(error, Unavailable)
+            assert "IsADirectoryError" in error.detail
+            assert worker.log().count("retry in") == 2  # backoff 1 s, then 2 s
+            # The failure poisoned nothing: the next task runs.
+            fine = ToolTask(tool="caption", model=tiny, items=(ToolItem(sha256=good_sha),))
+            [result] = runner.run(fine, timeout_s=45)
+            assert isinstance(result["caption"], str)
+    finally:
+        runner.close()
