@@ -28,6 +28,22 @@ def tiny_embedder(tiny_clip_dir: Path) -> ClipEmbedder:
     return embedder
 
 
+@pytest.fixture(scope="session")
+def tiny_vlm_spec(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A random-weight LLaVA checkpoint (captions and answers are noise): structure only."""
+    from models.vlm.tiny_vlms import build_tiny_vlm
+
+    return f"local:{build_tiny_vlm('llava-plain', tmp_path_factory.mktemp('tiny-vlm'))}"
+
+
+@pytest.fixture(scope="session")
+def tiny_grounding_spec(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A random-weight OWLv2 checkpoint (boxes are noise within the image): structure only."""
+    from models.grounding.tiny_detectors import build_tiny_detector
+
+    return f"local:{build_tiny_detector('owlv2', tmp_path_factory.mktemp('tiny-owl'))}"
+
+
 @pytest.fixture
 def settings(tmp_path: Path, tiny_clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Settings on a fresh data dir with the tiny embedder and no sample gallery."""

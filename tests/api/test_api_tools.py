@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from api.live_server import LiveServer
-from workers.shapes_scenes import held_out, iou, png_of
+from workers.shapes_scenes import held_out, png_of
 from workers.worker_settings import with_models
 
 from mmrag.config import Settings
@@ -17,9 +17,11 @@ PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
-def tools_api(settings: Settings) -> Iterator[httpx.Client]:
+def tools_api(
+    settings: Settings, tiny_vlm_spec: str, tiny_grounding_spec: str
+) -> Iterator[httpx.Client]:
     with (
-        LiveServer(with_models(settings)) as server,
+        LiveServer(with_models(settings, tiny_vlm_spec, tiny_grounding_spec)) as server,
         httpx.Client(base_url=server.url, timeout=120) as client,
     ):
         yield client
@@ -100,43 +102,55 @@ def test_an_upload_and_an_id_together_are_refused(tools_api: httpx.Client) -> No
 
 
 @pytest.mark.slow
-def test_caption_an_upload_then_ground_and_ask_about_it(tools_api: httpx.Client) -> None:
-    scene = held_out(1, lambda s: s.has("blue", "triangle") and len(s.find(kind="triangle")) == 1)[
-        0
-    ]
+def test_caption_an_upload_then_ground_and_ask_about_it(
+    tools_api: httpx.Client, tiny_vlm_spec: str, tiny_grounding_spec: str
+) -> None:
+    scene = held_out(1, lambda s: s.has("blue", "triangle"))[0]
     response = tools_api.post(
         "/v1/caption", files=[("file", ("s.png", png_of(scene), "image/png"))]
     )
     assert response.status_code == 200, response.text
     body = response.json()
     image_id = body["image_id"]
-    assert body["model"] == "fixture:shapes-vlm"
-    assert all(s.colour in body["caption"] and s.kind in body["caption"] for s in scene.shapes)
-    # The upload was indexed and its caption written back.
+    assert body["model"] == tiny_vlm_spec
+    assert isinstance(body["caption"], str)  # random weights: the words are noise
+    # The upload was indexed and the model's caption written back.
     assert tools_api.get(f"/v1/images/{image_id}").json()["caption"] == body["caption"]
 
     grounded = tools_api.post(
         "/v1/ground", json={"image_id": image_id, "phrases": ["the blue triangle"]}
     ).json()
-    truth = scene.find(colour="blue", kind="triangle")[0].box
-    assert (grounded["width"], grounded["height"]) == scene.image.size
+    width, height = scene.image.size
+    assert (grounded["width"], grounded["height"]) == (width, height)
     assert grounded["counts"] == {"the blue triangle": len(grounded["boxes"])}
-    assert iou(grounded["boxes"][0]["box"], truth) >= 0.5, grounded
+    for found in grounded["boxes"]:
+        x1, y1, x2, y2 = found["box"]
+        assert 0 <= x1 <= x2 <= width, grounded
+        assert 0 <= y1 <= y2 <= height, grounded
 
     answer = tools_api.post(
         "/v1/vqa", json={"image_id": image_id, "question": "what colour is the triangle?"}
     ).json()
-    assert answer["answer"].strip().lower() == "blue", answer
+    assert isinstance(answer["answer"], str)
+    assert answer["score"] is None or 0.0 <= answer["score"] <= 1.0
 
     wrong_model = tools_api.post(
-        "/v1/caption", json={"image_id": image_id, "model": "fixture:shapes-grounding"}
+        "/v1/caption", json={"image_id": image_id, "model": tiny_grounding_spec}
     )
     assert_problem(wrong_model, 422, "does not serve caption")
 
 
-def test_no_worker_is_503_with_retry_after(settings: Settings, tmp_path: object) -> None:
+def test_no_worker_is_503_with_retry_after(
+    settings: Settings, tiny_vlm_spec: str, tiny_grounding_spec: str
+) -> None:
     with RedisServer(settings.data_dir.parent / "redis") as redis_server:
-        celery = with_models(settings, mode="celery", broker_url=redis_server.url)
+        celery = with_models(
+            settings,
+            tiny_vlm_spec,
+            tiny_grounding_spec,
+            mode="celery",
+            broker_url=redis_server.url,
+        )
         with (
             LiveServer(celery) as server,
             httpx.Client(base_url=server.url, timeout=30) as client,

@@ -20,16 +20,20 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def shapes_settings(settings: Settings) -> Settings:
-    """Embedded mode with the fixture models (trained once per machine into the cache)."""
-    return with_models(settings)
+def model_settings(settings: Settings, tiny_vlm_spec: str, tiny_grounding_spec: str) -> Settings:
+    """Embedded mode with the tiny random-weight VLM and grounding models."""
+    return with_models(settings, tiny_vlm_spec, tiny_grounding_spec)
 
 
 @pytest.fixture
-def celery_settings(settings: Settings, redis_server: RedisServer) -> Settings:
+def celery_settings(
+    settings: Settings, redis_server: RedisServer, tiny_vlm_spec: str, tiny_grounding_spec: str
+) -> Settings:
     """Distributed mode against the test's Redis, with short timeouts for fault tests."""
     return with_models(
         settings,
+        tiny_vlm_spec,
+        tiny_grounding_spec,
         mode="celery",
         broker_url=redis_server.url,
         task_time_limit_s=20,

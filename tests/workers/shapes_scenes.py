@@ -34,11 +34,3 @@ def index_scenes(services: Services, scenes: list[ShapeScene]) -> list[str]:
     ids = [result.image.image_id for result in report.results if result.image is not None]
     assert len(ids) == len(scenes), report
     return ids
-
-
-def iou(a: tuple[float, ...] | list[float], b: tuple[float, ...] | list[float]) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0

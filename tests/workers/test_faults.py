@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from models.vlm.tiny_vlms import build_tiny_vlm
 from workers.shapes_scenes import held_out, index_scenes, png_of
 from workers.worker_settings import worker_environment
 
@@ -74,7 +73,8 @@ def test_sigkilled_worker_task_is_redelivered_and_stored_once(
 ) -> None:
     services = Services.open(celery_settings)
     try:
-        ids = index_scenes(services, held_out(24))
+        # Enough images that the task is still running when the kill lands.
+        ids = index_scenes(services, held_out(240))
         shas = [services.image(image_id)["sha256"] for image_id in ids]
     finally:
         services.close()
@@ -113,7 +113,7 @@ def test_api_answers_503_while_redis_is_down_and_recovers_without_restart(
     celery_services: Services, celery_worker: CeleryWorker, redis_server: RedisServer
 ) -> None:
     ids = index_scenes(celery_services, held_out(1))
-    assert celery_services.tools.caption(ids[0]).caption
+    assert isinstance(celery_services.tools.caption(ids[0]).caption, str)
     redis_server.stop()
     error = finishes_within(15, lambda: celery_services.tools.caption(ids[0]))
     assert isinstance(error, Unavailable)
@@ -121,7 +121,7 @@ def test_api_answers_503_while_redis_is_down_and_recovers_without_restart(
     deadline = time.monotonic() + 90
     while True:
         try:
-            assert celery_services.tools.caption(ids[0]).caption
+            assert isinstance(celery_services.tools.caption(ids[0]).caption, str)
             break
         except Unavailable:
             assert time.monotonic() < deadline, celery_worker.log()
@@ -132,9 +132,8 @@ def test_transient_failures_retry_with_backoff_then_fail_cleanly(
     celery_settings: Settings,
     redis_server: RedisServer,
     tmp_path: Path,
-    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    tiny = f"local:{build_tiny_vlm('llava-plain', tmp_path_factory.mktemp('llava'))}"
+    tiny = celery_settings.model_spec("vlm")
     blobs = FilesystemBlobStore.from_settings(celery_settings)
     good = png_of(held_out(1)[0])
     good_sha = hashlib.sha256(good).hexdigest()

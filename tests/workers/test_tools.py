@@ -1,4 +1,7 @@
-"""Captioning, VQA, grounding and detection with the fixture models, in both modes.
+"""Captioning, VQA, grounding and detection through both modes.
+
+The models are tiny random-weight checkpoints (a LLaVA and an OWLv2), so these tests assert
+structure, order, write-back and failure handling, not what the models say.
 
 Embedded: the in-process runner. Celery: a real Redis and a real ``mmrag worker``
 subprocess. The same assertions hold for both: one code path.
@@ -9,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from workers.shapes_scenes import held_out, index_scenes, iou
+from workers.shapes_scenes import held_out, index_scenes
 
 from mmrag.config import Settings
 from mmrag.errors import InvalidInput, NotFound, UnknownModel
-from mmrag.models.fixtures.shapes import ShapeScene
 from mmrag.retrieval.filters import SearchFilter
-from mmrag.retrieval.search import SearchQuery, SearchTarget
+from mmrag.retrieval.search import SearchQuery
 from mmrag.services import Services
 from mmrag.workers.client import ImageRequest
 from mmrag.workers.protocol import raise_if_error
@@ -26,8 +28,8 @@ SCENES = 10
 
 
 @pytest.fixture(params=["embedded", "celery"])
-def services(request: pytest.FixtureRequest, shapes_settings: Settings) -> Iterator[Services]:
-    settings = shapes_settings
+def services(request: pytest.FixtureRequest, model_settings: Settings) -> Iterator[Services]:
+    settings = model_settings
     if request.param == "celery":
         request.getfixturevalue("celery_worker")
         settings = request.getfixturevalue("celery_settings")
@@ -38,74 +40,69 @@ def services(request: pytest.FixtureRequest, shapes_settings: Settings) -> Itera
         opened.close()
 
 
-def names_every_shape(caption: str, scene: ShapeScene) -> bool:
-    words = caption.lower()
-    return all(shape.colour in words and shape.kind in words for shape in scene.shapes)
-
-
-def test_captions_name_the_shapes_and_colours(services: Services) -> None:
+def test_captions_come_back_in_order_and_are_written_back(services: Services) -> None:
+    # The VLM here has random weights (structure only): what matters is one caption per
+    # image, in order, each stored with its image.
     scenes = held_out(SCENES)
     ids = index_scenes(services, scenes)
     results = services.tools.run("caption", [ImageRequest(image_id) for image_id in ids])
     captions = [raise_if_error(result)["caption"] for result in results]
-    right = [names_every_shape(c, s) for c, s in zip(captions, scenes, strict=True)]
-    assert sum(right) >= SCENES - 1, list(zip(captions, [s.shapes for s in scenes], strict=True))
-    # Written back: the caption is in the payload and caption search finds the image by it.
-    first = services.image(ids[0])
-    assert first["model_caption"] == captions[0]
-    assert first["caption"] == captions[0]  # no user caption, so the model's shows
-    found = services.search.search(
-        SearchQuery(text=captions[0], target=SearchTarget.CAPTION, limit=SCENES)
-    )
-    assert ids[0] in [hit.image_id for hit in found.hits]
+    assert all(isinstance(caption, str) for caption in captions)
+    for image_id, caption in zip(ids, captions, strict=True):
+        payload = services.image(image_id)
+        assert payload["model_caption"] == caption
+        assert payload["caption_model"] == services.settings.model_spec("vlm")
+    single = services.tools.caption(ids[0])
+    assert single.caption == captions[0]  # greedy decoding: the same image, the same words
 
 
-def test_vqa_answers_the_colour_of_the_square(services: Services) -> None:
-    scenes = held_out(SCENES, lambda scene: len(scene.find(kind="square")) == 1)
-    ids = index_scenes(services, scenes)
+def test_vqa_answers_one_scored_answer_per_question(services: Services) -> None:
+    ids = index_scenes(services, held_out(4))
     requests = [ImageRequest(i, question="what colour is the square?") for i in ids]
-    answers = [raise_if_error(r)["answer"] for r in services.tools.run("vqa", requests)]
-    expected = [scene.find(kind="square")[0].colour for scene in scenes]
-    right = [e in a.lower() for a, e in zip(answers, expected, strict=True)]
-    assert sum(right) >= SCENES - 1, list(zip(answers, expected, strict=True))
-    single = services.tools.vqa(ids[0], "what colour is the square?")
-    assert single.answer == answers[0]
-    assert single.score is None or 0.0 <= single.score <= 1.0
+    results = [raise_if_error(r) for r in services.tools.run("vqa", requests)]
+    assert len(results) == len(ids)
+    for result in results:
+        assert isinstance(result["answer"], str)
+        assert result["score"] is None or 0.0 <= result["score"] <= 1.0
+    # An answer is about one question: nothing of it is written into the index.
+    assert "model_caption" not in services.image(ids[0])
 
 
-def test_grounding_finds_the_blue_triangle(services: Services) -> None:
-    scenes = held_out(SCENES, lambda scene: scene.has("blue", "triangle"))
+def inside(box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
+    x1, y1, x2, y2 = box
+    return 0 <= x1 <= x2 <= size[0] and 0 <= y1 <= y2 <= size[1]
+
+
+def test_grounding_boxes_are_labelled_in_pixels_and_written_back(services: Services) -> None:
+    scenes = held_out(4)
     ids = index_scenes(services, scenes)
-    overlaps = []
     for image_id, scene in zip(ids, scenes, strict=True):
-        found = services.tools.ground(image_id, ["the blue triangle"])
-        truth = scene.find(colour="blue", kind="triangle")[0].box
-        best = max(found.boxes, key=lambda box: box.score, default=None)
-        overlaps.append(iou(best.box, truth) if best else 0.0)
-        assert all(box.label == "the blue triangle" for box in found.boxes)
-    assert sum(value >= 0.5 for value in overlaps) >= SCENES - 1, overlaps
-    # Written back: the phrase is a label and its count is filterable.
-    payload = services.image(ids[0])
-    assert "the blue triangle" in payload["labels"]
-    assert payload["counts"]["the_blue_triangle"] >= 1
+        found = services.tools.ground(image_id, ["the blue triangle", "a red circle"])
+        assert found.boxes, "every phrase gets at least its best box above the floor"
+        assert {box.label for box in found.boxes} <= {"the blue triangle", "a red circle"}
+        assert all(inside(box.box, scene.image.size) and 0 <= box.score <= 1 for box in found.boxes)
+        payload = services.image(image_id)
+        counts = payload["counts"]
+        assert set(counts) == {"the_blue_triangle", "a_red_circle"}
+        assert counts["the_blue_triangle"] == sum(
+            b.label == "the blue triangle" for b in found.boxes
+        )
+        assert len(payload["boxes"]) == len(found.boxes)
 
 
 def test_detected_counts_filter_the_search(services: Services) -> None:
-    scenes = held_out(6)
-    ids = index_scenes(services, scenes)
+    ids = index_scenes(services, held_out(6))
     for image_id in ids:
         services.tools.detect(image_id, ["circle", "square", "triangle"])
     payloads = [services.image(image_id) for image_id in ids]
-    with_two = {p["id"] for p in payloads if p["counts"]["circle"] + p["counts"]["square"] >= 0}
-    assert with_two == set(ids)  # every asked label has a count, zero included
-    wanted = SearchFilter.model_validate({"counts": {"triangle": {"gte": 1}}})
+    assert all(set(p["counts"]) == {"circle", "square", "triangle"} for p in payloads)
+    threshold = sorted(p["counts"]["triangle"] for p in payloads)[len(payloads) // 2]
+    wanted = SearchFilter.model_validate({"counts": {"triangle": {"gte": threshold}}})
     found = services.search.search(
         SearchQuery(text="shapes", limit=20, filter=wanted.to_store_filter())
     )
-    expected = {i for i, s in zip(ids, scenes, strict=True) if s.find(kind="triangle")}
-    detected = {p["id"] for p in payloads if p["counts"]["triangle"] >= 1}
-    assert {hit.image_id for hit in found.hits} == detected
-    assert len(detected ^ expected) <= 1, (detected, expected)
+    expected = {p["id"] for p in payloads if p["counts"]["triangle"] >= threshold}
+    assert {hit.image_id for hit in found.hits} == expected
 
 
 def test_bad_requests_are_refused_and_the_worker_goes_on(services: Services) -> None:

@@ -1,4 +1,4 @@
-"""Settings for the tests that run the vision models: fixture models, worker environment."""
+"""Settings for the tests that run the vision models: model specs, worker environment."""
 
 from __future__ import annotations
 
@@ -8,14 +8,11 @@ from mmrag.config import Settings
 from mmrag.models.fixtures import default_cache_dir
 from mmrag.testing.celery_worker import settings_env
 
-SHAPES_VLM = "fixture:shapes-vlm"
-SHAPES_GROUNDING = "fixture:shapes-grounding"
 
-
-def with_models(settings: Settings, **workers: object) -> Settings:
-    """``settings`` with the fixture VLM and grounding models and the given worker settings."""
+def with_models(settings: Settings, vlm: str, grounding: str, **workers: object) -> Settings:
+    """``settings`` with the given VLM, grounding model and worker settings."""
     data: dict[str, Any] = settings.model_dump()
-    data["models"].update(vlm=SHAPES_VLM, grounding=SHAPES_GROUNDING, cache_dir=default_cache_dir())
+    data["models"].update(vlm=vlm, grounding=grounding, cache_dir=default_cache_dir())
     data["workers"].update(workers)
     return Settings.model_validate(data)
 
