@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mmrag.errors import UnknownModel
+from mmrag.errors import ModelUnavailable, UnknownModel
 from mmrag.models.clip.embedder import EmbedderOptions
 from mmrag.models.fixtures import build as fixture_build
 from mmrag.models.fixtures import default_cache_dir, fixture_directory
@@ -144,3 +144,12 @@ def test_recipe_key_changes_with_the_versions(monkeypatch: pytest.MonkeyPatch) -
     before = DEFAULT_RECIPE.key()
     monkeypatch.setattr(recipe, "TRAINER_VERSION", recipe.TRAINER_VERSION + 1)
     assert DEFAULT_RECIPE.key() != before
+
+
+def test_a_fixture_without_its_trainer_is_unavailable_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = fixture_build._from_module("mmrag.models.fixtures.no_such_trainer")
+    monkeypatch.setattr(fixture_build, "FIXTURES", {"pending": missing})
+    with pytest.raises(ModelUnavailable, match="no trainer for the fixture"):
+        fixture_directory("pending", tmp_path)
