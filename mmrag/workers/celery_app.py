@@ -133,7 +133,10 @@ def register_tasks(app: Celery, state: WorkerState) -> None:
             if is_transient(error) and task.request.retries < workers.max_retries:
                 countdown = min(2.0**task.request.retries, workers.retry_backoff_max_s)
                 log.warning("task %s failed (%s); retry in %.0f s", task_id, error, countdown)
-                raise task.retry(exc=error, countdown=countdown) from error
+                # Celery's own limit (3 by default) would otherwise cut a higher setting short.
+                raise task.retry(
+                    exc=error, countdown=countdown, max_retries=workers.max_retries
+                ) from error
             log.exception("task %s failed", task_id)
             raise
         return state.ledger.store_once(task_id, results)
