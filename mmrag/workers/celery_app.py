@@ -113,8 +113,7 @@ def is_transient(error: BaseException) -> bool:
 def register_tasks(app: Celery, state: WorkerState) -> None:
     workers = state.settings.workers
 
-    def run_tool(task: Task[Any, Any], tool: ToolName, body: Any) -> list[ItemResult]:
-        task_id = str(task.request.id)
+    def run_once(task_id: str, tool: ToolName, body: Any) -> list[ItemResult]:
         done = state.ledger.find(task_id)
         if done is not None:
             log.info("task %s was already done by an earlier delivery", task_id)
@@ -127,8 +126,15 @@ def register_tasks(app: Celery, state: WorkerState) -> None:
             return [error_result(InvalidInput(f"malformed {tool} task: {error}"))]
         if request.tool != tool:
             return [error_result(InvalidInput(f"a {request.tool} task sent to {tool}"))]
+        results = state.executor.run(request, timeout_s=workers.task_time_limit_s * 0.9)
+        return state.ledger.store_once(task_id, results)
+
+    def run_tool(task: Task[Any, Any], tool: ToolName, body: Any) -> list[ItemResult]:
+        task_id = str(task.request.id)
+        # The ledger's Redis calls are inside too: a blip there is as transient as one in
+        # the forward pass, and must not fail the task (or lose its results) for good.
         try:
-            results = state.executor.run(request, timeout_s=workers.task_time_limit_s * 0.9)
+            return run_once(task_id, tool, body)
         except Exception as error:
             if is_transient(error) and task.request.retries < workers.max_retries:
                 countdown = min(2.0**task.request.retries, workers.retry_backoff_max_s)
@@ -139,7 +145,6 @@ def register_tasks(app: Celery, state: WorkerState) -> None:
                 ) from error
             log.exception("task %s failed", task_id)
             raise
-        return state.ledger.store_once(task_id, results)
 
     for tool in TOOL_NAMES:
         _register(app, tool, run_tool)
