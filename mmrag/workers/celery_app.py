@@ -73,7 +73,9 @@ def create_celery_app(settings: Settings) -> Celery:
         # other workers (and survives this one dying).
         worker_prefetch_multiplier=1,
         broker_transport_options=transport,
-        result_backend_transport_options={"socket_connect_timeout": 2},
+        # The Redis result backend reads its socket options from these settings, not from
+        # result_backend_transport_options; its connect timeout is otherwise unbounded.
+        redis_socket_connect_timeout=2,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2,
         result_expires=RESULT_EXPIRES_S,
