@@ -84,6 +84,9 @@ class ModelCache:
         if self.idle_unload_s <= 0:
             return []
         now = self._clock()
+        # Unloading under the lock: released between the check and the unload, a lease
+        # could take the model (still loaded, so it skips load()) and lose its weights
+        # half-way through a forward pass.
         with self._lock:
             idle = [
                 (key, entry)
@@ -92,14 +95,15 @@ class ModelCache:
                 and entry.model.loaded
                 and now - entry.last_used >= self.idle_unload_s
             ]
-        for key, entry in idle:
-            log.info("unloading %s: idle for %.0f s", key, now - entry.last_used)
-            entry.model.unload()
+            for key, entry in idle:
+                log.info("unloading %s: idle for %.0f s", key, now - entry.last_used)
+                entry.model.unload()
         return [key for key, _ in idle]
 
     def _enforce_budget(self, keep: str) -> None:
         if self.memory_budget_bytes <= 0:
             return
+        # Under the lock for the same reason as in sweep(): no lease may start on a victim.
         with self._lock:
             loaded = [(key, entry) for key, entry in self._entries.items() if entry.model.loaded]
             total = sum(entry.model.memory_bytes() for _, entry in loaded)
@@ -107,13 +111,13 @@ class ModelCache:
                 (item for item in loaded if item[0] != keep and item[1].leases == 0),
                 key=lambda item: item[1].last_used,
             )
-        for key, entry in victims:
-            if total <= self.memory_budget_bytes:
-                break
-            size = entry.model.memory_bytes()
-            log.info("unloading %s (%d MB) to stay within the memory budget", key, size >> 20)
-            entry.model.unload()
-            total -= size
+            for key, entry in victims:
+                if total <= self.memory_budget_bytes:
+                    break
+                size = entry.model.memory_bytes()
+                log.info("unloading %s (%d MB) to stay within the memory budget", key, size >> 20)
+                entry.model.unload()
+                total -= size
         if total > self.memory_budget_bytes:
             log.warning(
                 "models in use take %d MB, over the %d MB budget",

@@ -237,3 +237,36 @@ def test_memory_bytes_counts_module_weights_once() -> None:
     assert model.memory_bytes() == 0
     model.load()
     assert model.memory_bytes() == 110 * 4
+
+
+def test_a_lease_waits_for_an_unload_in_progress_and_loads_again() -> None:
+    clock = FakeClock()
+    cache = ModelCache(idle_unload_s=60, clock=clock)
+    unloading, finish = threading.Event(), threading.Event()
+
+    class SlowUnload(CountingModel):
+        def _unload(self) -> None:
+            unloading.set()
+            finish.wait(10)  # the weights are half gone meanwhile
+            super()._unload()
+
+    model = cache.get("m", SlowUnload, SlowUnload)
+    clock.now = 120
+    sweeper = threading.Thread(target=cache.sweep)
+    sweeper.start()
+    assert unloading.wait(10)
+    leased: list[bool] = []
+
+    def use() -> None:
+        with cache.lease("m", SlowUnload, SlowUnload) as used:
+            leased.append(used.loaded)
+
+    user = threading.Thread(target=use)
+    user.start()
+    user.join(0.2)
+    assert leased == []  # no lease on a model being unloaded
+    finish.set()
+    sweeper.join(10)
+    user.join(10)
+    assert leased == [True]
+    assert model.loads == 2  # loaded again for the lease that waited
