@@ -69,8 +69,12 @@ class AnnotationWriter:
             counts = dict(payload.get("counts", {}))
             for label in asked_labels:
                 counts[count_key(label)] = sum(1 for box in found if box["label"] == label)
-            labels = sorted({*payload.get("labels", []), *(box["label"] for box in found)})
-            # Boxes of labels asked again are replaced; others are kept.
+            # Labels, boxes and counts of labels asked again are replaced (a label no longer
+            # found leaves ``labels``); those of other labels are kept.
+            kept_labels = [
+                label for label in payload.get("labels", []) if label not in asked_labels
+            ]
+            labels = sorted({*kept_labels, *(box["label"] for box in found)})
             kept = [box for box in payload.get("boxes", []) if box["label"] not in asked_labels]
             stored = [*kept, *({**box, "model": model} for box in found)][:MAX_STORED_BOXES]
             self._store.set_payload(image_id, {"labels": labels, "counts": counts, "boxes": stored})

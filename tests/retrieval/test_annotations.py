@@ -83,6 +83,7 @@ def test_boxes_become_labels_and_counts_including_zero(services: Services) -> No
     payload = services.image(image_id)
     assert payload["counts"] == {"person": 0, "forklift": 1, "red_car": 0}
     assert [box["label"] for box in payload["boxes"]] == ["forklift"]
+    assert payload["labels"] == ["forklift"]  # no person any more: a labels filter agrees
 
 
 def test_counts_filter_finds_at_least_two(services: Services) -> None:
