@@ -61,6 +61,8 @@ class InProcessRunner:
             # A little over the executor's own deadline: it reports late items itself.
             return future.result(timeout=timeout_s + 5)
         except FutureTimeout:
+            # Still queued behind busy threads: drop it, nobody waits for its result any more.
+            future.cancel()
             raise Unavailable(f"{task.tool} gave no result within {timeout_s:.0f} s") from None
 
     def readiness(self, tool: ToolName) -> str:
