@@ -47,7 +47,13 @@ def run_worker(
 
     def on_ready(**_: Any) -> None:
         if preload:
-            _preload(settings, state, queues)
+            try:
+                _preload(settings, state, queues)
+            except Exception:
+                # Celery logs and drops what a signal handler raises: the heartbeat below
+                # would never start, and the API would report no worker while this one
+                # runs. Announce it anyway; each task then reports why its model won't load.
+                log.exception("preloading failed; models load on first use instead")
         state.executor.start_sweeper()
         heartbeat.start()
         log.info("worker %s ready on %s", name, ", ".join(queues))
