@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image
 
 from mmrag.errors import InvalidInput
-from mmrag.models.grounding.adapter import TransformersAdapter, rgb
+from mmrag.models.transformers_base import TransformersAdapter, rgb, token_ids
 
 
 @dataclass(frozen=True)
@@ -113,12 +113,3 @@ def read_generations(sequences: Any, logits: Sequence[Any], stop_ids: set[int]) 
         score = float(chosen[index, :length].mean())
         generations.append(Generation(row[:-steps], tokens[:length], score))
     return generations
-
-
-def token_ids(value: int | Sequence[int] | None) -> set[int]:
-    """A config's token id field (one id, a list, or none) as a set."""
-    if value is None:
-        return set()
-    if isinstance(value, int):
-        return {value}
-    return {int(token) for token in value}

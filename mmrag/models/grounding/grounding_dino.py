@@ -24,16 +24,10 @@ import torch
 from PIL import Image
 
 from mmrag.models.base import Tool
-from mmrag.models.grounding.adapter import (
-    CudaDtype,
-    TransformersAdapter,
-    clean_text,
-    phrase_lists,
-    rgb,
-    unique_texts,
-)
+from mmrag.models.grounding.adapter import clean_text, phrase_lists, unique_texts
 from mmrag.models.grounding.boxes import cxcywh_to_xyxy, normalised_to_pixels
 from mmrag.models.grounding.selection import Scored, detect_boxes, ground_boxes
+from mmrag.models.transformers_base import CudaDtype, TransformersAdapter, rgb
 from mmrag.models.vision import Box
 
 Span = tuple[int, int]

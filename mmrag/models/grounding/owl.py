@@ -23,9 +23,10 @@ import torch
 from PIL import Image
 
 from mmrag.models.base import Tool
-from mmrag.models.grounding.adapter import TransformersAdapter, phrase_lists, rgb, unique_texts
+from mmrag.models.grounding.adapter import phrase_lists, unique_texts
 from mmrag.models.grounding.boxes import ResizeCrop, cxcywh_to_xyxy, padded_square_to_pixels
 from mmrag.models.grounding.selection import Scored, detect_boxes, ground_boxes
+from mmrag.models.transformers_base import TransformersAdapter, rgb
 from mmrag.models.vision import Box
 
 # OWL's scores run low: correct boxes of the released checkpoints often score 0.1-0.3, and 0.1

@@ -16,8 +16,9 @@ from mmrag.errors import UnknownModel
 from mmrag.models.base import Tool
 from mmrag.models.hf_hub import hub_config, read_config
 from mmrag.models.spec import ModelSpec
+from mmrag.models.transformers_base import token_ids
 from mmrag.models.vision import CaptionDetail, VisionOptions
-from mmrag.models.vlm.generative import GenerativeVlm, PaddingSide, token_ids
+from mmrag.models.vlm.generative import GenerativeVlm, PaddingSide
 
 CAPTIONING = "BlipForConditionalGeneration"
 QUESTION_ANSWERING = "BlipForQuestionAnswering"

@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal
 
 from PIL import Image
 
 from mmrag.errors import InvalidInput, ModelUnavailable
-from mmrag.models.base import Tool, resolve_device
-from mmrag.models.spec import ModelSpec
-from mmrag.models.vision import Answer, CaptionDetail, ToolNotServed, VisionModel, VisionOptions
+from mmrag.models.base import Tool
+from mmrag.models.transformers_base import TransformersAdapter, rgb, token_ids
+from mmrag.models.vision import Answer, CaptionDetail
 from mmrag.models.vlm.prompts import CAPTION_PROMPTS
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,6 @@ PaddingSide = Literal["left", "right"]
 # about 900 x 900 px for Qwen2/2.5-VL (28 px a token), 1024 x 1024 for Qwen3-VL (32 px). Their
 # own defaults allow 12.8 M (Qwen2.5-VL) to 24 M pixels, more memory than one request should take.
 MAX_IMAGE_TOKENS = 1024
-
-# What a broken or mismatched model directory raises inside from_pretrained: missing files
-# (OSError), configs or weights that do not fit (ValueError, RuntimeError, KeyError), a tokenizer
-# without the attributes its processor reads (AttributeError, TypeError); corrupt weight files
-# raise safetensors' own error, caught beside these.
-LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, AttributeError, TypeError)
 
 # Reasoning checkpoints (GLM-4.1V-Thinking, Qwen3-VL-Thinking) think before they answer, and
 # GLM wraps the answer in tags; the caller wants the answer only.
@@ -65,68 +59,17 @@ class Generated:
     score: float | None
 
 
-class GenerativeVlm(VisionModel):
+class GenerativeVlm(TransformersAdapter):
     """Base of the captioning / VQA adapters built on transformers' ``generate``."""
 
     tools: ClassVar[frozenset[Tool]] = frozenset({"caption", "vqa"})
 
-    def __init__(
-        self, spec: ModelSpec, options: VisionOptions = VisionOptions(), source: Path | None = None
-    ) -> None:
-        super().__init__(spec, options, source)
-        self.processor: Any = None
-        self.model: Any = None
-        self.device = "cpu"
-        self.dtype: Any = None
-        self.threads = 0  # torch CPU threads set at load; 0 on GPU
-
     # -- loading ---------------------------------------------------------------------------
 
-    def _load(self) -> None:
-        from mmrag.models.torch_setup import configure_cpu_threads, ensure_torchvision
-
-        ensure_torchvision()
+    def _cuda_dtype(self) -> Any:
         import torch
-        from safetensors import SafetensorError
 
-        self.device = resolve_device(self.requested_device)
-        if self.device == "cuda":
-            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        else:
-            self.dtype = torch.float32
-            self.threads = configure_cpu_threads(self.options.cpu_threads)
-        if self.source is None:
-            from mmrag.models.hf_hub import hub_snapshot
-
-            self.source = hub_snapshot(self.spec, self.options.cache_dir)
-        try:
-            processor = self._load_processor(self.source)
-            model = self._load_model(self.source, self.dtype)
-        except (*LOAD_ERRORS, SafetensorError) as error:
-            raise ModelUnavailable(
-                f"cannot load {self.spec} from {self.source}: {_first_line(error)}"
-            ) from error
-        model.to(self.device)
-        model.eval()
-        processor.tokenizer.padding_side = self._padding_side(model)
-        self._configure(processor, model)
-        self.processor = processor
-        self.model = model
-        log.info(
-            "loaded %s (%s) on %s, %s, serving %s",
-            self.spec,
-            type(model).__name__,
-            self.device,
-            str(self.dtype).removeprefix("torch."),
-            ", ".join(sorted(self.tools)),
-        )
-
-    def _load_processor(self, directory: Path) -> Any:
-        from transformers import AutoProcessor
-
-        # Not annotated in transformers: typed here.
-        from_pretrained = cast("Callable[[Path], Any]", AutoProcessor.from_pretrained)
-        return from_pretrained(directory)
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
     def _load_model(self, directory: Path, dtype: Any) -> Any:
         from transformers import AutoModelForImageTextToText
@@ -138,12 +81,12 @@ class GenerativeVlm(VisionModel):
         left so every row's last token is its own."""
         return "left"
 
+    def _prepare(self, processor: Any, model: Any) -> None:
+        processor.tokenizer.padding_side = self._padding_side(model)
+        self._configure(processor, model)
+
     def _configure(self, processor: Any, model: Any) -> None:
         """Family settings applied once at load (image size bounds, checks)."""
-
-    def _unload(self) -> None:
-        self.processor = None
-        self.model = None
 
     # -- tools -----------------------------------------------------------------------------
 
@@ -162,10 +105,6 @@ class GenerativeVlm(VisionModel):
         self.load()
         prompts = [self.question_prompt(self._clean_question(question)) for question in questions]
         return [Answer(g.text, g.score) for g in self.generate(images, prompts)]
-
-    def _require(self, tool: Tool) -> None:
-        if not self.serves(tool):
-            raise ToolNotServed(self.unserved_reason(tool))
 
     def caption_prompt(self, detail: CaptionDetail) -> str | None:
         """The instruction for a caption; ``None`` for models that caption with no prompt."""
@@ -212,10 +151,13 @@ class GenerativeVlm(VisionModel):
 
     def preprocess(self, images: Sequence[Image.Image], prompts: Sequence[str] | None) -> Any:
         """The processor's tensors for a batch, on the model's device (floats in its dtype)."""
-        rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
         texts = None if prompts is None else [self.format_prompt(prompt) for prompt in prompts]
         inputs = self.processor(
-            images=rgb, text=texts, return_tensors="pt", padding=True, **self._processor_kwargs()
+            images=rgb(images),
+            text=texts,
+            return_tensors="pt",
+            padding=True,
+            **self._processor_kwargs(),
         )
         return inputs.to(self.device, dtype=self.dtype)
 
@@ -306,15 +248,6 @@ def generated_lengths(tokens: Any, stop_ids: set[int]) -> list[int]:
     return lengths
 
 
-def token_ids(value: int | Sequence[int] | None) -> set[int]:
-    """A config's token id field (one id, a list, or none) as a set."""
-    if value is None:
-        return set()
-    if isinstance(value, int):
-        return {value}
-    return {int(token) for token in value}
-
-
 def bound_image_tokens(image_processor: Any, max_tokens: int, frames: int = 1) -> int:
     """Cap a dynamic-resolution image processor (Qwen-VL, GLM-4V: its ``size`` is a pixel range,
     at most ``longest_edge`` pixels) at ``max_tokens`` visual tokens per image, so that a huge
@@ -338,8 +271,3 @@ class ChatVlm(GenerativeVlm):
                 f"{self.spec}: the processor has no chat template, and {type(model).__name__} "
                 "has no other prompt format to fall back on"
             )
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from mmrag.models.grounding.generation import read_generations, token_ids
+from mmrag.models.grounding.generation import read_generations
+from mmrag.models.transformers_base import token_ids
 
 STOP = 2
 

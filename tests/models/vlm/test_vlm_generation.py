@@ -11,12 +11,12 @@ from PIL import Image
 
 from mmrag.errors import InvalidInput
 from mmrag.models.torch_setup import ensure_torchvision
+from mmrag.models.transformers_base import token_ids
 from mmrag.models.vlm.generative import (
     MAX_IMAGE_TOKENS,
     GenerativeVlm,
     bound_image_tokens,
     generated_lengths,
-    token_ids,
 )
 from mmrag.models.vlm.prompts import CAPTION_PROMPTS, LLAVA_PLAIN_TEMPLATE
 
