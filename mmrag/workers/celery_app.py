@@ -97,7 +97,11 @@ class WorkerState:
 
     @classmethod
     def open(cls, settings: Settings) -> WorkerState:
-        client = redis.Redis.from_url(settings.workers.broker_url, socket_connect_timeout=2)
+        # A read timeout too, so a half-open connection fails the task (which then retries)
+        # instead of holding its thread for good.
+        client = redis.Redis.from_url(
+            settings.workers.broker_url, socket_connect_timeout=2, socket_timeout=5
+        )
         executor = ToolExecutor(settings, FilesystemBlobStore.from_settings(settings))
         return cls(settings, executor, ResultLedger(client))
 

@@ -39,7 +39,11 @@ def run_worker(
     register_tasks(app, state)
     name = hostname or default_hostname()
     heartbeat = Heartbeat(
-        redis.Redis.from_url(settings.workers.broker_url, socket_connect_timeout=2),
+        # A read timeout too: on a half-open connection a beat would otherwise block for
+        # good, the keys expire, and the API reports no worker while this one runs.
+        redis.Redis.from_url(
+            settings.workers.broker_url, socket_connect_timeout=2, socket_timeout=5
+        ),
         queues,
         name,
         settings.workers.heartbeat_s,
