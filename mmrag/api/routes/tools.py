@@ -35,7 +35,7 @@ from mmrag.errors import Forbidden, InvalidInput
 from mmrag.retrieval.annotations import normalise_label
 from mmrag.retrieval.items import IngestItem
 from mmrag.services import Services
-from mmrag.workers.protocol import BoxesOutput
+from mmrag.workers.protocol import BoxesOutput, ToolName
 
 router = APIRouter(prefix="/v1", tags=["tools"])
 
@@ -50,9 +50,8 @@ _BODY_DOC: dict[int | str, dict[str, Any]] = {
 
 @router.post("/caption", response_model=CaptionResponse, responses=_BODY_DOC)
 async def caption(request: Request, services: ServicesDep, key: CanRead) -> CaptionResponse:
-    body, image_id = await _tool_request(request, CaptionRequest, services, key)
+    body, image_id, spec = await _tool_request(request, "caption", CaptionRequest, services, key)
     started = time.perf_counter()
-    spec = services.tools.model_for("caption", body.model)
     found = await run_in_threadpool(services.tools.caption, image_id, body.detail, spec)
     return CaptionResponse(
         image_id=image_id, model=spec, took_ms=_since(started), caption=found.caption
@@ -61,9 +60,8 @@ async def caption(request: Request, services: ServicesDep, key: CanRead) -> Capt
 
 @router.post("/vqa", response_model=VqaResponse, responses=_BODY_DOC)
 async def vqa(request: Request, services: ServicesDep, key: CanRead) -> VqaResponse:
-    body, image_id = await _tool_request(request, VqaRequest, services, key)
+    body, image_id, spec = await _tool_request(request, "vqa", VqaRequest, services, key)
     started = time.perf_counter()
-    spec = services.tools.model_for("vqa", body.model)
     found = await run_in_threadpool(services.tools.vqa, image_id, body.question, spec)
     return VqaResponse(
         image_id=image_id,
@@ -76,26 +74,25 @@ async def vqa(request: Request, services: ServicesDep, key: CanRead) -> VqaRespo
 
 @router.post("/ground", response_model=BoxesResponse, responses=_BODY_DOC)
 async def ground(request: Request, services: ServicesDep, key: CanRead) -> BoxesResponse:
-    body, image_id = await _tool_request(request, GroundRequest, services, key)
+    body, image_id, spec = await _tool_request(request, "ground", GroundRequest, services, key)
     started = time.perf_counter()
-    spec = services.tools.model_for("ground", body.model)
     found = await run_in_threadpool(services.tools.ground, image_id, body.phrases, spec)
     return await _boxes(services, image_id, spec, started, body.phrases, found)
 
 
 @router.post("/detect", response_model=BoxesResponse, responses=_BODY_DOC)
 async def detect(request: Request, services: ServicesDep, key: CanRead) -> BoxesResponse:
-    body, image_id = await _tool_request(request, DetectRequest, services, key)
+    body, image_id, spec = await _tool_request(request, "detect", DetectRequest, services, key)
     started = time.perf_counter()
-    spec = services.tools.model_for("detect", body.model)
     found = await run_in_threadpool(services.tools.detect, image_id, body.labels, spec)
     return await _boxes(services, image_id, spec, started, body.labels, found)
 
 
 async def _tool_request(
-    request: Request, kind: type[R], services: Services, key: ApiKey | None
-) -> tuple[R, str]:
-    """The validated body and the id of the image it is about (an upload is indexed)."""
+    request: Request, tool: ToolName, kind: type[R], services: Services, key: ApiKey | None
+) -> tuple[R, str, str]:
+    """The validated body, the id of the image it is about (an upload is indexed) and the
+    model spec to run."""
     content_type = request.headers.get("content-type", "")
     upload: UploadFile | None = None
     if content_type.startswith("multipart/form-data"):
@@ -125,9 +122,11 @@ async def _tool_request(
     body = _validate(kind, fields)
     if (upload is None) == (body.image_id is None):
         raise InvalidInput("give exactly one of image_id or an uploaded file")
+    # Before an upload is indexed: a refused request leaves nothing behind.
+    spec = services.tools.model_for(tool, body.model)
     if upload is None:
         assert body.image_id is not None
-        return body, body.image_id
+        return body, body.image_id, spec
     if key is not None and not {"write", "admin"} & key.scopes:
         raise Forbidden(f"API key {key.name!r} lacks the 'write' scope needed to upload")
     data = await read_upload(upload, services.settings.limits.max_image_bytes)
@@ -136,7 +135,7 @@ async def _tool_request(
     result = report.results[0]
     if result.image is None:
         raise result.error or InvalidInput("the upload could not be indexed")
-    return body, result.image.image_id
+    return body, result.image.image_id, spec
 
 
 def _validate(kind: type[R], fields: dict[str, Any]) -> R:
