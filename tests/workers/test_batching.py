@@ -44,30 +44,31 @@ def test_batches_never_exceed_the_maximum() -> None:
         batcher.close()
 
 
-def test_threads_submitting_at_once_share_a_forward_pass() -> None:
-    # The first request holds the model for 0.3 s; the others queue up meanwhile and run
-    # together in the second call.
-    function = RecordingBatch(delay_s=0.3)
-    batcher: MicroBatcher[int, int] = MicroBatcher(function, max_size=16, window_s=0.0)
-    results: dict[int, int] = {}
+def test_requests_queued_during_a_forward_pass_share_the_next_one() -> None:
+    # The first request holds the model until released (events, not sleeps: a busy
+    # machine cannot reorder this); the others queue up meanwhile and run together next.
+    entered, release = threading.Event(), threading.Event()
+    batches: list[list[int]] = []
 
-    def ask(value: int) -> None:
-        results[value] = batcher.submit(value).result(timeout=10)
+    def held(items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        if len(batches) == 1:
+            entered.set()
+            release.wait(10)
+        return [item * 10 for item in items]
 
+    batcher: MicroBatcher[int, int] = MicroBatcher(held, max_size=16, window_s=0.0)
     try:
-        first = threading.Thread(target=ask, args=(0,))
-        first.start()
-        time.sleep(0.1)
-        others = [threading.Thread(target=ask, args=(value,)) for value in range(1, 7)]
-        for thread in others:
-            thread.start()
-        for thread in [first, *others]:
-            thread.join()
-        assert results == {value: value * 10 for value in range(7)}
-        assert function.batches[0] == [0]
-        assert sorted(function.batches[1]) == [1, 2, 3, 4, 5, 6]
+        first = batcher.submit(0)
+        assert entered.wait(10)
+        others = [batcher.submit(value) for value in range(1, 7)]
+        release.set()
+        assert first.result(timeout=10) == 0
+        assert [future.result(timeout=10) for future in others] == [10, 20, 30, 40, 50, 60]
+        assert batches == [[0], [1, 2, 3, 4, 5, 6]]
         assert batcher.batches_run == 2
     finally:
+        release.set()
         batcher.close()
 
 
