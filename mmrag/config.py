@@ -147,7 +147,8 @@ class WorkerSettings(BaseModel):
     mode: Literal["embedded", "celery"] = "embedded"
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend: str = ""  # empty: the broker URL
-    # Hard limit on one task; the soft limit (a clean stop) comes 10% earlier.
+    # Limit on one task: at 90% of it the worker stops waiting for the task's forward passes
+    # and answers its unfinished items as unavailable (a running pass cannot be stopped).
     task_time_limit_s: float = Field(600.0, gt=0, le=24 * 3600)
     # Redis hands an unacknowledged task to another worker after this long. It must exceed
     # the longest task, or a slow task would run twice at once.

@@ -63,6 +63,9 @@ def create_celery_app(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_track_started=True,
+        # Celery's threads pool (what `mmrag worker` runs) enforces neither limit: they
+        # hold for other pools only. Under threads the bound is the executor's own deadline
+        # (run_tool), which stops waiting; a forward pass past it runs on regardless.
         task_time_limit=workers.task_time_limit_s,
         task_soft_time_limit=workers.task_time_limit_s * 0.9,
         task_routes={
