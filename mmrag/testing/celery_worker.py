@@ -55,10 +55,11 @@ class CeleryWorker:
             "--hostname", self.hostname,
             "--concurrency", str(self.concurrency),
         ]  # fmt: skip
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        # The child writes to its own copy of the descriptor; ours is closed at once.
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         client = redis.Redis.from_url(self.broker_url, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout_s
         try:

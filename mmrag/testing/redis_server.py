@@ -46,8 +46,9 @@ class RedisServer:
             "--dir", str(self.directory),
             "--protected-mode", "yes",
         ]  # fmt: skip
-        log = (self.directory / "redis.log").open("ab")
-        self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        # The child writes to its own copy of the descriptor; ours is closed at once.
+        with (self.directory / "redis.log").open("ab") as log:
+            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         deadline = time.monotonic() + 10
         while True:
