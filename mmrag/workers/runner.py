@@ -93,6 +93,8 @@ class CeleryRunner:
                 args=[task.model_dump(mode="json")],
                 queue=queue_name(TOOL_QUEUES[task.tool]),
                 retry=False,
+                # Nobody waits for it after that: a worker that takes it later drops it.
+                expires=timeout_s,
             )
         except (OperationalError, KombuError, redis.RedisError, OSError) as error:
             raise self._broker_down(error) from error
