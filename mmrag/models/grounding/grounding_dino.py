@@ -23,12 +23,11 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 
-from mmrag.models.base import Tool
-from mmrag.models.grounding.adapter import clean_text, phrase_lists, unique_texts
+from mmrag.models.grounding.adapter import clean_text
 from mmrag.models.grounding.boxes import cxcywh_to_xyxy, normalised_to_pixels
-from mmrag.models.grounding.selection import Scored, detect_boxes, ground_boxes
-from mmrag.models.transformers_base import CudaDtype, TransformersAdapter, rgb
-from mmrag.models.vision import Box
+from mmrag.models.grounding.scoring import ScoringDetector
+from mmrag.models.grounding.selection import Scored
+from mmrag.models.transformers_base import CudaDtype, rgb
 
 Span = tuple[int, int]
 # Special tokens around a prompt ([CLS] and [SEP]).
@@ -90,8 +89,7 @@ def token_masks(offsets: Sequence[Span], spans: Sequence[Span], length: int) -> 
     return masks
 
 
-class GroundingDinoAdapter(TransformersAdapter):
-    tools: ClassVar[frozenset[Tool]] = frozenset({"ground", "detect"})
+class GroundingDinoAdapter(ScoringDetector):
     cuda_dtype: ClassVar[CudaDtype] = "float32"
 
     def _load_model(self, directory: Path, dtype: Any) -> Any:
@@ -103,38 +101,6 @@ class GroundingDinoAdapter(TransformersAdapter):
         if not getattr(processor.tokenizer, "is_fast", False):
             # Tokens are matched to phrases by character offsets, which only fast tokenizers give.
             raise TypeError(f"{type(processor.tokenizer).__name__} gives no character offsets")
-
-    # -- tools -----------------------------------------------------------------------------
-
-    def ground(
-        self, images: Sequence[Image.Image], phrases: Sequence[Sequence[str]]
-    ) -> list[list[Box]]:
-        self._require("ground")
-        texts = phrase_lists(images, phrases)
-        return [
-            ground_boxes(
-                scored.boxes,
-                scored.scores,
-                image_texts,
-                self.options.box_threshold,
-                self.options.max_boxes,
-            )
-            for scored, image_texts in zip(self.score(images, texts), texts, strict=True)
-        ]
-
-    def detect(self, images: Sequence[Image.Image], vocabulary: Sequence[str]) -> list[list[Box]]:
-        self._require("detect")
-        labels = unique_texts(vocabulary, "label")
-        return [
-            detect_boxes(
-                scored.boxes,
-                scored.scores,
-                labels,
-                self.options.box_threshold,
-                self.options.max_boxes,
-            )
-            for scored in self.score(images, [labels] * len(images))
-        ]
 
     # -- one batch -------------------------------------------------------------------------
 

@@ -17,63 +17,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from PIL import Image
 
-from mmrag.models.base import Tool
-from mmrag.models.grounding.adapter import phrase_lists, unique_texts
 from mmrag.models.grounding.boxes import ResizeCrop, cxcywh_to_xyxy, padded_square_to_pixels
-from mmrag.models.grounding.selection import Scored, detect_boxes, ground_boxes
-from mmrag.models.transformers_base import TransformersAdapter, rgb
-from mmrag.models.vision import Box
+from mmrag.models.grounding.scoring import ScoringDetector
+from mmrag.models.grounding.selection import Scored
+from mmrag.models.transformers_base import rgb
 
 # OWL's scores run low: correct boxes of the released checkpoints often score 0.1-0.3, and 0.1
 # is the threshold their own examples use. Below it a "best box" is usually background.
 GROUND_FLOOR = 0.1
 
 
-class OwlAdapter(TransformersAdapter):
-    tools: ClassVar[frozenset[Tool]] = frozenset({"ground", "detect"})
+class OwlAdapter(ScoringDetector):
+    ground_floor = GROUND_FLOOR
 
     def _load_model(self, directory: Path, dtype: Any) -> Any:
         from transformers import AutoModelForZeroShotObjectDetection
 
         return AutoModelForZeroShotObjectDetection.from_pretrained(directory, dtype=dtype)
-
-    # -- tools -----------------------------------------------------------------------------
-
-    def ground(
-        self, images: Sequence[Image.Image], phrases: Sequence[Sequence[str]]
-    ) -> list[list[Box]]:
-        self._require("ground")
-        texts = phrase_lists(images, phrases)
-        return [
-            ground_boxes(
-                scored.boxes,
-                scored.scores,
-                image_texts,
-                self.options.box_threshold,
-                self.options.max_boxes,
-                floor=GROUND_FLOOR,
-            )
-            for scored, image_texts in zip(self.score(images, texts), texts, strict=True)
-        ]
-
-    def detect(self, images: Sequence[Image.Image], vocabulary: Sequence[str]) -> list[list[Box]]:
-        self._require("detect")
-        labels = unique_texts(vocabulary, "label")
-        return [
-            detect_boxes(
-                scored.boxes,
-                scored.scores,
-                labels,
-                self.options.box_threshold,
-                self.options.max_boxes,
-            )
-            for scored in self.score(images, [labels] * len(images))
-        ]
 
     # -- one batch -------------------------------------------------------------------------
 
