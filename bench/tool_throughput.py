@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import logging
 import tempfile
 import time
@@ -166,10 +167,12 @@ def tasks_for(
     return [ToolTask(tool=case.tool, model=spec, items=(item,)) for item in items]
 
 
-def settings_for(root: Path, case: Case, **workers: Any) -> Settings:
-    """The settings of one configuration; the blob store is the data dir's, which a worker
-    process started with the same data dir reads too."""
-    models = {} if case.max_new_tokens is None else {"max_new_tokens": case.max_new_tokens}
+def settings_for(root: Path, case: Case, spec: str | None = None, **workers: Any) -> Settings:
+    """The settings of one configuration, serving ``spec``; the blob store is the data dir's,
+    which a worker process started with the same data dir reads too."""
+    models: dict[str, Any] = {"allowed": [spec] if spec else []}
+    if case.max_new_tokens is not None:
+        models["max_new_tokens"] = case.max_new_tokens
     return Settings(data_dir=root / "data", models=models, workers=workers)
 
 
@@ -224,7 +227,7 @@ def in_process(
 
     report: dict[str, Any] = {}
     for label, batching in CONFIGURATIONS.items():
-        settings = settings_for(root, case, **batching)
+        settings = settings_for(root, case, spec, **batching)
         executor = ToolExecutor(settings, FilesystemBlobStore.from_settings(settings))
         try:
             log.info("%s in process: %s, %d images", case.name, label, len(tasks))
@@ -254,7 +257,7 @@ def through_celery(
     with RedisServer(root / "redis") as redis_server:
         for label, batching in CONFIGURATIONS.items():
             settings = settings_for(
-                root, case, mode="celery", broker_url=redis_server.url, **batching
+                root, case, tasks[0].model, mode="celery", broker_url=redis_server.url, **batching
             )
             env = settings_env(
                 {
@@ -264,6 +267,7 @@ def through_celery(
                     "MMRAG_WORKERS__BATCH_MAX": str(batching["batch_max"]),
                     "MMRAG_WORKERS__BATCH_WINDOW_MS": str(batching["batch_window_ms"]),
                     "MMRAG_MODELS__MAX_NEW_TOKENS": str(settings.models.max_new_tokens),
+                    "MMRAG_MODELS__ALLOWED": json.dumps(settings.models.allowed),
                 }
             )
             log.info("%s through celery: %s, %d images", case.name, label, len(tasks))

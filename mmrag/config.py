@@ -58,6 +58,18 @@ class ModelSettings(BaseModel):
     grounding: str = ""  # phrase grounding and open-vocabulary detection
     # Further vision specs a request may pick with "model"; nothing else is ever loaded.
     allowed: list[str] = []
+
+    @field_validator("allowed")
+    @classmethod
+    def _canonical_specs(cls, value: list[str]) -> list[str]:
+        from mmrag.errors import UnknownModel
+        from mmrag.models.spec import parse_spec
+
+        try:
+            return [str(parse_spec(spec)) for spec in value]
+        except UnknownModel as error:
+            raise ValueError(error.detail) from None
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int = Field(0, ge=0, le=256, description="0 = one per usable core")
     int8: bool = Field(False, description="dynamic int8 quantisation of the embedder on CPU")
@@ -219,6 +231,11 @@ class Settings(BaseSettings):
     @property
     def embedder_spec(self) -> str:
         return self.model_spec("embedder")
+
+    def served_vision_specs(self) -> set[str]:
+        """The vision models a request may name: the configured ones and ``models.allowed``.
+        Nothing else is ever loaded, whoever writes the task message."""
+        return {self.model_spec("vlm"), self.model_spec("grounding"), *self.models.allowed}
 
     def model_spec(self, role: ModelRole) -> str:
         """The spec configured for ``role``, else the profile's default."""

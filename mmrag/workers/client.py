@@ -64,11 +64,7 @@ class ToolClient:
         if not requested:
             return default
         spec = str(parse_spec(requested))  # malformed or unknown scheme: UnknownModel
-        allowed = {
-            self.settings.model_spec("vlm"),
-            self.settings.model_spec("grounding"),
-            *self.settings.models.allowed,
-        }
+        allowed = self.settings.served_vision_specs()
         if spec not in allowed:
             raise UnknownModel(
                 f"model {spec} is not served here; choose one of {', '.join(sorted(allowed))}"

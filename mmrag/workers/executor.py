@@ -17,7 +17,7 @@ from typing import Any, cast
 from PIL import Image
 
 from mmrag.config import Settings
-from mmrag.errors import InvalidInput, MmragError, Unavailable
+from mmrag.errors import InvalidInput, MmragError, Unavailable, UnknownModel
 from mmrag.models.cache import ModelCache
 from mmrag.models.registry import create_vision_model
 from mmrag.models.vision import Answer, Box, VisionModel, VisionOptions
@@ -82,6 +82,9 @@ class ToolExecutor:
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
+            if task.model not in self.settings.served_vision_specs():
+                # The API checks first; this guards against anyone else who can write to Redis.
+                raise UnknownModel(f"model {task.model} is not served by this worker")
             model = self.adapter(task.model)
             if not model.serves(task.tool):
                 raise InvalidInput(model.unserved_reason(task.tool))

@@ -28,9 +28,11 @@ def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"local:{build_tiny_vlm('llava-plain', tmp_path_factory.mktemp('llava'))}"
 
 
-def executor_for(settings: Settings, spec: str, **workers: Any) -> ToolExecutor:
+def executor_for(
+    settings: Settings, spec: str, allowed: list[str] | None = None, **workers: Any
+) -> ToolExecutor:
     data = settings.model_dump()
-    data["models"].update(vlm=spec, device="cpu", cpu_threads=1)
+    data["models"].update(vlm=spec, device="cpu", cpu_threads=1, allowed=allowed or [])
     data["models"]["max_new_tokens"] = 3
     data["workers"].update(workers)
     configured = Settings.model_validate(data)
@@ -98,10 +100,23 @@ def test_a_question_is_required_for_vqa(executor: ToolExecutor, tiny_llava: str)
     assert answered["score"] is None or 0.0 <= answered["score"] <= 1.0
 
 
-def test_an_unknown_model_is_an_envelope_not_a_crash(executor: ToolExecutor) -> None:
+def test_a_model_not_served_here_is_refused_without_loading(executor: ToolExecutor) -> None:
     sha = put_image(executor, (0, 255, 0), (32, 32))
-    [result] = executor.run(caption_task("local:/no/such/model", sha))
-    assert result["error"]["type"] == "ModelUnavailable"
+    [result] = executor.run(caption_task("local:/etc", sha))
+    assert result["error"]["type"] == "UnknownModel"
+    assert "local:/etc" not in executor.models.loaded_keys()
+
+
+def test_an_allowed_model_that_cannot_load_is_unavailable(
+    settings: Settings, tiny_llava: str
+) -> None:
+    missing = executor_for(settings, tiny_llava, allowed=["local:/no/such/model"])
+    try:
+        sha = put_image(missing, (0, 255, 0), (32, 32))
+        [result] = missing.run(caption_task("local:/no/such/model", sha))
+        assert result["error"]["type"] == "ModelUnavailable"
+    finally:
+        missing.close()
 
 
 def test_concurrent_tasks_share_forward_passes(executor: ToolExecutor, tiny_llava: str) -> None:
