@@ -55,6 +55,13 @@ class Forbidden(MmragError):
     title = "Forbidden"
 
 
+class ModelFailed(MmragError):
+    """The model raised on this input, and would again: a fault of ours or the model's, not
+    a busy service (so no retry hint) and not the caller's input (it decoded and validated)."""
+
+    title = "Model failed"
+
+
 class Unavailable(MmragError):
     """A dependency (store, model, worker) cannot serve right now; retrying may help."""
 

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 BatchFunction = Callable[[Sequence[T]], Sequence[R]]
 
 
+class BatcherClosed(RuntimeError):
+    """Work submitted after shutdown began."""
+
+
 @dataclass
 class _Request(Generic[T, R]):
     item: T
@@ -41,13 +45,21 @@ class MicroBatcher(Generic[T, R]):
         self._max_size = max_size
         self._window_s = window_s
         self._queue: queue.SimpleQueue[_Request[T, R] | None] = queue.SimpleQueue()
+        # Guards the closed flag against a submit racing close(): nothing may be queued after
+        # the runner thread has gone, or its waiter would wait for ever.
+        self._closing = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
         self._thread.start()
         self.batches_run = 0  # for tests and metrics
 
     def submit(self, item: T) -> Future[R]:
         future: Future[R] = Future()
-        self._queue.put(_Request(item, future))
+        with self._closing:
+            if self._closed:
+                future.set_exception(BatcherClosed("the batcher is shut down"))
+                return future
+            self._queue.put(_Request(item, future))
         return future
 
     def run_all(self, items: Sequence[T]) -> list[R]:
@@ -56,7 +68,13 @@ class MicroBatcher(Generic[T, R]):
         return [future.result() for future in futures]
 
     def close(self) -> None:
-        self._queue.put(None)
+        """Stop taking work. What was queued before runs still: the queue is first in, first
+        out, and nothing can be queued behind the close marker."""
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
         self._thread.join(timeout=5)
 
     def _run(self) -> None:

@@ -18,6 +18,7 @@ from mmrag.config import Settings
 from mmrag.errors import InvalidInput
 from mmrag.retrieval.blobs import FilesystemBlobStore
 from mmrag.workers.executor import ToolExecutor
+from mmrag.workers.failures import is_transient
 from mmrag.workers.protocol import (
     TOOL_NAMES,
     TOOL_QUEUES,
@@ -110,13 +111,6 @@ class WorkerState:
 
     def close(self) -> None:
         self.executor.close()
-
-
-def is_transient(error: BaseException) -> bool:
-    """Failures a retry may cure: I/O on the shared volume, Redis, memory pressure."""
-    if isinstance(error, OSError | TimeoutError | MemoryError | redis.RedisError):
-        return True
-    return "out of memory" in str(error).lower()
 
 
 def register_tasks(app: Celery, state: WorkerState) -> None:

@@ -17,13 +17,14 @@ from typing import Any, cast
 from PIL import Image
 
 from mmrag.config import Settings
-from mmrag.errors import InvalidInput, MmragError, Unavailable, UnknownModel
+from mmrag.errors import InvalidInput, MmragError, ModelFailed, Unavailable, UnknownModel
 from mmrag.models.cache import ModelCache
 from mmrag.models.registry import create_vision_model
 from mmrag.models.vision import Answer, Box, VisionModel, VisionOptions
 from mmrag.retrieval.blobs import BlobStore
 from mmrag.retrieval.decode import decode_image
 from mmrag.workers.batching import BatcherPool
+from mmrag.workers.failures import is_transient
 from mmrag.workers.protocol import ItemResult, ToolItem, ToolName, ToolTask, error_result
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,12 @@ _VISION_MODEL = cast(Any, VisionModel)
 
 @dataclass(frozen=True)
 class _Work:
+    item: ToolItem
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    index: int  # in the batch
     image: Image.Image
     item: ToolItem
 
@@ -95,12 +102,12 @@ class ToolExecutor:
         for index, item in enumerate(task.items):
             try:
                 item.check_for(task.tool)
-                image = decode_image(self.blobs.read("original", item.sha256), self.settings.limits)
             except MmragError as error:
                 results[index] = error_result(error)
                 continue
-            key = _batch_key(task, item)
-            pending.append((index, key, _Work(image.image, item)))
+            # Images are decoded in the batch, not here: a task of a thousand items then holds
+            # a batch of pixels at a time, not a thousand.
+            pending.append((index, _batch_key(task, item), _Work(item)))
         futures = [
             (index, self.batchers.get(key, self._batch_function(task)).submit(work))
             for index, key, work in pending
@@ -132,11 +139,30 @@ class ToolExecutor:
         tool, spec = task.tool, task.model
 
         def run_batch(batch: Sequence[_Work]) -> list[ItemResult]:
-            try:
-                with self.models.lease(spec, lambda: self.adapter(spec), _VISION_MODEL) as model:
-                    return _apply(model, tool, batch)
-            except MmragError as error:  # the model cannot load: every item says why
-                return [error_result(error)] * len(batch)
+            results: list[ItemResult | None] = [None] * len(batch)
+            decoded: list[_Decoded] = []
+            for index, work in enumerate(batch):
+                try:
+                    image = decode_image(
+                        self.blobs.read("original", work.item.sha256), self.settings.limits
+                    )
+                except MmragError as error:
+                    results[index] = error_result(error)
+                    continue
+                decoded.append(_Decoded(index, image.image, work.item))
+            if decoded:
+                try:
+                    with self.models.lease(
+                        spec, lambda: self.adapter(spec), _VISION_MODEL
+                    ) as model:
+                        for entry, result in zip(
+                            decoded, _isolated(model, tool, decoded), strict=True
+                        ):
+                            results[entry.index] = result
+                except MmragError as error:  # the model cannot load: every item says why
+                    for entry in decoded:
+                        results[entry.index] = error_result(error)
+            return [result for result in results if result is not None]
 
         return run_batch
 
@@ -170,7 +196,27 @@ def _batch_key(task: ToolTask, item: ToolItem) -> Hashable:
             return (task.model, task.tool)
 
 
-def _apply(model: VisionModel, tool: ToolName, batch: Sequence[_Work]) -> list[ItemResult]:
+def _isolated(model: VisionModel, tool: ToolName, batch: Sequence[_Decoded]) -> list[ItemResult]:
+    """The batch's results; if the batch fails for good, each item again on its own, so one
+    image the model cannot take fails alone instead of taking its batch-mates with it.
+
+    A transient failure (I/O, memory) is raised: the task is retried whole.
+    """
+    try:
+        return _apply(model, tool, batch)
+    except MmragError as error:
+        if len(batch) == 1:
+            return [error_result(error)]
+    except Exception as error:
+        if is_transient(error):
+            raise
+        if len(batch) == 1:
+            log.exception("%s failed on image %s", tool, batch[0].item.sha256)
+            return [error_result(ModelFailed(f"{tool} failed on this image: {error}"))]
+    return [result for entry in batch for result in _isolated(model, tool, [entry])]
+
+
+def _apply(model: VisionModel, tool: ToolName, batch: Sequence[_Decoded]) -> list[ItemResult]:
     images = [work.image for work in batch]
     match tool:
         case "caption":

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from mmrag.workers.batching import BatcherPool, MicroBatcher
+from mmrag.workers.batching import BatcherClosed, BatcherPool, MicroBatcher
 
 
 class RecordingBatch:
@@ -112,3 +112,12 @@ def test_pool_keeps_one_batcher_per_key() -> None:
         assert other is not first
     finally:
         pool.close()
+
+
+def test_work_submitted_after_close_fails_at_once() -> None:
+    batcher = MicroBatcher(RecordingBatch(), max_size=4, window_s=0.01)
+    assert batcher.run_all([1, 2]) == [10, 20]
+    batcher.close()
+    future = batcher.submit(3)
+    with pytest.raises(BatcherClosed):
+        future.result(timeout=1)

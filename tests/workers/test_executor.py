@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -17,8 +17,10 @@ from models.vlm.tiny_vlms import build_tiny_vlm
 from PIL import Image
 
 from mmrag.config import Settings
+from mmrag.models.registry import create_vision_model
+from mmrag.models.vision import CaptionDetail, VisionModel, VisionOptions
 from mmrag.retrieval.blobs import FilesystemBlobStore
-from mmrag.workers.executor import ToolExecutor
+from mmrag.workers.executor import ToolExecutor, VisionFactory
 from mmrag.workers.protocol import ToolItem, ToolTask
 from mmrag.workers.runner import InProcessRunner
 
@@ -137,6 +139,69 @@ def test_concurrent_tasks_share_forward_passes(executor: ToolExecutor, tiny_llav
     assert len(results) == 8
     assert all("caption" in result[0] for result in results)
     assert _batches_run(executor) - before < 8  # eight requests, fewer forward passes
+
+
+POISON = (13, 13, 13)
+
+
+def failing_on_poison(error: Exception, calls: list[int]) -> VisionFactory:
+    """The real tiny model, made to raise ``error`` on any batch holding a poison-grey image:
+    a model that cannot take one particular image. ``calls`` records each batch's size."""
+
+    def factory(spec: str, options: VisionOptions) -> VisionModel:
+        model = create_vision_model(spec, options)
+        caption = model.caption
+
+        def poisoned(images: Sequence[Image.Image], detail: CaptionDetail = "short") -> list[str]:
+            calls.append(len(images))
+            if any(image.getpixel((0, 0)) == POISON for image in images):
+                raise error
+            return caption(images, detail)
+
+        setattr(model, "caption", poisoned)  # noqa: B010 - an instance attribute on purpose
+        return model
+
+    return factory
+
+
+def poisoned_executor(
+    settings: Settings, tiny_llava: str, error: Exception, calls: list[int]
+) -> ToolExecutor:
+    configured = executor_for(settings, tiny_llava, batch_window_ms=500, batch_max=8).settings
+    blobs = FilesystemBlobStore(settings.data_dir / "blobs")
+    return ToolExecutor(configured, blobs, failing_on_poison(error, calls))
+
+
+def test_an_image_the_model_fails_on_fails_alone(settings: Settings, tiny_llava: str) -> None:
+    calls: list[int] = []
+    executor = poisoned_executor(settings, tiny_llava, ValueError("bad tensor"), calls)
+    try:
+        shas = [
+            put_image(executor, colour, (32, 32)) for colour in [(200, 0, 0), POISON, (0, 0, 200)]
+        ]
+        results = executor.run(caption_task(tiny_llava, *shas))
+        assert isinstance(results[0]["caption"], str)
+        assert results[1]["error"]["type"] == "ModelFailed"
+        assert "bad tensor" in results[1]["error"]["detail"]
+        assert isinstance(results[2]["caption"], str)
+        # One pass for the three, which failed, then one pass for each on its own.
+        assert calls == [3, 1, 1, 1]
+    finally:
+        executor.close()
+
+
+def test_a_transient_failure_fails_the_task_for_a_retry(
+    settings: Settings, tiny_llava: str
+) -> None:
+    calls: list[int] = []
+    executor = poisoned_executor(settings, tiny_llava, MemoryError("out of memory"), calls)
+    try:
+        shas = [put_image(executor, colour, (32, 32)) for colour in [(200, 0, 0), POISON]]
+        with pytest.raises(MemoryError):
+            executor.run(caption_task(tiny_llava, *shas))
+        assert calls == [2]  # no item-by-item rerun: the whole task is retried
+    finally:
+        executor.close()
 
 
 def test_items_past_the_time_limit_are_unavailable(settings: Settings, tiny_llava: str) -> None:
