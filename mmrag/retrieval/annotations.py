@@ -8,6 +8,7 @@ included), so filters like ``counts.person >= 2`` work.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -28,10 +29,20 @@ class TextEmbedder(Protocol):
     def embed_texts(self, texts: Sequence[str]) -> Vectors: ...
 
 
+_COUNT_KEY_CHARS = 64
+
+
 def count_key(label: str) -> str:
-    """A label as a payload key under ``counts``: lower case, words joined by ``_``."""
-    words = re.findall(r"[a-z0-9]+", label.lower())
-    return "_".join(words)[:64] or "unlabelled"
+    """A label as a payload key under ``counts``: lower case, words joined by ``_``.
+
+    Keys are bounded in length; a longer one is cut and ends in a hash of the whole, so two
+    long labels that share their first 64 characters still count apart.
+    """
+    key = "_".join(re.findall(r"[a-z0-9]+", label.lower())) or "unlabelled"
+    if len(key) <= _COUNT_KEY_CHARS:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    return f"{key[: _COUNT_KEY_CHARS - 9]}_{digest}"
 
 
 def normalise_label(label: str) -> str:

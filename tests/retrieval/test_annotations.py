@@ -107,3 +107,11 @@ def test_annotating_a_deleted_image_is_not_found(services: Services) -> None:
 )
 def test_count_keys(label: str, key: str) -> None:
     assert count_key(label) == key
+
+
+def test_long_labels_that_share_a_prefix_count_apart() -> None:
+    prefix = "a very long label " * 5
+    first, second = count_key(prefix + "cat"), count_key(prefix + "dog")
+    assert first != second
+    assert len(first) == len(second) == 64
+    assert first.startswith("a_very_long_label_a_very")
