@@ -163,7 +163,8 @@ class WorkerSettings(BaseModel):
     # and answers its unfinished items as unavailable (a running pass cannot be stopped).
     task_time_limit_s: float = Field(600.0, gt=0, le=24 * 3600)
     # Redis hands an unacknowledged task to another worker after this long. It must exceed
-    # the longest task, or a slow task would run twice at once.
+    # the longest task plus the longest retry wait (a retried task waits in its worker,
+    # unacknowledged), or a task would run twice at once.
     visibility_timeout_s: float = Field(1800.0, gt=0)
     # How long the API waits for a tool's result before answering 503.
     result_wait_s: float = Field(120.0, gt=0, le=3600)
@@ -180,8 +181,11 @@ class WorkerSettings(BaseModel):
 
     @model_validator(mode="after")
     def _visibility_outlasts_tasks(self) -> WorkerSettings:
-        if self.visibility_timeout_s <= self.task_time_limit_s:
-            raise ValueError("workers.visibility_timeout_s must exceed workers.task_time_limit_s")
+        if self.visibility_timeout_s <= self.task_time_limit_s + self.retry_backoff_max_s:
+            raise ValueError(
+                "workers.visibility_timeout_s must exceed workers.task_time_limit_s plus "
+                "workers.retry_backoff_max_s"
+            )
         return self
 
     @property

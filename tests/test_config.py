@@ -59,3 +59,15 @@ def test_bad_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, va
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+@pytest.mark.parametrize("visibility", ["600", "650"])
+def test_visibility_timeout_must_outlast_a_task_and_its_retry_wait(
+    monkeypatch: pytest.MonkeyPatch, visibility: str
+) -> None:
+    # A 600 s task plus a 60 s retry wait: Redis must not hand it out again before 660 s.
+    monkeypatch.setenv("MMRAG_WORKERS__VISIBILITY_TIMEOUT_S", visibility)
+    with pytest.raises(ValidationError, match="retry_backoff_max_s"):
+        Settings()
+    monkeypatch.setenv("MMRAG_WORKERS__VISIBILITY_TIMEOUT_S", "661")
+    assert Settings().workers.visibility_timeout_s == 661

@@ -38,6 +38,7 @@ def celery_settings(
         broker_url=redis_server.url,
         task_time_limit_s=20,
         visibility_timeout_s=25,
+        retry_backoff_max_s=4,
         result_wait_s=90,
         heartbeat_s=0.5,
     )

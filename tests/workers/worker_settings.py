@@ -34,6 +34,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
             "MMRAG_WORKERS__BROKER_URL": workers.broker_url,
             "MMRAG_WORKERS__TASK_TIME_LIMIT_S": str(workers.task_time_limit_s),
             "MMRAG_WORKERS__VISIBILITY_TIMEOUT_S": str(workers.visibility_timeout_s),
+            "MMRAG_WORKERS__RETRY_BACKOFF_MAX_S": str(workers.retry_backoff_max_s),
             "MMRAG_WORKERS__HEARTBEAT_S": str(workers.heartbeat_s),
             "MMRAG_WORKERS__BATCH_WINDOW_MS": str(workers.batch_window_ms),
         }
