@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from mmrag.models.clip.embedder import EmbedderOptions
+from mmrag.models.fixtures.build import TRAINING_FILE
 from mmrag.models.fixtures.recipe import DEFAULT_RECIPE, ClipRecipe
 from mmrag.models.fixtures.shapes import TRAIN_SEEDS, describes
 from mmrag.models.fixtures.train_clip import (
-    TRAINING_FILE,
     WEIGHTS_FILE,
     sample_batch,
     soft_contrastive_loss,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from mmrag.models.fixtures.build import TRAINING_FILE
 from mmrag.models.fixtures.grounding_data import sample_example, world_queries
 from mmrag.models.fixtures.grounding_loss import (
     Predictions,
@@ -22,7 +23,6 @@ from mmrag.models.fixtures.grounding_loss import (
 )
 from mmrag.models.fixtures.grounding_recipe import TEXT_POSITIONS, GroundingRecipe
 from mmrag.models.fixtures.grounding_trainer import (
-    TRAINING_FILE,
     batch_targets,
     build_model,
     build_processor,
