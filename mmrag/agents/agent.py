@@ -1,0 +1,131 @@
+"""The agent's front door: check the question, run the graph, shape the result.
+
+Conversations are threads of the SQLite checkpointer in the data dir (``thread_id``); a
+turn keeps the previous turn's results so "and the second one?" can refer to them.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.sqlite import SqliteSaver
+from pydantic import BaseModel
+
+from mmrag.agents.answer import Answer
+from mmrag.agents.graph import build_graph
+from mmrag.agents.planner import Planner, PlanRequest
+from mmrag.agents.state import AgentState
+from mmrag.agents.tools import Plan
+from mmrag.errors import InvalidInput
+from mmrag.services import Services
+
+_IMAGE_ID = re.compile(r"^[0-9a-f]{32}$")
+_THREAD_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# Answer text is streamed in pieces of about this many characters.
+_TOKEN_CHARS = 24
+
+
+class AskResult(BaseModel):
+    answer: str
+    citations: list[dict[str, Any]]
+    weak_evidence: bool
+    plan: dict[str, Any]
+    trace: list[dict[str, Any]]
+    thread_id: str
+    took_ms: float
+
+
+class Agent:
+    def __init__(self, services: Services, planner: Planner) -> None:
+        self._services = services
+        self._planner = planner
+        path = services.settings.conversations_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The saver serialises its own use of the connection with a lock.
+        self._connection = sqlite3.connect(str(path), check_same_thread=False)
+        self._graph = build_graph(services, planner, SqliteSaver(self._connection))
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def check(self, question: str, image_id: str | None, thread_id: str | None) -> str:
+        """The question, stripped; bad input raises before anything runs."""
+        stripped = question.strip()
+        if not stripped:
+            raise InvalidInput("the question is empty")
+        limit = self._services.settings.agent.max_question_chars
+        if len(stripped) > limit:
+            raise InvalidInput(f"the question is over {limit} characters")
+        if thread_id is not None and not _THREAD_ID.match(thread_id):
+            raise InvalidInput("thread_id must be 1-128 letters, digits or _ . : -")
+        if image_id is not None:
+            if not _IMAGE_ID.match(image_id):
+                raise InvalidInput("image_id must be 32 hex digits")
+            self._services.image(image_id)  # NotFound for ids the store does not hold
+        return stripped
+
+    def plan(
+        self, question: str, image_id: str | None = None, thread_id: str | None = None
+    ) -> Plan:
+        """The plan for the question; nothing is executed."""
+        stripped = self.check(question, image_id, thread_id)
+        previous = self._previous(thread_id)
+        return self._planner.plan(
+            PlanRequest(
+                question=stripped,
+                has_image=image_id is not None,
+                previous_ids=tuple(previous.get("previous_ids", [])),
+                previous_steps=tuple(previous.get("previous_steps", [])),
+                max_steps=self._services.settings.agent.max_steps,
+            )
+        )
+
+    def ask(
+        self, question: str, image_id: str | None = None, thread_id: str | None = None
+    ) -> AskResult:
+        result: AskResult | None = None
+        for event, data in self.stream(question, image_id, thread_id):
+            if event == "answer":
+                result = AskResult.model_validate(data)
+        assert result is not None
+        return result
+
+    def stream(
+        self, question: str, image_id: str | None = None, thread_id: str | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``plan``, ``tool_start``/``tool_end`` per step, ``token`` pieces of the answer
+        text, then ``answer`` with the whole result."""
+        stripped = self.check(question, image_id, thread_id)
+        thread = thread_id or uuid.uuid4().hex
+        config: RunnableConfig = {"configurable": {"thread_id": thread}}
+        started = time.perf_counter()
+        turn: AgentState = {"question": stripped, "image_id": image_id, "started": time.time()}
+        for chunk in self._graph.stream(turn, config, stream_mode="custom"):
+            yield str(chunk["event"]), dict(chunk["data"])
+        state = self._graph.get_state(config).values
+        answer = Answer.model_validate(state["answer"])
+        for start in range(0, len(answer.text), _TOKEN_CHARS):
+            yield "token", {"text": answer.text[start : start + _TOKEN_CHARS]}
+        result = AskResult(
+            answer=answer.text,
+            citations=[c.model_dump(exclude_none=True) for c in answer.citations],
+            weak_evidence=answer.weak_evidence,
+            plan=state["plan"],
+            trace=[dict(entry) for entry in state["trace"]],
+            thread_id=thread,
+            took_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        yield "answer", result.model_dump()
+
+    def _previous(self, thread_id: str | None) -> dict[str, Any]:
+        if thread_id is None:
+            return {}
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        values: dict[str, Any] = self._graph.get_state(config).values
+        return values

@@ -1,0 +1,127 @@
+"""Planners: a question in, a validated :class:`Plan` out. Nothing is executed here.
+
+``LocalPlanner`` (the default) is offline and fast: a linear intent classifier over hashed
+n-grams says which tool answers the question, a second one whether the question is about the
+collection (then a retrieve step comes first), and argument extraction fills the tools'
+arguments. Follow-ups ("and the second one?") reuse the previous turn's tools on one of its
+results.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Protocol
+
+from mmrag.agents import arguments
+from mmrag.agents.cues import cue_flags
+from mmrag.agents.intent import LinearClassifier, features
+from mmrag.agents.routing_set import RoutingExample, split
+from mmrag.agents.tools import AGENT_TOOLS, Plan, PlanContext, validate_plan
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    question: str
+    has_image: bool
+    previous_ids: tuple[str, ...] = ()
+    previous_steps: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    max_steps: int = 4
+
+    @property
+    def context(self) -> PlanContext:
+        return PlanContext(self.has_image, len(self.previous_ids), self.max_steps)
+
+
+class Planner(Protocol):
+    name: str
+
+    def plan(self, request: PlanRequest) -> Plan: ...
+
+
+def _flags(question: str, has_image: bool) -> list[str]:
+    return ["image" if has_image else "no-image", *cue_flags(question)]
+
+
+@dataclass(frozen=True)
+class Classifiers:
+    intent: LinearClassifier  # the tool that answers: the plan's last step
+    corpus: LinearClassifier  # "yes" when the question is about the collection
+
+
+def train(examples: list[RoutingExample]) -> Classifiers:
+    usable = [example for example in examples if example.previous is None]
+    rows = [
+        features(example.question, _flags(example.question, example.image)) for example in usable
+    ]
+    intents = [example.expected.split(">")[-1] for example in usable]
+    corpus = ["yes" if example.expected.startswith("retrieve>") else "no" for example in usable]
+    return Classifiers(
+        intent=LinearClassifier(AGENT_TOOLS).fit(rows, intents),
+        corpus=LinearClassifier(["yes", "no"]).fit(rows, corpus),
+    )
+
+
+@cache
+def default_classifiers() -> Classifiers:
+    """Trained once per process on the routing set's training split (well under a second)."""
+    return train(split("train"))
+
+
+class LocalPlanner:
+    name = "local"
+
+    def __init__(self, classifiers: Classifiers | None = None) -> None:
+        self._classifiers = classifiers
+
+    def plan(self, request: PlanRequest) -> Plan:
+        follow_up = self._follow_up(request)
+        if follow_up is not None:
+            return validate_plan(follow_up, self.name, request.context)
+        classifiers = self._classifiers or default_classifiers()
+        row = features(request.question, _flags(request.question, request.has_image))
+        intent, _ = classifiers.intent.predict(row)
+        about_corpus = classifiers.corpus.predict(row)[0] == "yes"
+        steps: list[dict[str, Any]] = []
+        question = request.question
+        if intent == "retrieve" or not request.has_image or about_corpus:
+            steps.append({"tool": "retrieve", "args": {"query": arguments.search_text(question)}})
+        if intent != "retrieve":
+            on = "hits" if steps else "image"
+            steps.append({"tool": intent, "args": {"on": on, **_tool_args(intent, question)}})
+        return validate_plan(steps, self.name, request.context)
+
+    def _follow_up(self, request: PlanRequest) -> list[dict[str, Any]] | None:
+        rank = arguments.ordinal_reference(request.question)
+        if rank is None or not request.previous_ids:
+            return None
+        pick = len(request.previous_ids) if rank == -1 else rank
+        # The previous turn's per-image tools, now on the one result referred to; a bare
+        # search before gets a caption of it.
+        earlier = [step for step in request.previous_steps if step.get("tool") != "retrieve"]
+        if not earlier:
+            earlier = [{"tool": "caption", "args": {}}]
+        return [
+            {"tool": step["tool"], "args": {**step.get("args", {}), "on": "previous", "pick": pick}}
+            for step in earlier
+        ]
+
+
+def _tool_args(tool: str, question: str) -> dict[str, Any]:
+    match tool:
+        case "caption":
+            detailed = re.search(r"\b(detail|detailed|long|full)\b", question.lower())
+            return {"detail": "detailed" if detailed else "short"}
+        case "vqa":
+            return {"question": arguments.per_image_question(question)[:300]}
+        case "ground":
+            return {"phrases": [arguments.object_phrase(question)]}
+        case "detect":
+            return {"labels": arguments.detect_labels(question)}
+        case "count":
+            return {
+                "phrase": arguments.singular(arguments.object_phrase(question)),
+                "rank": arguments.rank_of(question),
+            }
+    raise AssertionError(f"no arguments for {tool}")  # pragma: no cover
