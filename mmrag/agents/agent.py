@@ -22,6 +22,7 @@ from mmrag.agents.graph import build_graph
 from mmrag.agents.planner import Planner, PlanRequest
 from mmrag.agents.state import AgentState
 from mmrag.agents.tools import Plan
+from mmrag.config import AgentSettings
 from mmrag.errors import InvalidInput
 from mmrag.services import Services
 
@@ -42,14 +43,17 @@ class AskResult(BaseModel):
 
 
 class Agent:
-    def __init__(self, services: Services, planner: Planner) -> None:
+    def __init__(
+        self, services: Services, planner: Planner, settings: AgentSettings | None = None
+    ) -> None:
         self._services = services
         self._planner = planner
+        self._settings = settings or services.settings.agent
         path = services.settings.conversations_path
         path.parent.mkdir(parents=True, exist_ok=True)
         # The saver serialises its own use of the connection with a lock.
         self._connection = sqlite3.connect(str(path), check_same_thread=False)
-        self._graph = build_graph(services, planner, SqliteSaver(self._connection))
+        self._graph = build_graph(services, planner, self._settings, SqliteSaver(self._connection))
 
     def close(self) -> None:
         self._connection.close()
@@ -59,7 +63,7 @@ class Agent:
         stripped = question.strip()
         if not stripped:
             raise InvalidInput("the question is empty")
-        limit = self._services.settings.agent.max_question_chars
+        limit = self._settings.max_question_chars
         if len(stripped) > limit:
             raise InvalidInput(f"the question is over {limit} characters")
         if thread_id is not None and not _THREAD_ID.match(thread_id):
@@ -82,7 +86,7 @@ class Agent:
                 has_image=image_id is not None,
                 previous_ids=tuple(previous.get("previous_ids", [])),
                 previous_steps=tuple(previous.get("previous_steps", [])),
-                max_steps=self._services.settings.agent.max_steps,
+                max_steps=self._settings.max_steps,
             )
         )
 

@@ -21,6 +21,7 @@ from mmrag.agents.execute import StepRunner, timed
 from mmrag.agents.planner import Planner, PlanRequest
 from mmrag.agents.state import AgentState, TraceEntry
 from mmrag.agents.tools import AGENT_TOOLS, AgentTool, Plan
+from mmrag.config import AgentSettings
 from mmrag.errors import MmragError
 from mmrag.services import Services
 
@@ -40,9 +41,11 @@ def route(state: AgentState) -> NextNode:
 
 
 def build_graph(
-    services: Services, planner: Planner, checkpointer: BaseCheckpointSaver[Any] | None
+    services: Services,
+    planner: Planner,
+    settings: AgentSettings,
+    checkpointer: BaseCheckpointSaver[Any] | None,
 ) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
-    settings = services.settings.agent
 
     def plan_node(state: AgentState) -> AgentState:
         request = PlanRequest(
