@@ -55,3 +55,10 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_vlm_spec: str) -> Itera
             yield World(services, dict(zip(ids, scenes, strict=True)))
         finally:
             services.close()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("MMRAG_") and name != "MMRAG_FIXTURE_CACHE":
+            monkeypatch.delenv(name)
