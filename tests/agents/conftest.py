@@ -35,6 +35,13 @@ def world_settings(data_dir: Path, vlm: str, **agent: Any) -> Settings:
     )
 
 
+def clear_mmrag_env(patch: pytest.MonkeyPatch) -> None:
+    """Settings come from the test alone, not from the shell's MMRAG_ variables."""
+    for name in list(os.environ):
+        if name.startswith("MMRAG_") and name != "MMRAG_FIXTURE_CACHE":
+            patch.delenv(name)
+
+
 @dataclass
 class World:
     services: Services
@@ -44,9 +51,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, tiny_vlm_spec: str) -> Iterator[World]:
     with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("MMRAG_") and name != "MMRAG_FIXTURE_CACHE":
-                patch.delenv(name)
+        clear_mmrag_env(patch)
         data_dir = tmp_path_factory.mktemp("agent-world") / "data"
         services = Services.open(world_settings(data_dir, tiny_vlm_spec))
         try:
@@ -59,6 +64,4 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_vlm_spec: str) -> Itera
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("MMRAG_") and name != "MMRAG_FIXTURE_CACHE":
-            monkeypatch.delenv(name)
+    clear_mmrag_env(monkeypatch)
