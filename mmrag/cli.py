@@ -81,7 +81,8 @@ def _one_line_errors() -> Iterator[None]:
     try:
         yield
     except MmragError as error:
-        errors.print(f"error: {error.detail}", markup=False, highlight=False)
+        # soft_wrap: one line whatever the terminal's width, so scripts can read it.
+        errors.print(f"error: {error.detail}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(ERROR_EXIT) from None
 
 
@@ -276,8 +277,10 @@ def ask(
 
         services = Services.open(settings)
         try:
+            agent = services.agent()
+            agent.check(question, None, thread)  # before the image is indexed
             image_id = _index_file(services, image) if image is not None else None
-            result = services.agent().ask(question, image_id, thread)
+            result = agent.ask(question, image_id, thread)
         finally:
             services.close()
         if as_json:
@@ -307,15 +310,9 @@ def plan(
 
     def work(settings: Settings) -> None:
         from mmrag.agents.llm_planner import make_planner
-        from mmrag.agents.planner import PlanRequest
+        from mmrag.agents.planner import PlanRequest, clean_question
 
-        stripped = question.strip()
-        if not stripped:
-            raise InvalidInput("the question is empty")
-        if len(stripped) > settings.agent.max_question_chars:
-            raise InvalidInput(
-                f"the question is over {settings.agent.max_question_chars} characters"
-            )
+        stripped = clean_question(question, settings.agent.max_question_chars)
         request = PlanRequest(stripped, image, max_steps=settings.agent.max_steps)
         console.print_json(make_planner(settings).plan(request).model_dump_json())
 

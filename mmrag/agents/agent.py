@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from mmrag.agents.answer import Answer
 from mmrag.agents.graph import build_graph
-from mmrag.agents.planner import Planner, PlanRequest
+from mmrag.agents.planner import Planner, PlanRequest, clean_question
 from mmrag.agents.state import AgentState
 from mmrag.agents.tools import Plan
 from mmrag.config import AgentSettings
@@ -60,12 +60,7 @@ class Agent:
 
     def check(self, question: str, image_id: str | None, thread_id: str | None) -> str:
         """The question, stripped; bad input raises before anything runs."""
-        stripped = question.strip()
-        if not stripped:
-            raise InvalidInput("the question is empty")
-        limit = self._settings.max_question_chars
-        if len(stripped) > limit:
-            raise InvalidInput(f"the question is over {limit} characters")
+        stripped = clean_question(question, self._settings.max_question_chars)
         if thread_id is not None and not _THREAD_ID.match(thread_id):
             raise InvalidInput("thread_id must be 1-128 letters, digits or _ . : -")
         if image_id is not None:

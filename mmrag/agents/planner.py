@@ -19,6 +19,7 @@ from mmrag.agents.cues import cue_flags
 from mmrag.agents.intent import LinearClassifier, features
 from mmrag.agents.routing_set import RoutingExample, split
 from mmrag.agents.tools import AGENT_TOOLS, Plan, PlanContext, validate_plan
+from mmrag.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,16 @@ class PlanRequest:
     @property
     def context(self) -> PlanContext:
         return PlanContext(self.has_image, len(self.previous_ids), self.max_steps)
+
+
+def clean_question(question: str, max_chars: int) -> str:
+    """The question stripped, or :class:`InvalidInput` when it is blank or too long."""
+    stripped = question.strip()
+    if not stripped:
+        raise InvalidInput("the question is empty")
+    if len(stripped) > max_chars:
+        raise InvalidInput(f"the question is over {max_chars} characters")
+    return stripped
 
 
 class Planner(Protocol):
