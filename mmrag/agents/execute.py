@@ -14,6 +14,7 @@ from mmrag.agents.tools import (
     CountArgs,
     DetectArgs,
     GroundArgs,
+    OnImages,
     RetrieveArgs,
     Step,
     VqaArgs,
@@ -46,13 +47,17 @@ class StepRunner:
     def images_for(self, step: Step, hits: Sequence[str]) -> list[str]:
         """The image ids the step runs on, in rank order."""
         args = step.parsed()
-        on = getattr(args, "on", None)
-        pick: int | None = getattr(args, "pick", None)
-        chosen = {"image": [self._image_id] if self._image_id else [], "hits": list(hits)}.get(
-            str(on), self._previous
-        )
-        if pick is not None:
-            return chosen[pick - 1 : pick]
+        if not isinstance(args, OnImages):
+            return []
+        match args.on:
+            case "image":
+                chosen = [self._image_id] if self._image_id else []
+            case "hits":
+                chosen = list(hits)
+            case "previous":
+                chosen = self._previous
+        if args.pick is not None:
+            return chosen[args.pick - 1 : args.pick]
         return chosen
 
     def run(self, step: Step, image_ids: Sequence[str]) -> list[Output]:

@@ -78,7 +78,7 @@ def build_graph(
             services, settings, state.get("image_id"), state.get("previous_ids", [])
         )
         hits = _latest_hits(plan, outputs)
-        image_ids = [] if step.tool == "retrieve" else runner.images_for(step, hits)
+        image_ids = runner.images_for(step, hits)
         left = settings.max_tool_calls - state["tool_calls"]
         entry: TraceEntry = {"step": cursor + 1, "tool": step.tool, "inputs": step.args}
         stop = _limit_reached(state, settings.max_seconds, left)
