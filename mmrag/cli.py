@@ -325,27 +325,34 @@ app.add_typer(eval_app, name="eval")
 
 @eval_app.command("routing")
 def eval_routing(
-    split: Annotated[str, typer.Option(help="test (held out) | train | all")] = "test",
+    split: Annotated[
+        str,
+        typer.Option(help="test (held out) | train | all | cv (5-fold, local planner only)"),
+    ] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Plan-shape accuracy of the configured planner over the routing set."""
 
     def work(settings: Settings) -> None:
-        from mmrag.agents.evaluate import evaluate_routing
+        from mmrag.agents.evaluate import cross_validate, evaluate_routing
         from mmrag.agents.llm_planner import make_planner
         from mmrag.agents.routing_set import routing_set
 
-        if split not in ("test", "train", "all"):
-            raise InvalidInput(f"unknown split {split!r}: use test, train or all")
-        examples = [e for e in routing_set() if split == "all" or e.split == split]
-        report = evaluate_routing(make_planner(settings), examples).as_dict()
+        if split not in ("test", "train", "all", "cv"):
+            raise InvalidInput(f"unknown split {split!r}: use test, train, all or cv")
+        if split == "cv":
+            found = cross_validate(routing_set())
+        else:
+            examples = [e for e in routing_set() if split == "all" or e.split == split]
+            found = evaluate_routing(make_planner(settings), examples)
+        report = found.as_dict()
         report["split"] = split
-        report["planner"] = settings.agent.planner
+        report["planner"] = "local" if split == "cv" else settings.agent.planner
         if as_json:
             console.print_json(data=report)
             return
         console.print(
-            f"{settings.agent.planner} planner, {split} split: {report['correct']}/"
+            f"{report['planner']} planner, {split} split: {report['correct']}/"
             f"{report['total']} plans of the expected shape ({report['accuracy']:.1%}); "
             f"plan latency p50 {report['plan_ms_p50']} ms, p99 {report['plan_ms_p99']} ms",
             highlight=False,

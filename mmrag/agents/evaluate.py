@@ -3,6 +3,7 @@ confusion between the tools, and plan latency."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mmrag.agents.planner import Planner, PlanRequest
+from mmrag.agents.planner import LocalPlanner, Planner, PlanRequest, train
 from mmrag.agents.routing_set import RoutingExample
 from mmrag.agents.tools import AGENT_TOOLS, AgentTool
 
@@ -97,3 +98,24 @@ def evaluate_routing(planner: Planner, examples: Sequence[RoutingExample]) -> Ro
                  "planned": plan.shape}
             )  # fmt: skip
     return report
+
+
+def cross_validate(examples: Sequence[RoutingExample], folds: int = 5) -> RoutingReport:
+    """Local-planner accuracy with every example held out once: ``folds`` models, each
+    trained on the other folds (fold = a hash of the example's id)."""
+    report = RoutingReport()
+    for fold in range(folds):
+        held = [e for e in examples if _fold(e.id, folds) == fold]
+        rest = [e for e in examples if _fold(e.id, folds) != fold]
+        part = evaluate_routing(LocalPlanner(train(rest)), held)
+        report.total += part.total
+        report.correct += part.correct
+        report.shapes.update(part.shapes)
+        report.tools.update(part.tools)
+        report.latencies_ms += part.latencies_ms
+        report.misses += part.misses
+    return report
+
+
+def _fold(example_id: str, folds: int) -> int:
+    return int(hashlib.sha1(example_id.encode()).hexdigest(), 16) % folds

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from mmrag.agents.evaluate import evaluate_routing
+from mmrag.agents.evaluate import cross_validate, evaluate_routing
 from mmrag.agents.planner import LocalPlanner, PlanRequest, train
 from mmrag.agents.routing_set import routing_set, split
 
@@ -31,6 +31,13 @@ def test_held_out_plan_shape_accuracy_is_at_least_95_percent() -> None:
     report = evaluate_routing(PLANNER, split("test"))
     assert report.accuracy >= 0.95, report.misses
     assert report.as_dict()["plan_ms_p50"] < 20
+
+
+def test_cross_validation_holds_every_example_out_once() -> None:
+    report = cross_validate(routing_set())
+    assert report.total == len(routing_set())
+    # Measured 215/232 (92.7%); a regression of the classifier or the cues shows here.
+    assert report.accuracy >= 0.9, report.misses
 
 
 def test_an_untrained_planner_is_not_accurate() -> None:
