@@ -115,12 +115,24 @@ def search_text(question: str) -> str:
     return found or _kept(head) or content_words(clean) or clean[:100]
 
 
+_SUBJECT = r"the .+?|they|he|she|it|anyone"
+
+
 def per_image_question(question: str) -> str:
     """The question to ask each retrieved image: the part after "and", "each" made "the"."""
     clean = " ".join(question.split()).rstrip(" ?")
     parts = re.split(r"\s(?:and|then|et|und|y)\s(?:tell me |say |dis-moi |sag mir |dime )?", clean)
     asked = parts[-1] if len(parts) > 1 else clean
     asked = re.sub(r"\beach\b", "the", asked)
+    # An embedded question back in question order: "what colour the collar is" ->
+    # "what colour is the collar".
+    embedded = re.fullmatch(rf"((?:what|which)(?: \w+)?) ({_SUBJECT}) (is|are)( .+)?", asked, re.I)
+    if embedded:
+        asked = f"{embedded[1]} {embedded[3]} {embedded[2]}{embedded[4] or ''}"
+    # "whether there are clouds" -> "are there clouds"
+    yes_no = re.fullmatch(rf"(?:whether|if) (there|{_SUBJECT}) (is|are)( .+)?", asked, re.I)
+    if yes_no:
+        asked = f"{yes_no[2]} {yes_no[1]}{yes_no[3] or ''}"
     return (asked[:1].upper() + asked[1:] + "?") if asked else question
 
 

@@ -63,7 +63,7 @@ def test_an_untrained_planner_is_not_accurate() -> None:
             False,
             [
                 ("retrieve", {"query": "dogs"}),
-                ("vqa", {"on": "hits", "question": "What colour the collar is?"}),
+                ("vqa", {"on": "hits", "question": "What colour is the collar?"}),
             ],
         ),
         (
