@@ -327,7 +327,7 @@ app.add_typer(eval_app, name="eval")
 def eval_routing(
     split: Annotated[
         str,
-        typer.Option(help="test (held out) | train | all | cv (5-fold, local planner only)"),
+        typer.Option(help="test (held out) | train | all | cv (5 folds over train, local planner)"),
     ] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
@@ -341,7 +341,7 @@ def eval_routing(
         if split not in ("test", "train", "all", "cv"):
             raise InvalidInput(f"unknown split {split!r}: use test, train, all or cv")
         if split == "cv":
-            found = cross_validate(routing_set())
+            found = cross_validate([e for e in routing_set() if e.split == "train"])
         else:
             examples = [e for e in routing_set() if split == "all" or e.split == split]
             found = evaluate_routing(make_planner(settings), examples)

@@ -76,7 +76,7 @@ def train(examples: list[RoutingExample]) -> Classifiers:
 
 @cache
 def default_classifiers() -> Classifiers:
-    """Trained once per process on the routing set's training split (well under a second)."""
+    """Trained once per process on the routing set's development split (well under a second)."""
     return train(split("train"))
 
 
