@@ -21,9 +21,14 @@ _STOP_WORDS = (
     "imag foto fotos shot shots one ones see u r whats wheres s "
     "le la les un une des du de dans sur et est sont ou que qui quel quelle y t il "
     "der die das den dem ein eine einen und ist sind im auf vom von mit zeig mir wo "
-    "el los las unos unas del en con es hay donde esta"
+    "el los las unos unas del en con es hay donde esta cette ce ces contient tiene welches "
+    "welche cual"
 )
-_STOP = frozenset(_STOP_WORDS.split())
+# The routing set's misspellings of the question and command words above ("whre are the
+# keys" must ground "keys", not "whre keys"). Only these: a fuzzy match would also eat
+# content words one letter from a stop word ("car"/"can", "cat"/"at").
+_TYPOS = "whre wher hw wat shwo fnd tel descibe dettect"
+_STOP = frozenset(_STOP_WORDS.split() + _TYPOS.split())
 _CUT = re.compile(
     r"\s(?:in|on|at|inside|within|from|of the (?:image|photo|picture)|and|then|here|"
     r"dans|sur|auf|im|en)\s.*$"
@@ -32,7 +37,7 @@ _OBJECT_AFTER = re.compile(
     r"(?:where(?: exactly)?(?: is| are|s|'s)?|where in the (?:picture|image|photo) is|"
     r"locate|find|point out|highlight|mark(?: the location of)?|box around|"
     r"bounding box on|draw a box around|is there(?: a| an| any)?|are there(?: any)?|"
-    r"contain(?:s)?(?: a| an)?|have(?: a| an)?|show(?:s)? (?:me )?where|how many|"
+    r"contain(?:s)?(?: a| an)?|ha(?:ve|s)(?: a| an)?|show(?:s)? (?:me )?where|how many|"
     r"count(?: how many)?|"
     r"number of|the most|the fewest|the least|largest number of|the box of|"
     r"ou est|trouve|wo ist|donde esta|localiza|combien de|wie viele|cuantas?|"
@@ -59,11 +64,19 @@ _ORDINALS = {
     "troisieme": 3, "erste": 1, "ersten": 1, "zweite": 2, "zweiten": 2, "dritte": 3,
     "primera": 1, "primero": 1, "segunda": 2, "segundo": 2, "tercera": 3, "tercero": 3,
 }  # fmt: skip
+# Where a question's clauses meet: "find dogs and tell me ...", "... then count ...".
+_AND = r"\s(?:and|then|et|und|y)\s"
 _FOLLOW_UP = re.compile(r"^(?:and|what about|how about|et|und|y)\b|\bone\b|^\W*$")
 
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[^\W_]+(?:'[^\W_]+)?", text)
+
+
+def asked_clause_words(question: str) -> list[str]:
+    """The words of the last clause when the question has several, else none."""
+    parts = re.split(_AND + r"|[,:;]", normalise(question))
+    return _words(parts[-1]) if len(parts) > 1 else []
 
 
 def content_words(text: str) -> str:
@@ -84,6 +97,19 @@ def _phrase(match: re.Match[str] | None) -> str:
     return " ".join(words[:5])
 
 
+# "the image with the largest number of birds" -> "birds": after a rank, not after "find".
+_AFTER_RANK = re.compile(
+    r"\b(?:most|fewest|least|fewer|(?:largest|greatest|highest) number of|plus de|"
+    r"moins de|meisten|wenigsten|mas|menos)\s+(.+)"
+)
+
+
+def count_phrase(question: str) -> str:
+    """What to count, in the singular: ``"which photo has the most people?"`` -> ``"person"``."""
+    found = _phrase(_AFTER_RANK.search(normalise(question)))
+    return singular(found or object_phrase(question))
+
+
 def object_phrase(question: str) -> str:
     """What to ground or count: ``"where is the red car?"`` -> ``"red car"``."""
     clean = normalise(question)
@@ -92,12 +118,15 @@ def object_phrase(question: str) -> str:
 
 
 def _kept(text: str, limit: int = 6) -> str:
-    clause = re.split(r"\s(?:and|then|et|und|y)\s", text)[0]
+    clause = re.split(_AND, text)[0]
     words = [w for w in _words(clause) if w not in _STOP and w not in _RANK_WORDS]
     return " ".join(words[:limit])
 
 
-_RANK_WORDS = {"most", "fewest", "least", "largest", "number", "other", "like", "similar"}
+_RANK_WORDS = {
+    *("most", "fewest", "least", "largest", "number", "other", "like", "similar"),
+    *("plus", "moins", "meisten", "wenigsten", "mas", "menos"),
+}
 
 
 def search_text(question: str) -> str:
@@ -109,20 +138,32 @@ def search_text(question: str) -> str:
             found = _kept(match.group(1))
             if found:
                 return found
-    head = re.split(r"\s(?:and|then|et|und|y)\s|[,?]", clean)[0]
+    head = re.split(_AND + r"|[,?]", clean)[0]
     query = _QUERY_AFTER.search(head)
     found = _kept(query.group(1)) if query is not None else ""
     return found or _kept(head) or content_words(clean) or clean[:100]
 
 
 _SUBJECT = r"the .+?|they|he|she|it|anyone"
+_SCOPE_LEAD = re.compile(
+    r"^(?:in|among|for|from) (?:each of )?(?:the |my |all )?(?:\w+ )?" + _NOUNS + r"\b[^,]*,\s*",
+    re.I,
+)
+_SCOPE_TAIL = re.compile(
+    r"\s(?:in|on|of) (?:each of |every one of |all )?(?:the |my )?(?:\w+ )?" + _NOUNS + r"\b.*$",
+    re.I,
+)
 
 
 def per_image_question(question: str) -> str:
     """The question to ask each retrieved image: the part after "and", "each" made "the"."""
     clean = " ".join(question.split()).rstrip(" ?")
-    parts = re.split(r"\s(?:and|then|et|und|y)\s(?:tell me |say |dis-moi |sag mir |dime )?", clean)
+    parts = re.split(_AND + r"(?:tell? me |say |dis-moi |sag mir |dime )?", clean)
     asked = parts[-1] if len(parts) > 1 else clean
+    # The scope picked the images; each one is asked without it: "in the pictures of cars,
+    # what colour is each car" -> "what colour is the car".
+    asked = _SCOPE_LEAD.sub("", asked)
+    asked = _SCOPE_TAIL.sub("", asked) or asked
     asked = re.sub(r"\beach\b", "the", asked)
     # An embedded question back in question order: "what colour the collar is" ->
     # "what colour is the collar".
@@ -191,11 +232,13 @@ def detect_labels(question: str) -> list[str]:
     nothing specific (``"detect all objects"``) -> ``["object"]``."""
     clean = normalise(question)
     # After the last verb: "find the street pictures and detect cars" -> "cars".
-    clean = re.sub(r"^.*\b(?:detect|dettect|detecte|detecta|erkenne|find|mark|list)\b", "", clean)
+    verbs = r"detect|dettect|detecte|detecta|detection|deteccion|erkenne|find|mark|list"
+    clean = re.sub(rf"^.*\b(?:{verbs})\b", "", clean)
     clean = _PLACE_CUT.sub("", " " + clean).strip()
     labels = []
     for part in re.split(r",|\band\b|\bor\b|\bet\b|\bund\b|\by\b", clean):
-        words = [word for word in _words(part) if word not in _STOP and word not in _GENERIC]
+        # Generic words in any number: "objets" is as unspecific as "objet".
+        words = [w for w in _words(part) if w not in _STOP and not {w, singular(w)} & _GENERIC]
         label = singular(" ".join(words))
         if label and label.split()[-1] not in _GENERIC:
             labels.append(label)

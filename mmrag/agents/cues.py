@@ -40,3 +40,15 @@ _COMPILED = {name: re.compile(pattern) for name, pattern in _CUES.items()}
 def cue_flags(question: str) -> list[str]:
     clean = normalise(question)
     return [f"cue-{name}" for name, pattern in _COMPILED.items() if pattern.search(clean)]
+
+
+# With an image, "find photos like this one", "find other photos of this dog": a search of
+# the collection. The corpus classifier has only three such questions to learn from, all
+# of which it missed in cross-validation, so this is a rule and not a feature.
+_MORE_LIKE = re.compile(
+    r"\b(?:find|show|search|get|look for)\b.*\b(?:like (?:this|that)|similar|other|more)\b"
+)
+
+
+def asks_for_more_like(question: str) -> bool:
+    return _MORE_LIKE.search(normalise(question)) is not None

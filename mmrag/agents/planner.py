@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any, Protocol
 
 from mmrag.agents import arguments
-from mmrag.agents.cues import cue_flags
+from mmrag.agents.cues import asks_for_more_like, cue_flags
 from mmrag.agents.intent import LinearClassifier, features
 from mmrag.agents.routing_set import RoutingExample, split
 from mmrag.agents.tools import AGENT_TOOLS, Plan, PlanContext, validate_plan
@@ -51,8 +51,13 @@ class Planner(Protocol):
     def plan(self, request: PlanRequest) -> Plan: ...
 
 
-def _flags(question: str, has_image: bool) -> list[str]:
-    return ["image" if has_image else "no-image", *cue_flags(question)]
+def _row(question: str, has_image: bool) -> dict[int, float]:
+    """The classifiers' features: n-grams and cues of the question, whether an image came,
+    and the words of the clause it asks last ("find dogs and tell me what colour ...": the
+    tool is decided there, the first clause only picks the images)."""
+    flags = ["image" if has_image else "no-image", *cue_flags(question)]
+    flags += [f"asked:{word}" for word in arguments.asked_clause_words(question)]
+    return features(question, flags)
 
 
 @dataclass(frozen=True)
@@ -63,9 +68,7 @@ class Classifiers:
 
 def train(examples: list[RoutingExample]) -> Classifiers:
     usable = [example for example in examples if example.previous is None]
-    rows = [
-        features(example.question, _flags(example.question, example.image)) for example in usable
-    ]
+    rows = [_row(example.question, example.image) for example in usable]
     intents = [example.expected.split(">")[-1] for example in usable]
     corpus = ["yes" if example.expected.startswith("retrieve>") else "no" for example in usable]
     return Classifiers(
@@ -91,11 +94,13 @@ class LocalPlanner:
         if follow_up is not None:
             return validate_plan(follow_up, self.name, request.context)
         classifiers = self._classifiers or default_classifiers()
-        row = features(request.question, _flags(request.question, request.has_image))
-        intent, _ = classifiers.intent.predict(row)
-        about_corpus = classifiers.corpus.predict(row)[0] == "yes"
-        steps: list[dict[str, Any]] = []
         question = request.question
+        row = _row(question, request.has_image)
+        intent, _ = classifiers.intent.predict(row)
+        about_corpus = classifiers.corpus.predict(row)[0] == "yes" or (
+            request.has_image and asks_for_more_like(question)
+        )
+        steps: list[dict[str, Any]] = []
         if intent == "retrieve" or not request.has_image or about_corpus:
             steps.append({"tool": "retrieve", "args": {"query": arguments.search_text(question)}})
         if intent != "retrieve":
@@ -132,7 +137,7 @@ def _tool_args(tool: str, question: str) -> dict[str, Any]:
             return {"labels": arguments.detect_labels(question)}
         case "count":
             return {
-                "phrase": arguments.singular(arguments.object_phrase(question)),
+                "phrase": arguments.count_phrase(question),
                 "rank": arguments.rank_of(question),
             }
     raise AssertionError(f"no arguments for {tool}")  # pragma: no cover
