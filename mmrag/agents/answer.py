@@ -49,14 +49,14 @@ def compose(
             best = max((out["score"] for out in outputs), default=None)
             if best is None:
                 return Answer(
-                    text=f"I found no images for {args.query!r}, so I cannot answer.",
+                    text=f"I found no images for {args.described}, so I cannot answer.",
                     citations=[],
                     weak_evidence=True,
                 )
             if best < settings.min_retrieve_score:
                 weak = True
                 notes.append(
-                    f"The evidence is weak: no image matches {args.query!r} closely "
+                    f"The evidence is weak: no image matches {args.described} closely "
                     f"(best similarity {best:.2f})."
                 )
     last_index = len(steps) - 1

@@ -113,7 +113,9 @@ def count_phrase(question: str) -> str:
 def object_phrase(question: str) -> str:
     """What to ground or count: ``"where is the red car?"`` -> ``"red car"``."""
     clean = normalise(question)
-    found = _phrase(_OBJECT_AFTER.search(clean))
+    # The clause asked last first: "find photos like this and count the people" -> "people".
+    asked = re.split(_AND, clean)[-1]
+    found = _phrase(_OBJECT_AFTER.search(asked)) or _phrase(_OBJECT_AFTER.search(clean))
     return found or content_words(question) or clean[:100]
 
 
@@ -164,6 +166,7 @@ def per_image_question(question: str) -> str:
     # what colour is each car" -> "what colour is the car".
     asked = _SCOPE_LEAD.sub("", asked)
     asked = _SCOPE_TAIL.sub("", asked) or asked
+    asked = re.sub(r"\s(?:in|on|for) (?:each(?: one)?|them|all of them)$", "", asked)
     asked = re.sub(r"\beach\b", "the", asked)
     # An embedded question back in question order: "what colour the collar is" ->
     # "what colour is the collar".

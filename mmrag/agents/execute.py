@@ -93,7 +93,14 @@ class StepRunner:
 
     def _retrieve(self, args: RetrieveArgs) -> list[Output]:
         limit = args.limit or self._settings.retrieve_limit
-        found = self._services.search.search(SearchQuery(text=args.query, limit=limit))
+        if args.like is not None:
+            # By example: one more, since the given image is its own best match and is dropped.
+            query = SearchQuery(image_id=self._image_id, limit=limit + 1)
+        else:
+            query = SearchQuery(text=args.query, limit=limit)
+        hits = self._services.search.search(query).hits
+        if args.like is not None:
+            hits = [hit for hit in hits if hit.image_id != self._image_id][:limit]
         return [
             {
                 "image_id": hit.image_id,
@@ -101,7 +108,7 @@ class StepRunner:
                 # What the index says about the image: data to show, never instructions.
                 "caption": str(hit.payload.get("caption") or hit.payload.get("model_caption", "")),
             }
-            for hit in found.hits
+            for hit in hits
         ]
 
     def _tool(

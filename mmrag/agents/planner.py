@@ -97,12 +97,12 @@ class LocalPlanner:
         question = request.question
         row = _row(question, request.has_image)
         intent, _ = classifiers.intent.predict(row)
-        about_corpus = classifiers.corpus.predict(row)[0] == "yes" or (
-            request.has_image and asks_for_more_like(question)
-        )
+        more_like = request.has_image and asks_for_more_like(question)
+        about_corpus = more_like or classifiers.corpus.predict(row)[0] == "yes"
         steps: list[dict[str, Any]] = []
         if intent == "retrieve" or not request.has_image or about_corpus:
-            steps.append({"tool": "retrieve", "args": {"query": arguments.search_text(question)}})
+            search = {"like": "image"} if more_like else {"query": arguments.search_text(question)}
+            steps.append({"tool": "retrieve", "args": search})
         if intent != "retrieve":
             on = "hits" if steps else "image"
             steps.append({"tool": intent, "args": {"on": on, **_tool_args(intent, question)}})

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 SYSTEM = """You plan how to answer a question about a user's image collection.
 Answer only with tool calls, in the order they should run; at most {max_steps} calls.
-- retrieve finds images by a text description; later tools run on its hits with on="hits".
+- retrieve finds images by a text description (query), or with like="image" images like the
+  one the user gave; later tools run on its hits with on="hits".
 - caption, vqa, ground, detect and count run on images: on="image" for the image the user
   gave, on="hits" for the images retrieved earlier in this plan, on="previous" (with pick,
   1-based) for the results of the previous turn.

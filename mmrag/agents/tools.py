@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mmrag.errors import InvalidInput
 
@@ -53,8 +53,22 @@ Phrases = Annotated[
 
 
 class RetrieveArgs(ToolArgs):
-    query: Text
+    query: Text | None = None
+    like: Literal["image"] | None = Field(
+        None, description='"image": find images like the given one, instead of a text query'
+    )
     limit: int | None = Field(None, ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _one_query(self) -> RetrieveArgs:
+        if (self.query is None) == (self.like is None):
+            raise ValueError("give either query or like")
+        return self
+
+    @property
+    def described(self) -> str:
+        """What was searched for, for the answer's words."""
+        return repr(self.query) if self.query is not None else "images like the given one"
 
 
 class OnImages(ToolArgs):
@@ -180,6 +194,10 @@ def validate_plan(raw_steps: Any, planner: str, context: PlanContext) -> Plan:
             raise InvalidPlan(f"step {number} ({tool}): {where}: {first['msg']}") from None
         if isinstance(parsed, OnImages):
             _check_target(number, tool, parsed, retrieved, context)
+        if isinstance(parsed, RetrieveArgs) and parsed.like and not context.has_image:
+            raise InvalidPlan(
+                f"step {number} (retrieve) searches like the given image, but none was given"
+            )
         retrieved = retrieved or tool == "retrieve"
         steps.append(Step(tool=tool, args=parsed.model_dump(exclude_none=True)))
     return Plan(steps=steps, planner=planner)

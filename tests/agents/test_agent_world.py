@@ -80,3 +80,17 @@ def test_counting_ranks_the_retrieved_images(world: World) -> None:
     first_line = result.answer.splitlines()[0]
     assert any(first_line.startswith(f"[{i}] has the most") for i, n in counts.items() if n == best)
     assert result.plan["steps"][1]["args"]["phrase"] == "triangle"
+
+
+def test_photos_like_the_given_one_are_found_by_that_image(world: World) -> None:
+    image_id, scene = next(iter(world.scenes.items()))
+    result = world.services.agent().ask("find more photos like this one", image_id=image_id)
+    retrieve = result.trace[0]
+    assert retrieve["inputs"] == {"like": "image"}
+    hits = [out["image_id"] for out in retrieve["outputs"]]
+    # Five others: the given image, its own best match, is not a finding.
+    assert len(hits) == 5
+    assert image_id not in hits
+    # Retrieval is real: the nearest other scene shares a coloured shape with the given one.
+    pairs = {(shape.colour, shape.kind) for shape in scene.shapes}
+    assert pairs & {(shape.colour, shape.kind) for shape in world.scenes[hits[0]].shapes}

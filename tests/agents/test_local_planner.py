@@ -143,6 +143,23 @@ def test_an_untrained_planner_is_not_accurate() -> None:
             True,
             [("detect", {"on": "image", "labels": ["object"]})],
         ),
+        # With an image, asking for more like it searches the collection by that image.
+        (
+            "find photos like this one and count the people in each",
+            True,
+            [
+                ("retrieve", {"like": "image"}),
+                ("count", {"on": "hits", "phrase": "person", "rank": "none"}),
+            ],
+        ),
+        (
+            "find other photos of this dog and tell me what it is doing in each",
+            True,
+            [
+                ("retrieve", {"like": "image"}),
+                ("vqa", {"on": "hits", "question": "What is it doing?"}),
+            ],
+        ),
     ],
 )
 def test_questions_get_their_plans_and_arguments(

@@ -55,6 +55,14 @@ def test_a_valid_plan_is_normalised() -> None:
         ([{"tool": "caption", "args": {"image_id": "0" * 32}}], NO_IMAGE, "image_id"),
         ([{"tool": "retrieve", "args": {"query": "x"}}] * 5, NO_IMAGE, "at most 4 steps"),
         (["retrieve"], NO_IMAGE, "not an object"),
+        ([{"tool": "retrieve", "args": {}}], NO_IMAGE, "either query or like"),
+        (
+            [{"tool": "retrieve", "args": {"query": "x", "like": "image"}}],
+            PlanContext(True),
+            "either query or like",
+        ),
+        ([{"tool": "retrieve", "args": {"like": "image"}}], NO_IMAGE, "none was given"),
+        ([{"tool": "retrieve", "args": {"like": "/etc/passwd"}}], PlanContext(True), "like"),
     ],
 )
 def test_bad_plans_are_refused(steps: Any, context: PlanContext, message: str) -> None:
