@@ -75,6 +75,10 @@ def test_counting_ranks_the_retrieved_images(world: World) -> None:
     assert [step["tool"] for step in result.plan["steps"]] == ["retrieve", "count"]
     outputs = result.trace[1]["outputs"]
     counts = {out["image_id"]: out["count"] for out in outputs}
+    # Counting is real: every count is the scene's true number of triangles.
+    truth = {i: len(world.scenes[i].find(None, "triangle")) for i in counts}
+    assert counts == truth
+    assert any(truth.values()), "the retrieved scenes hold triangles"
     best = max(counts.values())
     # The answer names an image whose count is the highest the tool found.
     first_line = result.answer.splitlines()[0]
