@@ -70,11 +70,15 @@ class Agent:
         return stripped
 
     def plan(
-        self, question: str, image_id: str | None = None, thread_id: str | None = None
+        self,
+        question: str,
+        image_id: str | None = None,
+        thread_id: str | None = None,
+        owner: str | None = None,
     ) -> Plan:
         """The plan for the question; nothing is executed."""
         stripped = self.check(question, image_id, thread_id)
-        previous = self._previous(thread_id)
+        previous = self._previous(thread_id, owner)
         return self._planner.plan(
             PlanRequest(
                 question=stripped,
@@ -86,23 +90,32 @@ class Agent:
         )
 
     def ask(
-        self, question: str, image_id: str | None = None, thread_id: str | None = None
+        self,
+        question: str,
+        image_id: str | None = None,
+        thread_id: str | None = None,
+        owner: str | None = None,
     ) -> AskResult:
         result: AskResult | None = None
-        for event, data in self.stream(question, image_id, thread_id):
+        for event, data in self.stream(question, image_id, thread_id, owner):
             if event == "answer":
                 result = AskResult.model_validate(data)
         assert result is not None
         return result
 
     def stream(
-        self, question: str, image_id: str | None = None, thread_id: str | None = None
+        self,
+        question: str,
+        image_id: str | None = None,
+        thread_id: str | None = None,
+        owner: str | None = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """``plan``, ``tool_start``/``tool_end`` per step, ``token`` pieces of the answer
-        text, then ``answer`` with the whole result."""
+        text, then ``answer`` with the whole result. ``owner`` (the API key's name) keeps
+        each caller's threads apart."""
         stripped = self.check(question, image_id, thread_id)
         thread = thread_id or uuid.uuid4().hex
-        config: RunnableConfig = {"configurable": {"thread_id": thread}}
+        config = _config(thread, owner)
         started = time.perf_counter()
         turn: AgentState = {"question": stripped, "image_id": image_id, "started": time.time()}
         for chunk in self._graph.stream(turn, config, stream_mode="custom"):
@@ -122,9 +135,16 @@ class Agent:
         )
         yield "answer", result.model_dump()
 
-    def _previous(self, thread_id: str | None) -> dict[str, Any]:
+    def _previous(self, thread_id: str | None, owner: str | None) -> dict[str, Any]:
         if thread_id is None:
             return {}
-        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
-        values: dict[str, Any] = self._graph.get_state(config).values
+        values: dict[str, Any] = self._graph.get_state(_config(thread_id, owner)).values
         return values
+
+
+def _config(thread_id: str, owner: str | None) -> RunnableConfig:
+    # With API keys on, each key has threads of its own: another key's "chat-1" is another
+    # conversation, so no caller learns what a different one asked or was shown. "/" never
+    # occurs in a thread id, so an owned id cannot collide with an unowned one.
+    stored = thread_id if owner is None else f"{owner}/{thread_id}"
+    return {"configurable": {"thread_id": stored}}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +14,7 @@ from agents.conftest import clear_mmrag_env, world_settings
 from api.live_server import LiveServer
 from workers.shapes_scenes import held_out, png_of
 
+from mmrag.config import AuthSettings
 from mmrag.models.fixtures.evaluate_grounding import box_iou
 from mmrag.models.fixtures.shapes import ShapeScene
 
@@ -122,6 +125,36 @@ def test_a_thread_continues_over_http(
     ).json()
     assert second["thread_id"] == thread
     assert second["trace"][0]["image_ids"] == [first["citations"][1]["image_id"]]
+
+
+def test_threads_belong_to_the_api_key_that_started_them(
+    tmp_path: Path, tiny_vlm_spec: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clear_mmrag_env(monkeypatch)
+    keys = [
+        {"name": name, "sha256": hashlib.sha256(name.encode()).hexdigest(), "scopes": scopes}
+        for name, scopes in (("alice", ["read", "write"]), ("bob", ["read"]))
+    ]
+    settings = world_settings(tmp_path / "data", tiny_vlm_spec).model_copy(
+        update={"auth": AuthSettings.model_validate({"api_keys": keys})}
+    )
+    alice, bob = {"x-api-key": "alice"}, {"x-api-key": "bob"}
+    with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+        files = [("files", (f"{s.seed}.png", png_of(s), "image/png")) for s in held_out(4)]
+        assert client.post("/v1/images", files=files, headers=alice).status_code == 201
+        ask = {"question": "show me a green square", "thread_id": "chat"}
+        first = client.post("/v1/ask", json=ask, headers=alice).json()
+        follow_up = {"question": "and the second one?", "thread_id": "chat"}
+        # Bob's "chat" is a conversation of its own: nothing of Alice's to refer to.
+        theirs = client.post("/v1/plan", json=follow_up, headers=bob).json()
+        assert theirs["steps"][0]["tool"] == "retrieve"
+        bobs = client.post("/v1/ask", json=follow_up, headers=bob).json()
+        assert bobs["trace"][0]["tool"] == "retrieve"
+        mine = client.post("/v1/ask", json=follow_up, headers=alice).json()
+        assert mine["trace"][0]["image_ids"] == [first["citations"][1]["image_id"]]
+        anonymous = client.post("/v1/ask", json=follow_up)
+        assert anonymous.status_code == 401
+        assert anonymous.headers["content-type"].startswith(PROBLEM)
 
 
 @pytest.mark.parametrize("path", ["/v1/plan", "/v1/ask"])

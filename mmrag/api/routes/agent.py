@@ -28,9 +28,10 @@ router = APIRouter(prefix="/v1", tags=["agent"])
 
 
 @router.post("/plan", response_model=PlanResponse)
-async def plan(body: PlanBody, services: ServicesDep, _: CanRead) -> PlanResponse:
+async def plan(body: PlanBody, services: ServicesDep, key: CanRead) -> PlanResponse:
     agent = await run_in_threadpool(services.agent)
-    found = await run_in_threadpool(agent.plan, body.question, body.image_id, body.thread_id)
+    owner = key.name if key is not None else None
+    found = await run_in_threadpool(agent.plan, body.question, body.image_id, body.thread_id, owner)
     return PlanResponse.model_validate(found.model_dump())
 
 
@@ -39,13 +40,17 @@ async def plan(body: PlanBody, services: ServicesDep, _: CanRead) -> PlanRespons
     response_model=AskResponse,
     responses={200: {"content": {EVENT_STREAM: {}}, "description": "JSON, or SSE if stream"}},
 )
-async def ask(body: AskBody, services: ServicesDep, _: CanRead) -> Any:
+async def ask(body: AskBody, services: ServicesDep, key: CanRead) -> Any:
     agent = await run_in_threadpool(services.agent)
+    # Threads belong to the API key that started them (when keys are configured).
+    owner = key.name if key is not None else None
     if not body.stream:
-        result = await run_in_threadpool(agent.ask, body.question, body.image_id, body.thread_id)
+        result = await run_in_threadpool(
+            agent.ask, body.question, body.image_id, body.thread_id, owner
+        )
         return AskResponse.model_validate(result.model_dump())
     await run_in_threadpool(agent.check, body.question, body.image_id, body.thread_id)
-    events = agent.stream(body.question, body.image_id, body.thread_id)
+    events = agent.stream(body.question, body.image_id, body.thread_id, owner)
     return StreamingResponse(
         _event_stream(events),
         media_type=EVENT_STREAM,
