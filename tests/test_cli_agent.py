@@ -74,7 +74,7 @@ def test_eval_routing_reports_accuracy_and_confusion(env: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["split"] == "test"
-    assert report["total"] == 82
+    assert report["total"] == 134
     assert report["accuracy"] >= 0.95
     assert report["tool_confusion"]["vqa->vqa"] >= 10
     table = runner.invoke(app, ["eval", "routing", "--split", "train"])

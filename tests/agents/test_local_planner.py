@@ -25,13 +25,14 @@ def test_the_routing_set_is_large_and_varied() -> None:
     assert sum(not example.image for example in examples) >= 50
     # The split is fixed in the file; the held-out part is a real part, written apart.
     assert 80 <= len(split("test")) <= len(split("train"))
-    assert all(e.id.startswith("t") for e in split("test"))
+    assert all(e.id[0] in "tu" for e in split("test"))
     train = {e.question.lower().strip(" ?") for e in split("train")}
     assert not [e.question for e in split("test") if e.question.lower().strip(" ?") in train]
 
 
 def test_held_out_plan_shape_accuracy() -> None:
-    # The test split: 77/82 (93.9%) blind, 78/82 after the planner changes (see README).
+    # The test split: 77/82 of the first batch blind (93.9%), 78/82 after the planner
+    # changes; the second batch, blind after them, 50/52. 128/134 in all (see README).
     report = evaluate_routing(PLANNER, split("test"))
     assert report.accuracy >= 0.95, report.misses
     assert report.as_dict()["plan_ms_p50"] < 20
