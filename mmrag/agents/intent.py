@@ -3,8 +3,8 @@
 Why this and not a pretrained text model: no model hub is reachable here, and the shipped
 CLIP text tower knows shapes, not questions. Character n-grams survive typos ("whre is"),
 inflections and shared roots across languages ("photo", "foto"); word n-grams carry the
-verbs that decide the tool ("describe", "how many", "where"). The model trains in well
-about 0.1 s on the routing set's training split, so it is trained on first use and
+verbs that decide the tool ("describe", "how many", "where"). The model trains in about
+0.1 s on the routing set's training split, so it is trained on first use and
 needs no artefact to ship.
 """
 
