@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -314,7 +314,8 @@ def plan(
 
         stripped = clean_question(question, settings.agent.max_question_chars)
         request = PlanRequest(stripped, image, max_steps=settings.agent.max_steps)
-        console.print_json(make_planner(settings).plan(request).model_dump_json())
+        with closing(make_planner(settings)) as planner:
+            console.print_json(planner.plan(request).model_dump_json())
 
     _run(work)
 
@@ -344,7 +345,8 @@ def eval_routing(
             found = cross_validate([e for e in routing_set() if e.split == "train"])
         else:
             examples = [e for e in routing_set() if split == "all" or e.split == split]
-            found = evaluate_routing(make_planner(settings), examples)
+            with closing(make_planner(settings)) as planner:
+                found = evaluate_routing(planner, examples)
         report = found.as_dict()
         report["split"] = split
         report["planner"] = "local" if split == "cv" else settings.agent.planner

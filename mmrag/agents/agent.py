@@ -56,6 +56,7 @@ class Agent:
         self._graph = build_graph(services, planner, self._settings, SqliteSaver(self._connection))
 
     def close(self) -> None:
+        self._planner.close()
         self._connection.close()
 
     def check(self, question: str, image_id: str | None, thread_id: str | None) -> str:

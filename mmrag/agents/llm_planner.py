@@ -109,6 +109,10 @@ class FallbackPlanner:
         self._fallback = fallback
         self.name = primary.name
 
+    def close(self) -> None:
+        self._primary.close()
+        self._fallback.close()
+
     def plan(self, request: PlanRequest) -> Plan:
         try:
             return self._primary.plan(request)

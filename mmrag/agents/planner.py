@@ -50,6 +50,9 @@ class Planner(Protocol):
 
     def plan(self, request: PlanRequest) -> Plan: ...
 
+    def close(self) -> None:
+        """Let go of what the planner holds (the LLM planner's HTTP connections)."""
+
 
 def _row(question: str, has_image: bool) -> dict[int, float]:
     """The classifiers' features: n-grams and cues of the question, whether an image came,
@@ -88,6 +91,9 @@ class LocalPlanner:
 
     def __init__(self, classifiers: Classifiers | None = None) -> None:
         self._classifiers = classifiers
+
+    def close(self) -> None:
+        """Nothing to let go of: the classifiers are plain arrays."""
 
     def plan(self, request: PlanRequest) -> Plan:
         follow_up = self._follow_up(request)
