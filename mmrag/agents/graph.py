@@ -27,7 +27,8 @@ from mmrag.services import Services
 
 log = logging.getLogger(__name__)
 
-NextNode = Literal["retrieve", "caption", "vqa", "ground", "detect", "count", "answer"]
+# The tools' names come from the one shared list; "answer" is the only other node.
+NextNode = AgentTool | Literal["answer"]
 
 
 def route(state: AgentState) -> NextNode:
