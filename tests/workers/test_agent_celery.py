@@ -31,7 +31,8 @@ def test_the_agent_runs_its_tools_on_a_celery_worker(
     assert ground["tool"] == "ground"
     # The worker answered (a failed call would carry "error" and no boxes); a tiny random
     # model may find nothing, but whatever it boxes lies inside the 64-pixel scene.
-    assert "error" not in ground and "error" not in ground["outputs"][0]
+    assert "error" not in ground
+    assert "error" not in ground["outputs"][0]
     for box in ground["outputs"][0]["boxes"]:
         x1, y1, x2, y2 = box["box"]
         assert 0 <= x1 <= x2 <= 64
