@@ -203,6 +203,8 @@ class AgentSettings(BaseModel):
     # Calls of tools on single images (retrieve counts one); each hit a step runs on is one.
     max_tool_calls: int = Field(32, ge=1, le=1_000)
     max_seconds: float = Field(120.0, gt=0, le=3_600)
+    # Images sent to a tool at once; the time limit is checked between such batches.
+    tool_batch: int = Field(8, ge=1, le=64)
     retrieve_limit: int = Field(5, ge=1, le=50)
     # Below these scores the answer says the evidence is weak instead of claiming anything.
     # CLIP cosine similarities of a text and a matching image sit around 0.2-0.35.

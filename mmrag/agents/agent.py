@@ -10,7 +10,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -44,16 +44,22 @@ class AskResult(BaseModel):
 
 class Agent:
     def __init__(
-        self, services: Services, planner: Planner, settings: AgentSettings | None = None
+        self,
+        services: Services,
+        planner: Planner,
+        settings: AgentSettings | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._services = services
+        self._clock = clock
         self._planner = planner
         self._settings = settings or services.settings.agent
         path = services.settings.conversations_path
         path.parent.mkdir(parents=True, exist_ok=True)
         # The saver serialises its own use of the connection with a lock.
         self._connection = sqlite3.connect(str(path), check_same_thread=False)
-        self._graph = build_graph(services, planner, self._settings, SqliteSaver(self._connection))
+        saver = SqliteSaver(self._connection)
+        self._graph = build_graph(services, planner, self._settings, saver, clock)
 
     def close(self) -> None:
         self._planner.close()
@@ -118,7 +124,7 @@ class Agent:
         thread = thread_id or uuid.uuid4().hex
         config = _config(thread, owner)
         started = time.perf_counter()
-        turn: AgentState = {"question": stripped, "image_id": image_id, "started": time.time()}
+        turn: AgentState = {"question": stripped, "image_id": image_id, "started": self._clock()}
         for chunk in self._graph.stream(turn, config, stream_mode="custom"):
             yield str(chunk["event"]), dict(chunk["data"])
         state = self._graph.get_state(config).values

@@ -41,6 +41,10 @@ def compose(
         why = stopped or "a limit was reached"
         notes.append(f"I ran {len(steps)} of {len(plan.steps)} steps ({why}).")
         weak = True
+    elif stopped:
+        # Every step ran, the last one not on all its images.
+        notes.append(f"I did not look at every image ({stopped}).")
+        weak = True
     if not steps:
         return Answer(text=" ".join(notes) or "Nothing was run.", citations=[], weak_evidence=True)
     for step, outputs in zip(plan.steps, steps, strict=False):

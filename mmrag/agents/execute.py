@@ -6,7 +6,7 @@ Every output is JSON-ready (it goes into the checkpointed state and the response
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mmrag.agents.tools import (
@@ -150,8 +150,22 @@ def _answer(result: dict[str, Any]) -> Output:
     return {"answer": str(result.get("answer", "")), "answer_score": result.get("score")}
 
 
-def timed(runner: StepRunner, step: Step, image_ids: Sequence[str]) -> tuple[list[Output], float]:
-    """The step's outputs and the milliseconds it took."""
+def run_within(
+    runner: StepRunner,
+    step: Step,
+    image_ids: Sequence[str],
+    batch: int,
+    over_time: Callable[[], str | None],
+) -> tuple[list[Output], float, str | None]:
+    """The step's outputs, the milliseconds it took, and why it stopped before its last image
+    if it did. Images go to the tool ``batch`` at a time with the time limit checked between
+    batches, so one step over many images cannot run far past the limit."""
     started = time.perf_counter()
-    outputs = runner.run(step, image_ids)
-    return outputs, round((time.perf_counter() - started) * 1000, 2)
+    outputs = runner.run(step, image_ids[:batch])
+    stop = None
+    for start in range(batch, len(image_ids), batch):
+        stop = over_time()
+        if stop is not None:
+            break
+        outputs += runner.run(step, image_ids[start : start + batch])
+    return outputs, round((time.perf_counter() - started) * 1000, 2), stop

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -17,7 +18,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from mmrag.agents.answer import compose
-from mmrag.agents.execute import StepRunner, timed
+from mmrag.agents.execute import StepRunner, run_within
 from mmrag.agents.planner import Planner, PlanRequest
 from mmrag.agents.state import AgentState, TraceEntry
 from mmrag.agents.tools import AGENT_TOOLS, AgentTool, Plan
@@ -46,7 +47,15 @@ def build_graph(
     planner: Planner,
     settings: AgentSettings,
     checkpointer: BaseCheckpointSaver[Any] | None,
+    clock: Callable[[], float] = time.time,
 ) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
+    """``clock`` is the time the total-time limit is measured in (the turn's ``started``
+    comes from the same clock)."""
+
+    def over_time(state: AgentState) -> str | None:
+        if clock() - state["started"] > settings.max_seconds:
+            return f"stopped: over the time limit of {settings.max_seconds:g} s"
+        return None
 
     def plan_node(state: AgentState) -> AgentState:
         request = PlanRequest(
@@ -82,7 +91,9 @@ def build_graph(
         image_ids = runner.images_for(step, hits)
         left = settings.max_tool_calls - state["tool_calls"]
         entry: TraceEntry = {"step": cursor + 1, "tool": step.tool, "inputs": step.args}
-        stop = _limit_reached(state, settings.max_seconds, left)
+        stop = over_time(state) or (
+            "stopped: the tool-call limit was reached" if left <= 0 else None
+        )
         if stop is None and len(image_ids) > left:
             entry["note"] = f"ran on {left} of {len(image_ids)} images (tool-call limit)"
             image_ids = image_ids[:left]
@@ -92,19 +103,26 @@ def build_graph(
         writer = get_stream_writer()
         writer({"event": "tool_start", "data": dict(entry)})
         try:
-            result, took = timed(runner, step, image_ids)
+            result, took, cut = run_within(
+                runner, step, image_ids, settings.tool_batch, lambda: over_time(state)
+            )
         except MmragError as error:
             log.info("step %d (%s) failed: %s", cursor + 1, step.tool, error.detail)
             failed: TraceEntry = {**entry, "error": error.detail}
             writer({"event": "tool_end", "data": dict(failed)})
             return {"stopped": f"{step.tool} failed: {error.detail}", "trace": [*trace, failed]}
         done: TraceEntry = {**entry, "outputs": result, "ms": took}
+        if cut is not None:
+            partial = f"ran on {len(result)} of {len(image_ids)} images ({cut})"
+            done["note"] = "; ".join(filter(None, [entry.get("note"), partial]))
         writer({"event": "tool_end", "data": dict(done)})
         return {
             "cursor": cursor + 1,
             "outputs": [*outputs, result],
             "trace": [*trace, done],
-            "tool_calls": state["tool_calls"] + max(1, len(image_ids)),
+            # One call per image run on (a retrieve is one call, whatever it finds).
+            "tool_calls": state["tool_calls"] + (len(result) if image_ids else 1),
+            "stopped": cut,
         }
 
     def answer_node(state: AgentState) -> AgentState:
@@ -139,11 +157,3 @@ def _latest_hits(plan: Plan, outputs: list[list[dict[str, Any]]]) -> list[str]:
         if step.tool == "retrieve":
             return [output["image_id"] for output in result]
     return []
-
-
-def _limit_reached(state: AgentState, max_seconds: float, calls_left: int) -> str | None:
-    if time.time() - state["started"] > max_seconds:
-        return f"stopped: over the time limit of {max_seconds:g} s"
-    if calls_left <= 0:
-        return "stopped: the tool-call limit was reached"
-    return None

@@ -3,6 +3,7 @@ with the fixture models (each test on its own data dir)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,6 +88,21 @@ def test_tool_calls_and_time_are_limited(services: Services) -> None:
     assert stopped.weak_evidence
     assert "I ran 0 of 2 steps (stopped: over the time limit" in stopped.answer
     assert "outputs" not in stopped.trace[0]
+    # Within a step the limit is checked between batches of images: on a clock that ticks
+    # a second a reading, the fourth reading (before the third batch of two) is over 3.5 s.
+    ticks = itertools.count()
+    slow = Agent(
+        services,
+        LocalPlanner(),
+        AgentSettings(max_seconds=3.5, tool_batch=2),
+        clock=lambda: float(next(ticks)),
+    )
+    cut = slow.ask("find images with a red circle and tell me what colour the square is")
+    vqa = cut.trace[1]
+    assert vqa["note"] == "ran on 4 of 5 images (stopped: over the time limit of 3.5 s)"
+    assert [out["image_id"] for out in vqa["outputs"]] == vqa["image_ids"][:4]
+    assert cut.weak_evidence
+    assert cut.answer.startswith("I did not look at every image (stopped: over the time limit")
 
 
 @pytest.mark.parametrize(
