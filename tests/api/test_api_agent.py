@@ -170,6 +170,9 @@ def test_threads_belong_to_the_api_key_that_started_them(
         ({"question": "describe", "image_id": "f" * 32}, 404, "no image with id"),
         ({"question": "hi", "thread_id": "a b"}, 422, "thread_id"),
         ({"question": "hi", "stream": True, "image_id": "f" * 32}, 404, "no image"),
+        ({"question": 42}, 422, "question"),
+        ({"question": ["where is it?"]}, 422, "question"),
+        ({"question": "hi", "stream": "yes please"}, 422, "stream"),
     ],
 )
 def test_bad_requests_get_problem_json(
@@ -180,9 +183,21 @@ def test_bad_requests_get_problem_json(
     detail: str,
 ) -> None:
     client, _ = agent_api
-    if path == "/v1/plan":
+    if path == "/v1/plan" and body.get("stream") is True:
         body = {k: v for k, v in body.items() if k != "stream"}
     response = client.post(path, json=body)
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM
     assert detail in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/v1/plan", "/v1/ask"])
+def test_a_body_that_is_not_json_gets_problem_json(
+    agent_api: tuple[httpx.Client, dict[str, ShapeScene]], path: str
+) -> None:
+    client, _ = agent_api
+    response = client.post(
+        path, content=b"question=where is it", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == PROBLEM
