@@ -210,6 +210,9 @@ class AgentSettings(BaseModel):
     # CLIP cosine similarities of a text and a matching image sit around 0.2-0.35.
     min_retrieve_score: float = Field(0.15, ge=-1, le=1)
     min_box_score: float = Field(0.2, ge=0, le=1)
+    # A VQA answer's score is the mean probability of its tokens: below this it is given as
+    # the model's unsure guess, not as a finding.
+    min_answer_score: float = Field(0.3, ge=0, le=1)
 
 
 class Settings(BaseSettings):

@@ -100,8 +100,12 @@ def _describe(
                 )
         case "vqa":
             for out in good:
-                lines.append(f"[{out['image_id']}] {out['answer']}")
-                citations.append(Citation(image_id=out["image_id"], score=out.get("answer_score")))
+                score = out.get("answer_score")
+                unsure = score is not None and score < settings.min_answer_score
+                flag = f" (unsure: confidence {score:.2f})" if unsure else ""
+                weak = weak or unsure
+                lines.append(f"[{out['image_id']}] {out['answer']}{flag}")
+                citations.append(Citation(image_id=out["image_id"], score=score))
         case "ground" | "detect":
             found_any = False
             for out in good:

@@ -49,6 +49,20 @@ def test_only_confident_boxes_are_claimed_and_cited() -> None:
     assert nothing.citations == []
 
 
+def test_unsure_vqa_answers_are_marked_and_make_the_evidence_weak() -> None:
+    plan = plan_of(("retrieve", {"query": "dogs"}), ("vqa", {"question": "what colour?"}))
+    hits = [{"image_id": i, "score": 0.4, "caption": ""} for i in (A, B)]
+    sure = [{"image_id": A, "answer": "red", "answer_score": 0.8}]
+    answer = compose(plan, [hits, sure], SETTINGS)
+    assert answer.text == f"[{A}] red"
+    assert not answer.weak_evidence
+    mixed = [*sure, {"image_id": B, "answer": "blue", "answer_score": 0.05}]
+    unsure = compose(plan, [hits, mixed], SETTINGS)
+    assert unsure.text == f"[{A}] red\n[{B}] blue (unsure: confidence 0.05)"
+    assert unsure.weak_evidence
+    assert [c.score for c in unsure.citations] == [0.8, 0.05]
+
+
 def test_failures_and_early_stops_are_said_not_hidden() -> None:
     plan = plan_of(("retrieve", {"query": "x"}), ("vqa", {"question": "what?"}))
     hits = [{"image_id": A, "score": 0.4, "caption": ""}]
