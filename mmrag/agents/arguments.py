@@ -189,17 +189,42 @@ def rank_of(question: str) -> str:
     return "none"
 
 
+_LAST = frozenset({"last", "dernier", "derniere", "letzte", "ultima", "ultimo"})
+# Words that only point at an earlier result: with nothing else, a question asks nothing new.
+_REFERRING = frozenset({*_ORDINALS, *_LAST, "about", "result", "results", "das", "lo"})
+
+
 def ordinal_reference(question: str) -> int | None:
     """The rank a follow-up refers to (``"and the second one?"`` -> 2), -1 for "last"."""
-    clean = normalise(question)
-    if len(_words(clean)) > 8 or (not _FOLLOW_UP.search(clean) and "the" not in clean):
+    words = _words(normalise(question))
+    # A whole word "the", not the letters: "weather" is no reference.
+    if len(words) > 10 or (not _FOLLOW_UP.search(normalise(question)) and "the" not in words):
         return None
-    for word in _words(clean):
+    for word in words:
         if word in _ORDINALS:
             return _ORDINALS[word]
-        if word in ("last", "dernier", "derniere", "letzte", "ultima", "ultimo"):
+        if word in _LAST:
             return -1
     return None
+
+
+def is_bare_reference(question: str) -> bool:
+    """``"and the second one?"`` refers and asks nothing new; ``"what is the second one
+    doing?"`` asks a question of its own about it."""
+    words = _words(normalise(question))
+    return not [word for word in words if word not in _STOP and word not in _REFERRING]
+
+
+_REFERENCE = re.compile(
+    r"\b(?:the|la|le|das|el) (?:" + "|".join(_ORDINALS) + "|" + "|".join(_LAST) + r")"
+    r"(?: (?:one|image|photo|picture|result))?\b"
+)
+
+
+def without_reference(question: str) -> str:
+    """The question with its reference made "it": ``"what is the second one doing?"`` ->
+    ``"what is it doing?"``, so each image is asked about itself."""
+    return _REFERENCE.sub("it", " ".join(question.split()))
 
 
 _IRREGULAR = {"people": "person", "men": "man", "women": "woman", "children": "child"}

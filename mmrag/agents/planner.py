@@ -96,13 +96,21 @@ class LocalPlanner:
         """Nothing to let go of: the classifiers are plain arrays."""
 
     def plan(self, request: PlanRequest) -> Plan:
-        follow_up = self._follow_up(request)
-        if follow_up is not None:
-            return validate_plan(follow_up, self.name, request.context)
-        classifiers = self._classifiers or default_classifiers()
         question = request.question
+        pick = _picked(request)
+        if pick is not None and arguments.is_bare_reference(question):
+            return validate_plan(_repeat(request, pick), self.name, request.context)
+        classifiers = self._classifiers or default_classifiers()
         row = _row(question, request.has_image)
         intent, _ = classifiers.intent.predict(row)
+        if pick is not None and intent != "retrieve":
+            # A question of its own about one earlier result: "what is the second one doing?"
+            asked = arguments.without_reference(question)
+            step = {
+                "tool": intent,
+                "args": {"on": "previous", "pick": pick, **_tool_args(intent, asked)},
+            }
+            return validate_plan([step], self.name, request.context)
         more_like = request.has_image and asks_for_more_like(question)
         about_corpus = more_like or classifiers.corpus.predict(row)[0] == "yes"
         steps: list[dict[str, Any]] = []
@@ -114,20 +122,25 @@ class LocalPlanner:
             steps.append({"tool": intent, "args": {"on": on, **_tool_args(intent, question)}})
         return validate_plan(steps, self.name, request.context)
 
-    def _follow_up(self, request: PlanRequest) -> list[dict[str, Any]] | None:
-        rank = arguments.ordinal_reference(request.question)
-        if rank is None or not request.previous_ids:
-            return None
-        pick = len(request.previous_ids) if rank == -1 else rank
-        # The previous turn's per-image tools, now on the one result referred to; a bare
-        # search before gets a caption of it.
-        earlier = [step for step in request.previous_steps if step.get("tool") != "retrieve"]
-        if not earlier:
-            earlier = [{"tool": "caption", "args": {}}]
-        return [
-            {"tool": step["tool"], "args": {**step.get("args", {}), "on": "previous", "pick": pick}}
-            for step in earlier
-        ]
+
+def _picked(request: PlanRequest) -> int | None:
+    """The earlier result the question refers to (1-based), if it refers to one."""
+    rank = arguments.ordinal_reference(request.question)
+    if rank is None or not request.previous_ids:
+        return None
+    return len(request.previous_ids) if rank == -1 else rank
+
+
+def _repeat(request: PlanRequest, pick: int) -> list[dict[str, Any]]:
+    """The previous turn's per-image tools, now on the one result referred to; a bare search
+    before gets a caption of it."""
+    earlier = [step for step in request.previous_steps if step.get("tool") != "retrieve"]
+    if not earlier:
+        earlier = [{"tool": "caption", "args": {}}]
+    return [
+        {"tool": step["tool"], "args": {**step.get("args", {}), "on": "previous", "pick": pick}}
+        for step in earlier
+    ]
 
 
 def _tool_args(tool: str, question: str) -> dict[str, Any]:

@@ -184,6 +184,19 @@ def test_a_follow_up_reuses_the_previous_tools_on_the_picked_result() -> None:
     ]
     last = PLANNER.plan(PlanRequest("and the last one?", False, ids, previous))
     assert last.steps[0].args["pick"] == 3
+    # A question of its own about an earlier result asks it of that result alone.
+    doing = PLANNER.plan(PlanRequest("what is the second one doing?", False, ids, previous))
+    assert [(s.tool, s.args) for s in doing.steps] == [
+        ("vqa", {"on": "previous", "pick": 2, "question": "What is it doing?"})
+    ]
+    where = PLANNER.plan(PlanRequest("where is the ball in the last photo?", False, ids, previous))
+    assert [(s.tool, s.args) for s in where.steps] == [
+        ("ground", {"on": "previous", "pick": 3, "phrases": ["ball"]})
+    ]
+    # "weather" holds the letters of "the" but refers to nothing.
+    weather = PLANNER.plan(PlanRequest("is the weather nice in the first?", False, ids, previous))
+    assert weather.steps[0].args["pick"] == 1
+    assert PLANNER.plan(PlanRequest("weather first", False, ids, previous)).shape != "vqa"
     # With no earlier results the same words are an ordinary question.
     fresh = PLANNER.plan(PlanRequest("and the second one?", False))
     assert fresh.steps[0].tool == "retrieve"
