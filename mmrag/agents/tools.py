@@ -142,10 +142,6 @@ class Step(BaseModel):
     def parsed(self) -> ToolArgs:
         return TOOL_SPECS[self.tool].args.model_validate(self.args)
 
-    def target(self) -> Target | None:
-        parsed = self.parsed()
-        return parsed.on if isinstance(parsed, OnImages) else None
-
 
 class Plan(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
