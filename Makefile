@@ -19,6 +19,6 @@ test: lint
 # One after another (they would skew each other), each writing its JSON to bench/results/.
 bench: setup
 	mkdir -p bench/results
-	for name in embed_throughput ingest_throughput search_latency queue_overhead tool_throughput; do \
+	for name in embed_throughput ingest_throughput search_latency queue_overhead tool_throughput agent_latency; do \
 		.venv/bin/python -m bench.$$name > bench/results/$$name.json || exit 1; \
 	done

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -27,6 +27,9 @@ from rich.table import Table
 from mmrag.config import Settings
 from mmrag.errors import InvalidInput, MmragError
 from mmrag.retrieval.items import IngestReport
+
+if TYPE_CHECKING:
+    from mmrag.services import Services
 
 app = typer.Typer(help="mmrag: search and question your images.", no_args_is_help=True)
 console = Console()
@@ -78,7 +81,8 @@ def _one_line_errors() -> Iterator[None]:
     try:
         yield
     except MmragError as error:
-        errors.print(f"error: {error.detail}", markup=False, highlight=False)
+        # soft_wrap: one line whatever the terminal's width, so scripts can read it.
+        errors.print(f"error: {error.detail}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(ERROR_EXIT) from None
 
 
@@ -253,6 +257,130 @@ def stats() -> None:
         console.print(table)
 
     _run(work)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="what to ask about your images")],
+    image: Annotated[Path | None, typer.Option(help="an image file the question is about")] = None,
+    thread: Annotated[
+        str | None, typer.Option(help="conversation id: later questions can refer to earlier")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole result as JSON")] = (
+        False
+    ),
+) -> None:
+    """Ask the agent: it plans over the tools, runs them and answers with citations."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.services import Services
+
+        services = Services.open(settings)
+        try:
+            agent = services.agent()
+            agent.check(question, None, thread)  # before the image is indexed
+            image_id = _index_file(services, image) if image is not None else None
+            result = agent.ask(question, image_id, thread)
+        finally:
+            services.close()
+        if as_json:
+            console.print_json(result.model_dump_json())
+            return
+        console.print(result.answer, markup=False, highlight=False)
+        if result.weak_evidence:
+            errors.print("note: the evidence is weak", markup=False, highlight=False)
+        steps = " -> ".join(step["tool"] for step in result.plan["steps"])
+        errors.print(
+            f"plan: {steps}; thread {result.thread_id}; {result.took_ms:.0f} ms",
+            markup=False,
+            highlight=False,
+        )
+
+    _run(work)
+
+
+@app.command()
+def plan(
+    question: Annotated[str, typer.Argument(help="the question to plan for")],
+    image: Annotated[bool, typer.Option(help="plan as if an image came with the question")] = (
+        False
+    ),
+) -> None:
+    """Show the agent's plan for a question as JSON; nothing is executed."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.agents.llm_planner import make_planner
+        from mmrag.agents.planner import PlanRequest, clean_question
+
+        stripped = clean_question(question, settings.agent.max_question_chars)
+        request = PlanRequest(stripped, image, max_steps=settings.agent.max_steps)
+        with closing(make_planner(settings)) as planner:
+            console.print_json(planner.plan(request).model_dump_json())
+
+    _run(work)
+
+
+eval_app = typer.Typer(help="Evaluations over the labelled sets in the repository.")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("routing")
+def eval_routing(
+    split: Annotated[
+        str,
+        typer.Option(help="test (held out) | train | all | cv (5 folds over train, local planner)"),
+    ] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Plan-shape accuracy of the configured planner over the routing set."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.agents.evaluate import cross_validate, evaluate_routing
+        from mmrag.agents.llm_planner import make_planner
+        from mmrag.agents.routing_set import routing_set
+
+        if split not in ("test", "train", "all", "cv"):
+            raise InvalidInput(f"unknown split {split!r}: use test, train, all or cv")
+        if split == "cv":
+            found = cross_validate([e for e in routing_set() if e.split == "train"])
+        else:
+            examples = [e for e in routing_set() if split == "all" or e.split == split]
+            with closing(make_planner(settings)) as planner:
+                found = evaluate_routing(planner, examples)
+        report = found.as_dict()
+        report["split"] = split
+        report["planner"] = "local" if split == "cv" else settings.agent.planner
+        if as_json:
+            console.print_json(data=report)
+            return
+        console.print(
+            f"{report['planner']} planner, {split} split: {report['correct']}/"
+            f"{report['total']} plans of the expected shape ({report['accuracy']:.1%}); "
+            f"plan latency p50 {report['plan_ms_p50']} ms, p99 {report['plan_ms_p99']} ms",
+            highlight=False,
+        )
+        table = Table("expected -> planned tool", "count", title="tool confusion")
+        for pair, count in report["tool_confusion"].items():
+            table.add_row(pair, str(count))
+        console.print(table)
+        if report["misses"]:
+            misses = Table("question", "expected", "planned", title="misses")
+            for miss in report["misses"]:
+                misses.add_row(miss["question"], miss["expected"], miss["planned"])
+            console.print(misses)
+
+    _run(work)
+
+
+def _index_file(services: Services, path: Path) -> str:
+    """Index the image file (same bytes, same id) and return its id."""
+    from mmrag.retrieval.items import IngestItem
+
+    item = IngestItem.upload(_read_file(path, services.settings), path.name, (), {})
+    result = services.ingest([item]).results[0]
+    if result.image is None:
+        raise result.error or InvalidInput(f"{path} could not be indexed")
+    return result.image.image_id
 
 
 def _progress() -> Progress:

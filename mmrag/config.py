@@ -193,6 +193,32 @@ class WorkerSettings(BaseModel):
         return self.result_backend or self.broker_url
 
 
+class AgentSettings(BaseModel):
+    """The question-answering agent: which planner, and the bounds on one question."""
+
+    planner: Literal["local", "llm"] = "local"
+    # An OpenAI-compatible chat endpoint with tool calling (vLLM, Ollama, a hosted API).
+    llm_url: str = "http://127.0.0.1:11434/v1"
+    llm_model: str = "qwen2.5:7b-instruct"
+    llm_api_key: SecretStr | None = None
+    llm_timeout_s: float = Field(20.0, gt=0, le=300)
+    max_question_chars: int = Field(2_000, ge=1, le=100_000)
+    max_steps: int = Field(4, ge=1, le=16)
+    # Calls of tools on single images (retrieve counts one); each hit a step runs on is one.
+    max_tool_calls: int = Field(32, ge=1, le=1_000)
+    max_seconds: float = Field(120.0, gt=0, le=3_600)
+    # Images sent to a tool at once; the time limit is checked between such batches.
+    tool_batch: int = Field(8, ge=1, le=64)
+    retrieve_limit: int = Field(5, ge=1, le=50)
+    # Below these scores the answer says the evidence is weak instead of claiming anything.
+    # CLIP cosine similarities of a text and a matching image sit around 0.2-0.35.
+    min_retrieve_score: float = Field(0.15, ge=-1, le=1)
+    min_box_score: float = Field(0.2, ge=0, le=1)
+    # A VQA answer's score is the mean probability of its tokens: below this it is given as
+    # the model's unsure guess, not as a finding.
+    min_answer_score: float = Field(0.3, ge=0, le=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MMRAG_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -212,6 +238,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     samples: SampleSettings = SampleSettings()
     workers: WorkerSettings = WorkerSettings()
+    agent: AgentSettings = AgentSettings()
 
     @field_validator("data_dir")
     @classmethod
@@ -253,6 +280,10 @@ class Settings(BaseSettings):
     @property
     def store_dir(self) -> Path:
         return self.data_dir / "qdrant"
+
+    @property
+    def conversations_path(self) -> Path:
+        return self.data_dir / "conversations.sqlite"
 
     @property
     def cache_dir(self) -> Path:

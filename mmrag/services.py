@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -30,6 +30,9 @@ from mmrag.retrieval.stores import open_store
 from mmrag.workers.client import ToolClient
 from mmrag.workers.protocol import TOOL_NAMES
 from mmrag.workers.runner import TaskRunner, open_runner
+
+if TYPE_CHECKING:
+    from mmrag.agents.agent import Agent
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,8 @@ class Services:
         # interleave with another run's (the same bytes uploaded twice at once would both
         # count as new). Ingest is CPU-bound, so two at once would not be faster anyway.
         self._ingest_lock = threading.Lock()
+        self._agent: Agent | None = None
+        self._agent_lock = threading.Lock()
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -131,6 +136,16 @@ class Services:
         self.store.delete([image_id])
         self.blobs.delete(payload["sha256"])
 
+    def agent(self) -> Agent:
+        """The question-answering agent, built on first use (LangGraph takes seconds to import)."""
+        with self._agent_lock:
+            if self._agent is None:
+                from mmrag.agents.agent import Agent
+                from mmrag.agents.llm_planner import make_planner
+
+                self._agent = Agent(self, make_planner(self.settings))
+            return self._agent
+
     def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
         try:
@@ -153,6 +168,8 @@ class Services:
         self.indexer.start()
 
     def close(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
         self.indexer.stop()
         self.runner.close()
         self.models.unload_all()

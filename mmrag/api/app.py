@@ -13,7 +13,7 @@ from mmrag import __version__
 from mmrag.api import problems
 from mmrag.api.body_limit import BodySizeLimit
 from mmrag.api.metrics import Metrics
-from mmrag.api.routes import health, images, search, tools
+from mmrag.api.routes import agent, health, images, search, tools
 from mmrag.config import Settings
 from mmrag.errors import MmragError
 from mmrag.retrieval.samples import seed_sample_gallery
@@ -67,4 +67,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(images.router)
     app.include_router(search.router)
     app.include_router(tools.router)
+    app.include_router(agent.router)
     return app

@@ -207,3 +207,44 @@ class BoxesResponse(_ToolResponse):
     width: int
     height: int
     counts: dict[str, int] = Field(description="boxes found per asked phrase or label")
+
+
+# -- the agent ---------------------------------------------------------------------------
+
+
+class PlanBody(_Strict):
+    # Length is checked against settings (agent.max_question_chars), with the agent's message.
+    question: str
+    image_id: ImageId | None = Field(None, pattern=IMAGE_ID_PATTERN)
+    thread_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+class AskBody(PlanBody):
+    stream: bool = False
+
+
+class PlanStep(BaseModel):
+    tool: str
+    args: dict[str, Any]
+
+
+class PlanResponse(BaseModel):
+    steps: list[PlanStep]
+    planner: str
+
+
+class AskCitation(BaseModel):
+    image_id: str
+    box: list[float] | None = None
+    score: float | None = None
+    label: str | None = None
+
+
+class AskResponse(BaseModel):
+    answer: str
+    citations: list[AskCitation]
+    weak_evidence: bool
+    plan: PlanResponse
+    trace: list[dict[str, Any]]
+    thread_id: str
+    took_ms: float

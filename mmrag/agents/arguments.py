@@ -1,0 +1,275 @@
+"""Argument extraction for the local planner: the object phrase, the search text, the
+question to ask each image, the rank (most/fewest) and references to earlier results.
+
+Patterns cover English well and the common French, German and Spanish forms; anything they
+miss falls back to the question's content words, which still makes a usable search text
+or grounding phrase.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mmrag.agents.intent import normalise
+
+_STOP_WORDS = (
+    "a an the this that these those my our your his her its their some any all every each "
+    "of in on at to for from with about over under by and or is are was were be been do "
+    "does did has have had there here it they them i me you we he she what which who "
+    "whom whose where when why how many much can could would will please pls tell show "
+    "find search look give get list photo photos picture pictures pic pics image images "
+    "imag foto fotos shot shots one ones see u r whats wheres s "
+    "le la les un une des du de dans sur et est sont ou que qui quel quelle y t il "
+    "der die das den dem ein eine einen und ist sind im auf vom von mit zeig mir wo "
+    "el los las unos unas del en con es hay donde esta cette ce ces contient tiene welches "
+    "welche cual"
+)
+# The routing set's misspellings of the question and command words above ("whre are the
+# keys" must ground "keys", not "whre keys"). Only these: a fuzzy match would also eat
+# content words one letter from a stop word ("car"/"can", "cat"/"at").
+_TYPOS = "whre wher hw wat shwo fnd tel descibe dettect"
+_STOP = frozenset(_STOP_WORDS.split() + _TYPOS.split())
+_CUT = re.compile(
+    r"\s(?:in|on|at|inside|within|from|of the (?:image|photo|picture)|and|then|here|"
+    r"dans|sur|auf|im|en)\s.*$"
+)
+_OBJECT_AFTER = re.compile(
+    r"(?:where(?: exactly)?(?: is| are|s|'s)?|where in the (?:picture|image|photo) is|"
+    r"locate|find|point out|highlight|mark(?: the location of)?|box around|"
+    r"bounding box on|draw a box around|is there(?: a| an| any)?|are there(?: any)?|"
+    r"contain(?:s)?(?: a| an)?|ha(?:ve|s)(?: a| an)?|show(?:s)? (?:me )?where|how many|"
+    r"count(?: how many)?|"
+    r"number of|the most|the fewest|the least|largest number of|the box of|"
+    r"ou est|trouve|wo ist|donde esta|localiza|combien de|wie viele|cuantas?|"
+    r"y a-t-il(?: un| une)?|gibt es(?: ein| eine)?|hay(?: una| un)?)\s+(?:the |a |an |le |la |"
+    r"der |die |das |el |la )?(.+)"
+)
+_QUERY_AFTER = re.compile(
+    r"(?:photos?|pictures?|pics|images?|shots|fotos?|bilder|imagenes|"
+    r"show me|find(?: me)?|search(?: the collection)? for|look(?:ing)? for|look through|"
+    r"about|with|containing|in my|in the|among the|for each|de|vom|von)\s+"
+    r"(?:of |about |with |the |a |an |me |my |all |any |for )*(.+)"
+)
+_NOUNS = r"(?:photos?|pictures?|pics|images?|fotos?|bilder[n]?|imagenes|shots)"
+# "the pictures of the harbour", "images about mountains": the scope comes after the noun.
+_SCOPE_AFTER = re.compile(
+    _NOUNS + r"\s+(?:of|about|with|from|showing|containing|du|de|des|vom|von|del|mit)\s+"
+    r"(?:the |a |an |my |la |le |les |el |los |las |l')?([^,?!.]+)"
+)
+# "my beach photos", "the concert pictures": the scope comes before it.
+_SCOPE_BEFORE = re.compile(r"([^\W_]+(?: [^\W_]+)?)\s+" + _NOUNS + r"\b")
+_ORDINALS = {
+    "first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4,
+    "4th": 4, "fifth": 5, "5th": 5, "premier": 1, "premiere": 1, "deuxieme": 2,
+    "troisieme": 3, "erste": 1, "ersten": 1, "zweite": 2, "zweiten": 2, "dritte": 3,
+    "primera": 1, "primero": 1, "segunda": 2, "segundo": 2, "tercera": 3, "tercero": 3,
+}  # fmt: skip
+# Where a question's clauses meet: "find dogs and tell me ...", "... then count ...".
+_AND = r"\s(?:and|then|et|und|y)\s"
+_FOLLOW_UP = re.compile(r"^(?:and|what about|how about|et|und|y)\b|\bone\b|^\W*$")
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[^\W_]+(?:'[^\W_]+)?", text)
+
+
+def asked_clause_words(question: str) -> list[str]:
+    """The words of the last clause when the question has several, else none."""
+    parts = re.split(_AND + r"|[,:;]", normalise(question))
+    return _words(parts[-1]) if len(parts) > 1 else []
+
+
+def content_words(text: str) -> str:
+    kept = [word for word in _words(normalise(text)) if word not in _STOP]
+    return " ".join(kept[-4:])
+
+
+def _phrase(match: re.Match[str] | None) -> str:
+    if match is None:
+        return ""
+    tail = _CUT.sub("", " " + match.group(1).strip(" ?!.,;:¿¡")).strip()
+    tail = re.split(r"[?!.,;:]", tail)[0]
+    words = [w for w in _words(tail) if w not in {"is", "are", "there", "do", "you", "see"}]
+    while words and words[-1] in _STOP:
+        words.pop()
+    while words and words[0] in _STOP:
+        words.pop(0)
+    return " ".join(words[:5])
+
+
+# "the image with the largest number of birds" -> "birds": after a rank, not after "find".
+_AFTER_RANK = re.compile(
+    r"\b(?:most|fewest|least|fewer|(?:largest|greatest|highest) number of|plus de|"
+    r"moins de|meisten|wenigsten|mas|menos)\s+(.+)"
+)
+
+
+def count_phrase(question: str) -> str:
+    """What to count, in the singular: ``"which photo has the most people?"`` -> ``"person"``."""
+    found = _phrase(_AFTER_RANK.search(normalise(question)))
+    return singular(found or object_phrase(question))
+
+
+def object_phrase(question: str) -> str:
+    """What to ground or count: ``"where is the red car?"`` -> ``"red car"``."""
+    clean = normalise(question)
+    # The clause asked last first: "find photos like this and count the people" -> "people".
+    asked = re.split(_AND, clean)[-1]
+    found = _phrase(_OBJECT_AFTER.search(asked)) or _phrase(_OBJECT_AFTER.search(clean))
+    return found or content_words(question) or clean[:100]
+
+
+def _kept(text: str, limit: int = 6) -> str:
+    clause = re.split(_AND, text)[0]
+    words = [w for w in _words(clause) if w not in _STOP and w not in _RANK_WORDS]
+    return " ".join(words[:limit])
+
+
+_RANK_WORDS = {
+    *("most", "fewest", "least", "largest", "number", "other", "like", "similar"),
+    *("plus", "moins", "meisten", "wenigsten", "mas", "menos"),
+}
+
+
+def search_text(question: str) -> str:
+    """What to retrieve by: ``"find photos of dogs and tell me ..."`` -> ``"dogs"``;
+    ``"is there a bicycle in the images about the harbour?"`` -> ``"harbour"``."""
+    clean = normalise(question)
+    for pattern in (_SCOPE_AFTER, _SCOPE_BEFORE):
+        for match in pattern.finditer(clean):
+            found = _kept(match.group(1))
+            if found:
+                return found
+    head = re.split(_AND + r"|[,?]", clean)[0]
+    query = _QUERY_AFTER.search(head)
+    found = _kept(query.group(1)) if query is not None else ""
+    return found or _kept(head) or content_words(clean) or clean[:100]
+
+
+_SUBJECT = r"the .+?|they|he|she|it|anyone"
+_SCOPE_LEAD = re.compile(
+    r"^(?:in|among|for|from) (?:each of )?(?:the |my |all )?(?:\w+ )?" + _NOUNS + r"\b[^,]*,\s*",
+    re.I,
+)
+_SCOPE_TAIL = re.compile(
+    r"\s(?:in|on|of) (?:each of |every one of |all )?(?:the |my )?(?:\w+ )?" + _NOUNS + r"\b.*$",
+    re.I,
+)
+
+
+def per_image_question(question: str) -> str:
+    """The question to ask each retrieved image: the part after "and", "each" made "the"."""
+    clean = " ".join(question.split()).rstrip(" ?")
+    parts = re.split(_AND + r"(?:tell? me |say |dis-moi |sag mir |dime )?", clean)
+    asked = parts[-1] if len(parts) > 1 else clean
+    # The scope picked the images; each one is asked without it: "in the pictures of cars,
+    # what colour is each car" -> "what colour is the car".
+    asked = _SCOPE_LEAD.sub("", asked)
+    asked = _SCOPE_TAIL.sub("", asked) or asked
+    asked = re.sub(r"\s(?:in|on|for) (?:each(?: one)?|them|all of them)$", "", asked)
+    asked = re.sub(r"\beach\b", "the", asked)
+    # An embedded question back in question order: "what colour the collar is" ->
+    # "what colour is the collar".
+    embedded = re.fullmatch(rf"((?:what|which)(?: \w+)?) ({_SUBJECT}) (is|are)( .+)?", asked, re.I)
+    if embedded:
+        asked = f"{embedded[1]} {embedded[3]} {embedded[2]}{embedded[4] or ''}"
+    # "whether there are clouds" -> "are there clouds"
+    yes_no = re.fullmatch(rf"(?:whether|if) (there|{_SUBJECT}) (is|are)( .+)?", asked, re.I)
+    if yes_no:
+        asked = f"{yes_no[2]} {yes_no[1]}{yes_no[3] or ''}"
+    return (asked[:1].upper() + asked[1:] + "?") if asked else question
+
+
+def rank_of(question: str) -> str:
+    clean = normalise(question)
+    if re.search(r"\b(fewest|least|fewer|moins|wenigsten|menos)\b", clean):
+        return "fewest"
+    if re.search(r"\b(most|largest number|greatest number|plus de|meisten|mas)\b", clean):
+        return "most"
+    return "none"
+
+
+_LAST = frozenset({"last", "dernier", "derniere", "letzte", "ultima", "ultimo"})
+# Words that only point at an earlier result: with nothing else, a question asks nothing new.
+_REFERRING = frozenset({*_ORDINALS, *_LAST, "about", "result", "results", "das", "lo"})
+
+
+def ordinal_reference(question: str) -> int | None:
+    """The rank a follow-up refers to (``"and the second one?"`` -> 2), -1 for "last"."""
+    words = _words(normalise(question))
+    # A whole word "the", not the letters: "weather" is no reference.
+    if len(words) > 10 or (not _FOLLOW_UP.search(normalise(question)) and "the" not in words):
+        return None
+    for word in words:
+        if word in _ORDINALS:
+            return _ORDINALS[word]
+        if word in _LAST:
+            return -1
+    return None
+
+
+def is_bare_reference(question: str) -> bool:
+    """``"and the second one?"`` refers and asks nothing new; ``"what is the second one
+    doing?"`` asks a question of its own about it."""
+    words = _words(normalise(question))
+    return not [word for word in words if word not in _STOP and word not in _REFERRING]
+
+
+_REFERENCE = re.compile(
+    r"\b(?:the|la|le|das|el) (?:" + "|".join(_ORDINALS) + "|" + "|".join(_LAST) + r")"
+    r"(?: (?:one|image|photo|picture|result))?\b"
+)
+
+
+def without_reference(question: str) -> str:
+    """The question with its reference made "it": ``"what is the second one doing?"`` ->
+    ``"what is it doing?"``, so each image is asked about itself."""
+    return _REFERENCE.sub("it", " ".join(question.split()))
+
+
+_IRREGULAR = {"people": "person", "men": "man", "women": "woman", "children": "child"}
+
+
+def singular(phrase: str) -> str:
+    """The phrase with its last word in the singular (English rules): detectors score a
+    label like ``circle`` better than ``circles``, and counting wants one label per object."""
+    words = phrase.split()
+    if not words:
+        return phrase
+    last = words[-1]
+    if last in _IRREGULAR:
+        last = _IRREGULAR[last]
+    elif last.endswith("ies") and len(last) > 4:
+        last = last[:-3] + "y"
+    elif re.search(r"(?:ch|sh|x|ss)es$", last):
+        last = last[:-2]
+    elif last.endswith("s") and not re.search(r"(?:ss|us|is)$", last) and len(last) > 3:
+        last = last[:-1]
+    return " ".join([*words[:-1], last])
+
+
+_GENERIC = {
+    *("object", "objet", "objekt", "objekte", "objeto", "everything", "thing", "all", "shape"),
+    *("alle", "tous", "todos", "detected"),
+}
+_PLACE_CUT = re.compile(r"\s(?:in|on|at|inside|within|from|dans|sur|auf|im|en)\s.*$")
+
+
+def detect_labels(question: str) -> list[str]:
+    """Labels to detect: ``"detect cars, people and bikes"`` -> ``["car", "person", "bike"]``;
+    nothing specific (``"detect all objects"``) -> ``["object"]``."""
+    clean = normalise(question)
+    # After the last verb: "find the street pictures and detect cars" -> "cars".
+    verbs = r"detect|dettect|detecte|detecta|detection|deteccion|erkenne|find|mark|list"
+    clean = re.sub(rf"^.*\b(?:{verbs})\b", "", clean)
+    clean = _PLACE_CUT.sub("", " " + clean).strip()
+    labels = []
+    for part in re.split(r",|\band\b|\bor\b|\bet\b|\bund\b|\by\b", clean):
+        # Generic words in any number: "objets" is as unspecific as "objet".
+        words = [w for w in _words(part) if w not in _STOP and not {w, singular(w)} & _GENERIC]
+        label = singular(" ".join(words))
+        if label and label.split()[-1] not in _GENERIC:
+            labels.append(label)
+    if any("shape" in part for part in _words(clean)):
+        labels += ["circle", "square", "triangle"]  # the kinds of the shapes world
+    return list(dict.fromkeys(labels))[:8] or ["object"]

@@ -1,0 +1,121 @@
+"""``mmrag eval routing``: plan-shape accuracy of a planner over the routing set, the
+confusion between the tools, and plan latency."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mmrag.agents.planner import LocalPlanner, Planner, PlanRequest, train
+from mmrag.agents.routing_set import RoutingExample
+from mmrag.agents.tools import AGENT_TOOLS, AgentTool
+
+# A follow-up's previous turn: three results and the tools of its labelled shape.
+_PREVIOUS_IDS = ("0" * 32, "1" * 32, "2" * 32)
+_DEFAULT_ARGS: dict[AgentTool, dict[str, Any]] = {
+    "retrieve": {"query": "x"},
+    "caption": {},
+    "vqa": {"question": "what is it?"},
+    "ground": {"phrases": ["x"]},
+    "detect": {"labels": ["x"]},
+    "count": {"phrase": "x"},
+}
+
+
+@dataclass
+class RoutingReport:
+    total: int = 0
+    correct: int = 0
+    # (expected shape, planned shape) -> how often
+    shapes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # (expected tool, planned tool), position by position: the tool confusion
+    tools: Counter[tuple[str, str]] = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+    misses: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        latencies = np.array(self.latencies_ms or [0.0])
+        return {
+            "total": self.total,
+            "correct": self.correct,
+            "accuracy": round(self.accuracy, 4),
+            "plan_ms_p50": round(float(np.percentile(latencies, 50)), 3),
+            "plan_ms_p99": round(float(np.percentile(latencies, 99)), 3),
+            "tool_confusion": {
+                f"{expected}->{planned}": count
+                for (expected, planned), count in sorted(self.tools.items())
+            },
+            "misses": self.misses,
+        }
+
+
+def request_for(example: RoutingExample, max_steps: int = 4) -> PlanRequest:
+    previous_steps: tuple[dict[str, Any], ...] = ()
+    if example.previous:
+        names = example.previous.split(">")
+        tools = [tool for name in names for tool in AGENT_TOOLS if tool == name]
+        previous_steps = tuple({"tool": tool, "args": _DEFAULT_ARGS[tool]} for tool in tools)
+    return PlanRequest(
+        question=example.question,
+        has_image=example.image,
+        previous_ids=_PREVIOUS_IDS if example.previous else (),
+        previous_steps=previous_steps,
+        max_steps=max_steps,
+    )
+
+
+def evaluate_routing(planner: Planner, examples: Sequence[RoutingExample]) -> RoutingReport:
+    report = RoutingReport()
+    if examples:
+        planner.plan(request_for(examples[0]))  # untimed: the local planner trains on first use
+    for example in examples:
+        started = time.perf_counter()
+        plan = planner.plan(request_for(example))
+        report.latencies_ms.append((time.perf_counter() - started) * 1000)
+        report.total += 1
+        report.shapes[(example.expected, plan.shape)] += 1
+        expected_tools = example.expected.split(">")
+        planned_tools = plan.shape.split(">")
+        for position in range(max(len(expected_tools), len(planned_tools))):
+            expected = expected_tools[position] if position < len(expected_tools) else "(none)"
+            planned = planned_tools[position] if position < len(planned_tools) else "(none)"
+            report.tools[(expected, planned)] += 1
+        if plan.shape == example.expected:
+            report.correct += 1
+        else:
+            report.misses.append(
+                {"id": example.id, "question": example.question, "expected": example.expected,
+                 "planned": plan.shape}
+            )  # fmt: skip
+    return report
+
+
+def cross_validate(examples: Sequence[RoutingExample], folds: int = 5) -> RoutingReport:
+    """Local-planner accuracy with every example held out once: ``folds`` models, each
+    trained on the other folds (fold = a hash of the example's id)."""
+    report = RoutingReport()
+    for fold in range(folds):
+        held = [e for e in examples if _fold(e.id, folds) == fold]
+        rest = [e for e in examples if _fold(e.id, folds) != fold]
+        part = evaluate_routing(LocalPlanner(train(rest)), held)
+        report.total += part.total
+        report.correct += part.correct
+        report.shapes.update(part.shapes)
+        report.tools.update(part.tools)
+        report.latencies_ms += part.latencies_ms
+        report.misses += part.misses
+    return report
+
+
+def _fold(example_id: str, folds: int) -> int:
+    return int(hashlib.sha1(example_id.encode()).hexdigest(), 16) % folds

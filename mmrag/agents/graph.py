@@ -1,0 +1,159 @@
+"""The LangGraph graph: plan -> tool nodes (one per tool, in the plan's order) -> answer.
+
+After the plan and after every tool node one router, typed with ``Literal``, picks the next
+node: the next step's tool, or the answer once the plan is done or a limit stopped it.
+Only the declared tools are nodes, so nothing else can ever run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from mmrag.agents.answer import compose
+from mmrag.agents.execute import StepRunner, run_within
+from mmrag.agents.planner import Planner, PlanRequest
+from mmrag.agents.state import AgentState, TraceEntry
+from mmrag.agents.tools import AGENT_TOOLS, AgentTool, Plan
+from mmrag.config import AgentSettings
+from mmrag.errors import MmragError
+from mmrag.services import Services
+
+log = logging.getLogger(__name__)
+
+# The tools' names come from the one shared list; "answer" is the only other node.
+NextNode = AgentTool | Literal["answer"]
+
+
+def route(state: AgentState) -> NextNode:
+    """The next node: the next step's tool, or ``answer``."""
+    steps = state["plan"]["steps"]
+    cursor = state.get("cursor", 0)
+    if state.get("stopped") or cursor >= len(steps):
+        return "answer"
+    tool: AgentTool = steps[cursor]["tool"]
+    return tool
+
+
+def build_graph(
+    services: Services,
+    planner: Planner,
+    settings: AgentSettings,
+    checkpointer: BaseCheckpointSaver[Any] | None,
+    clock: Callable[[], float] = time.time,
+) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
+    """``clock`` is the time the total-time limit is measured in (the turn's ``started``
+    comes from the same clock)."""
+
+    def over_time(state: AgentState) -> str | None:
+        if clock() - state["started"] > settings.max_seconds:
+            return f"stopped: over the time limit of {settings.max_seconds:g} s"
+        return None
+
+    def plan_node(state: AgentState) -> AgentState:
+        request = PlanRequest(
+            question=state["question"],
+            has_image=state.get("image_id") is not None,
+            previous_ids=tuple(state.get("previous_ids", [])),
+            previous_steps=tuple(state.get("previous_steps", [])),
+            max_steps=settings.max_steps,
+        )
+        started = time.perf_counter()
+        plan = planner.plan(request)
+        took = round((time.perf_counter() - started) * 1000, 2)
+        get_stream_writer()({"event": "plan", "data": {**plan.model_dump(), "ms": took}})
+        return {
+            "plan": plan.model_dump(),
+            "cursor": 0,
+            "outputs": [],
+            "trace": [],
+            "tool_calls": 0,
+            "stopped": None,
+        }
+
+    def tool_node(state: AgentState) -> AgentState:
+        plan = Plan.model_validate(state["plan"])
+        cursor = state["cursor"]
+        step = plan.steps[cursor]
+        outputs = list(state["outputs"])
+        trace = list(state["trace"])
+        runner = StepRunner(
+            services, settings, state.get("image_id"), state.get("previous_ids", [])
+        )
+        hits = _latest_hits(plan, outputs)
+        image_ids = runner.images_for(step, hits)
+        left = settings.max_tool_calls - state["tool_calls"]
+        entry: TraceEntry = {"step": cursor + 1, "tool": step.tool, "inputs": step.args}
+        stop = over_time(state) or (
+            "stopped: the tool-call limit was reached" if left <= 0 else None
+        )
+        if stop is None and len(image_ids) > left:
+            entry["note"] = f"ran on {left} of {len(image_ids)} images (tool-call limit)"
+            image_ids = image_ids[:left]
+        if stop is not None:
+            return {"stopped": stop, "trace": [*trace, {**entry, "note": stop}]}
+        entry["image_ids"] = image_ids
+        writer = get_stream_writer()
+        writer({"event": "tool_start", "data": dict(entry)})
+        try:
+            result, took, cut = run_within(
+                runner, step, image_ids, settings.tool_batch, lambda: over_time(state)
+            )
+        except MmragError as error:
+            log.info("step %d (%s) failed: %s", cursor + 1, step.tool, error.detail)
+            failed: TraceEntry = {**entry, "error": error.detail}
+            writer({"event": "tool_end", "data": dict(failed)})
+            return {"stopped": f"{step.tool} failed: {error.detail}", "trace": [*trace, failed]}
+        done: TraceEntry = {**entry, "outputs": result, "ms": took}
+        if cut is not None:
+            partial = f"ran on {len(result)} of {len(image_ids)} images ({cut})"
+            done["note"] = "; ".join(filter(None, [entry.get("note"), partial]))
+        writer({"event": "tool_end", "data": dict(done)})
+        return {
+            "cursor": cursor + 1,
+            "outputs": [*outputs, result],
+            "trace": [*trace, done],
+            # One call per image run on (a retrieve is one call, whatever it finds).
+            "tool_calls": state["tool_calls"] + (len(result) if image_ids else 1),
+            "stopped": cut,
+        }
+
+    def answer_node(state: AgentState) -> AgentState:
+        plan = Plan.model_validate(state["plan"])
+        answer = compose(plan, state["outputs"], settings, state.get("stopped"))
+        cited = list(dict.fromkeys(citation.image_id for citation in answer.citations))
+        return {
+            "answer": answer.model_dump(),
+            # What "the second one" means next turn; kept when this turn found nothing.
+            "previous_ids": cited or state.get("previous_ids", []),
+            "previous_steps": [step.model_dump() for step in plan.steps]
+            if cited
+            else state.get("previous_steps", []),
+        }
+
+    builder = StateGraph(AgentState)
+    builder.add_node("plan", plan_node)
+    for tool in AGENT_TOOLS:
+        builder.add_node(tool, tool_node)
+    builder.add_node("answer", answer_node)
+    builder.add_edge(START, "plan")
+    targets = [*AGENT_TOOLS, "answer"]
+    builder.add_conditional_edges("plan", route, targets)
+    for tool in AGENT_TOOLS:
+        builder.add_conditional_edges(tool, route, targets)
+    builder.add_edge("answer", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+def _latest_hits(plan: Plan, outputs: list[list[dict[str, Any]]]) -> list[str]:
+    for step, result in reversed(list(zip(plan.steps, outputs, strict=False))):
+        if step.tool == "retrieve":
+            return [output["image_id"] for output in result]
+    return []

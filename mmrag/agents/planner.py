@@ -1,0 +1,162 @@
+"""Planners: a question in, a validated :class:`Plan` out. Nothing is executed here.
+
+``LocalPlanner`` (the default) is offline and fast: a linear intent classifier over hashed
+n-grams says which tool answers the question, a second one whether the question is about the
+collection (then a retrieve step comes first), and argument extraction fills the tools'
+arguments. Follow-ups ("and the second one?") reuse the previous turn's tools on one of its
+results.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Protocol
+
+from mmrag.agents import arguments
+from mmrag.agents.cues import asks_for_more_like, cue_flags
+from mmrag.agents.intent import LinearClassifier, features
+from mmrag.agents.routing_set import RoutingExample, split
+from mmrag.agents.tools import AGENT_TOOLS, Plan, PlanContext, validate_plan
+from mmrag.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    question: str
+    has_image: bool
+    previous_ids: tuple[str, ...] = ()
+    previous_steps: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    max_steps: int = 4
+
+    @property
+    def context(self) -> PlanContext:
+        return PlanContext(self.has_image, len(self.previous_ids), self.max_steps)
+
+
+def clean_question(question: str, max_chars: int) -> str:
+    """The question stripped, or :class:`InvalidInput` when it is blank or too long."""
+    stripped = question.strip()
+    if not stripped:
+        raise InvalidInput("the question is empty")
+    if len(stripped) > max_chars:
+        raise InvalidInput(f"the question is over {max_chars} characters")
+    return stripped
+
+
+class Planner(Protocol):
+    name: str
+
+    def plan(self, request: PlanRequest) -> Plan: ...
+
+    def close(self) -> None:
+        """Let go of what the planner holds (the LLM planner's HTTP connections)."""
+
+
+def _row(question: str, has_image: bool) -> dict[int, float]:
+    """The classifiers' features: n-grams and cues of the question, whether an image came,
+    and the words of the clause it asks last ("find dogs and tell me what colour ...": the
+    tool is decided there, the first clause only picks the images)."""
+    flags = ["image" if has_image else "no-image", *cue_flags(question)]
+    flags += [f"asked:{word}" for word in arguments.asked_clause_words(question)]
+    return features(question, flags)
+
+
+@dataclass(frozen=True)
+class Classifiers:
+    intent: LinearClassifier  # the tool that answers: the plan's last step
+    corpus: LinearClassifier  # "yes" when the question is about the collection
+
+
+def train(examples: list[RoutingExample]) -> Classifiers:
+    usable = [example for example in examples if example.previous is None]
+    rows = [_row(example.question, example.image) for example in usable]
+    intents = [example.expected.split(">")[-1] for example in usable]
+    corpus = ["yes" if example.expected.startswith("retrieve>") else "no" for example in usable]
+    return Classifiers(
+        intent=LinearClassifier(AGENT_TOOLS).fit(rows, intents),
+        corpus=LinearClassifier(["yes", "no"]).fit(rows, corpus),
+    )
+
+
+@cache
+def default_classifiers() -> Classifiers:
+    """Trained once per process on the routing set's development split (well under a second)."""
+    return train(split("train"))
+
+
+class LocalPlanner:
+    name = "local"
+
+    def __init__(self, classifiers: Classifiers | None = None) -> None:
+        self._classifiers = classifiers
+
+    def close(self) -> None:
+        """Nothing to let go of: the classifiers are plain arrays."""
+
+    def plan(self, request: PlanRequest) -> Plan:
+        question = request.question
+        pick = _picked(request)
+        if pick is not None and arguments.is_bare_reference(question):
+            return validate_plan(_repeat(request, pick), self.name, request.context)
+        classifiers = self._classifiers or default_classifiers()
+        row = _row(question, request.has_image)
+        intent, _ = classifiers.intent.predict(row)
+        if pick is not None and intent != "retrieve":
+            # A question of its own about one earlier result: "what is the second one doing?"
+            asked = arguments.without_reference(question)
+            step = {
+                "tool": intent,
+                "args": {"on": "previous", "pick": pick, **_tool_args(intent, asked)},
+            }
+            return validate_plan([step], self.name, request.context)
+        more_like = request.has_image and asks_for_more_like(question)
+        about_corpus = more_like or classifiers.corpus.predict(row)[0] == "yes"
+        steps: list[dict[str, Any]] = []
+        if intent == "retrieve" or not request.has_image or about_corpus:
+            search = {"like": "image"} if more_like else {"query": arguments.search_text(question)}
+            steps.append({"tool": "retrieve", "args": search})
+        if intent != "retrieve":
+            on = "hits" if steps else "image"
+            steps.append({"tool": intent, "args": {"on": on, **_tool_args(intent, question)}})
+        return validate_plan(steps, self.name, request.context)
+
+
+def _picked(request: PlanRequest) -> int | None:
+    """The earlier result the question refers to (1-based), if it refers to one."""
+    rank = arguments.ordinal_reference(request.question)
+    if rank is None or not request.previous_ids:
+        return None
+    return len(request.previous_ids) if rank == -1 else rank
+
+
+def _repeat(request: PlanRequest, pick: int) -> list[dict[str, Any]]:
+    """The previous turn's per-image tools, now on the one result referred to; a bare search
+    before gets a caption of it."""
+    earlier = [step for step in request.previous_steps if step.get("tool") != "retrieve"]
+    if not earlier:
+        earlier = [{"tool": "caption", "args": {}}]
+    return [
+        {"tool": step["tool"], "args": {**step.get("args", {}), "on": "previous", "pick": pick}}
+        for step in earlier
+    ]
+
+
+def _tool_args(tool: str, question: str) -> dict[str, Any]:
+    match tool:
+        case "caption":
+            detailed = re.search(r"\b(detail|detailed|long|full)\b", question.lower())
+            return {"detail": "detailed" if detailed else "short"}
+        case "vqa":
+            return {"question": arguments.per_image_question(question)[:300]}
+        case "ground":
+            return {"phrases": [arguments.object_phrase(question)]}
+        case "detect":
+            return {"labels": arguments.detect_labels(question)}
+        case "count":
+            return {
+                "phrase": arguments.count_phrase(question),
+                "rank": arguments.rank_of(question),
+            }
+    raise AssertionError(f"no arguments for {tool}")  # pragma: no cover

@@ -1,0 +1,37 @@
+"""The labelled routing set: questions with the plan shape they should get.
+
+The split is fixed in the file. ``train`` (232 questions, ids ``r...``) is the development
+set: the planner trains on it, and its cue words and rules were written by people who had
+read all of it, so only cross-validation over it says anything (and that optimistically).
+``test`` (134 questions, ids ``t...`` and ``u...``) was written in review in two batches,
+each before the planner was run on it, and is never used to tune anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class RoutingExample:
+    id: str
+    question: str
+    image: bool
+    expected: str  # plan shape, "retrieve>vqa"
+    lang: str
+    split: Literal["train", "test"]
+    previous: str | None = None  # the previous turn's plan shape, for follow-ups
+
+
+@cache
+def routing_set() -> tuple[RoutingExample, ...]:
+    text = resources.files("mmrag.agents").joinpath("data/routing_set.jsonl").read_text("utf-8")
+    return tuple(RoutingExample(**json.loads(line)) for line in text.splitlines() if line)
+
+
+def split(name: Literal["train", "test"]) -> list[RoutingExample]:
+    return [example for example in routing_set() if example.split == name]

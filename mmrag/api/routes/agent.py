@@ -1,0 +1,72 @@
+"""The agent: ``POST /v1/plan`` (the plan only) and ``POST /v1/ask`` (plan, run, answer).
+
+``/v1/ask`` with ``"stream": true`` answers with server-sent events: ``plan``, then
+``tool_start``/``tool_end`` per step, ``token`` pieces of the answer text, and a closing
+``answer`` event holding the JSON body the plain request gets (or ``error`` with a
+problem+json body). Bad input is refused before any stream starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from mmrag.api.deps import ServicesDep
+from mmrag.api.events import EVENT_STREAM, sse
+from mmrag.api.problems import problem_body, status_of
+from mmrag.api.schemas import AskBody, AskResponse, PlanBody, PlanResponse
+from mmrag.api.security import CanRead
+from mmrag.errors import MmragError
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1", tags=["agent"])
+
+
+@router.post("/plan", response_model=PlanResponse)
+async def plan(body: PlanBody, services: ServicesDep, key: CanRead) -> PlanResponse:
+    agent = await run_in_threadpool(services.agent)
+    owner = key.name if key is not None else None
+    found = await run_in_threadpool(agent.plan, body.question, body.image_id, body.thread_id, owner)
+    return PlanResponse.model_validate(found.model_dump())
+
+
+@router.post(
+    "/ask",
+    response_model=AskResponse,
+    responses={200: {"content": {EVENT_STREAM: {}}, "description": "JSON, or SSE if stream"}},
+)
+async def ask(body: AskBody, services: ServicesDep, key: CanRead) -> Any:
+    agent = await run_in_threadpool(services.agent)
+    # Threads belong to the API key that started them (when keys are configured).
+    owner = key.name if key is not None else None
+    if not body.stream:
+        result = await run_in_threadpool(
+            agent.ask, body.question, body.image_id, body.thread_id, owner
+        )
+        return AskResponse.model_validate(result.model_dump())
+    await run_in_threadpool(agent.check, body.question, body.image_id, body.thread_id)
+    events = agent.stream(body.question, body.image_id, body.thread_id, owner)
+    return StreamingResponse(
+        _event_stream(events),
+        media_type=EVENT_STREAM,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _event_stream(events: Iterator[tuple[str, dict[str, Any]]]) -> AsyncIterator[str]:
+    # The graph is synchronous: each next() runs in a worker thread.
+    try:
+        async for event, data in iterate_in_threadpool(events):
+            yield sse(event, data)
+    except MmragError as error:
+        status = status_of(error)
+        yield sse("error", problem_body(status, error.title, error.detail))
+    except Exception:
+        # The status line went out with the first event: the error can only be an event.
+        log.exception("the agent failed while streaming")
+        yield sse("error", problem_body(500, "Internal error", "the server failed; it was logged"))
