@@ -1,5 +1,5 @@
-"""The agent over a real store: the fixture CLIP model for retrieval, the trained
-shapes-grounding model for boxes, a tiny random VLM for captions and answers (structure)."""
+"""The agent over a real store of shapes scenes with the trained fixture models: shapes-clip
+for retrieval, shapes-grounding for boxes, shapes-vlm for captions and answers."""
 
 from __future__ import annotations
 
@@ -49,11 +49,11 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, tiny_vlm_spec: str) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with pytest.MonkeyPatch.context() as patch:
         clear_mmrag_env(patch)
         data_dir = tmp_path_factory.mktemp("agent-world") / "data"
-        services = Services.open(world_settings(data_dir, tiny_vlm_spec))
+        services = Services.open(world_settings(data_dir, "fixture:shapes-vlm"))
         try:
             scenes = held_out(SCENES)
             ids = index_scenes(services, scenes)
