@@ -5,8 +5,8 @@ state, started, finished), ``items`` (a hash seq -> item JSON), ``pending`` (a s
 seq -> not_before), ``running`` (a set of seqs), ``counts`` (a hash state -> n) and
 ``timings`` (a hash stage -> seconds). ``mmrag:jobs`` orders jobs by creation.
 
-An item is claimed by whoever removes it from ``pending`` (``ZREM`` answers 1 to one
-caller only), so two drivers never run the same item at once.
+Claims and saves are Lua scripts, atomic in Redis: an item is claimed by one driver
+only, and a restart of Redis in the middle of either leaves no item in neither set.
 """
 
 from __future__ import annotations
@@ -26,6 +26,42 @@ from mmrag.workers.jobs.records import (
 )
 
 _JOBS = "mmrag:jobs"
+
+# Scripts run atomically in Redis: a claim or a save cut short by a restart either
+# happened whole or not at all, so no item is left in neither set, and counts stay true.
+# KEYS: pending, running, counts, items. ARGV: now, limit. Moves due items pending ->
+# running and returns their records. (Only a reply lost on the way leaves items running
+# with nobody on them; the next start of a driver puts them back: reset_running.)
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local records = {}
+for i, seq in ipairs(due) do
+  redis.call('ZREM', KEYS[1], seq)
+  redis.call('SADD', KEYS[2], seq)
+  records[i] = redis.call('HGET', KEYS[4], seq)
+end
+if #due > 0 then
+  redis.call('HINCRBY', KEYS[3], 'pending', -#due)
+  redis.call('HINCRBY', KEYS[3], 'running', #due)
+end
+return records
+"""
+# KEYS: items, pending, running, counts. ARGV: (seq, state, not_before, record) per item.
+# Only items still running move (a save repeated after a lost reply changes nothing).
+_SAVE = """
+for i = 1, #ARGV, 4 do
+  local seq, state = ARGV[i], ARGV[i + 1]
+  if redis.call('SREM', KEYS[3], seq) == 1 then
+    redis.call('HINCRBY', KEYS[4], 'running', -1)
+    redis.call('HINCRBY', KEYS[4], state, 1)
+    if state == 'pending' then
+      redis.call('ZADD', KEYS[2], ARGV[i + 2], seq)
+    end
+    redis.call('HSET', KEYS[1], seq, ARGV[i + 3])
+  end
+end
+return 1
+"""
 _CHUNK = 1_000
 
 
@@ -36,6 +72,8 @@ def _key(job_id: str, part: str) -> str:
 class RedisJobStore:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
+        self._claim = client.register_script(_CLAIM)
+        self._save = client.register_script(_SAVE)
 
     @classmethod
     def from_url(cls, url: str) -> RedisJobStore:
@@ -109,45 +147,35 @@ class RedisJobStore:
                     continue  # the other writer won; read again
 
     def claim(self, job_id: str, limit: int, now: float) -> list[ItemRecord]:
+        keys = [
+            _key(job_id, "pending"),
+            _key(job_id, "running"),
+            _key(job_id, "counts"),
+            _key(job_id, "items"),
+        ]
         with _Available():
-            due = self._redis.zrangebyscore(_key(job_id, "pending"), "-inf", now, 0, limit)
-            claimed = []
-            for seq in map(_text, due):
-                if self._redis.zrem(_key(job_id, "pending"), seq):
-                    self._redis.sadd(_key(job_id, "running"), seq)
-                    claimed.append(seq)
-            if not claimed:
-                return []
-            records = self._redis.hmget(_key(job_id, "items"), claimed)
-            items = [
-                ItemRecord.model_validate_json(record).model_copy(update={"state": "running"})
-                for record in records
-                if record is not None
-            ]
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(
-                _key(job_id, "items"), mapping={str(i.seq): i.model_dump_json() for i in items}
-            )
-            pipe.hincrby(_key(job_id, "counts"), "pending", -len(items))
-            pipe.hincrby(_key(job_id, "counts"), "running", len(items))
-            pipe.execute()
-        return items
+            records = self._claim(keys=keys, args=[now, limit])
+        # A stored record keeps saying "pending" while it runs: the sets are what count.
+        return [
+            ItemRecord.model_validate_json(record).model_copy(update={"state": "running"})
+            for record in records
+            if record
+        ]
 
     def save_items(self, job_id: str, items: Sequence[ItemRecord]) -> None:
         if not items:
             return
+        keys = [
+            _key(job_id, "items"),
+            _key(job_id, "pending"),
+            _key(job_id, "running"),
+            _key(job_id, "counts"),
+        ]
+        args: list[str | float] = []
+        for item in items:
+            args.extend([str(item.seq), item.state, item.not_before, item.model_dump_json()])
         with _Available():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(
-                _key(job_id, "items"), mapping={str(i.seq): i.model_dump_json() for i in items}
-            )
-            pipe.srem(_key(job_id, "running"), *[str(item.seq) for item in items])
-            pipe.hincrby(_key(job_id, "counts"), "running", -len(items))
-            for item in items:
-                pipe.hincrby(_key(job_id, "counts"), item.state, 1)
-                if item.state == "pending":
-                    pipe.zadd(_key(job_id, "pending"), {str(item.seq): item.not_before})
-            pipe.execute()
+            self._save(keys=keys, args=args)
 
     def reset_running(self, job_id: str) -> int:
         with _Available():
