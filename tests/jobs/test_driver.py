@@ -3,7 +3,7 @@ the real edge store, SQLite job state."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 from jobs.conftest import write_scenes
@@ -36,7 +36,7 @@ def jobs(model_settings: Settings) -> Iterator[JobService]:
         services.close()
 
 
-def spec(source: dict[str, object], *tasks: dict[str, object], batch: int = 4) -> JobSpec:
+def spec(source: Mapping[str, object], *tasks: Mapping[str, object], batch: int = 4) -> JobSpec:
     return JobSpec.model_validate(
         {"source": source, "tasks": list(tasks), "options": {"batch_size": batch}}
     )
@@ -145,3 +145,32 @@ def test_cancel_stops_scheduling_and_keeps_what_ran(jobs: JobService) -> None:
     assert status.counts["pending"] > 0
     assert status.counts["done"] + status.counts["pending"] == 24
     assert jobs.status(job.id).counts == status.counts  # nothing moves after the cancel
+
+
+def test_running_a_job_again_skips_images_already_annotated(jobs: JobService) -> None:
+    root = jobs.services.settings.allowed_roots[0]
+    write_scenes(root / "again", 6)
+    tasks = ({"task": "caption"}, {"task": "detect", "labels": ["red circle", "green square"]})
+    source = {"kind": "paths", "paths": [str(root / "again")]}
+    first = jobs.submit(spec(source, *tasks))
+    assert wait_for(jobs, first.id, {"completed"}).counts["done"] == 6
+    second = jobs.submit(spec(source, *tasks))
+    status = wait_for(jobs, second.id, {"completed"})
+    assert status.counts["skipped"] == 6
+    assert status.counts["done"] == 0
+    before = [item.result for item in jobs.items(first.id)]
+    after = [item.result for item in jobs.items(second.id)]
+    # The results read back from the index are the ones written (scores to float rounding).
+    for old, new in zip(before, after, strict=True):
+        assert old is not None
+        assert new is not None
+        assert new["caption"] == old["caption"]
+        assert [(b["label"], b["box"]) for b in new["detections"]] == [
+            (b["label"], b["box"]) for b in old["detections"]
+        ]
+        assert [b["score"] for b in new["detections"]] == pytest.approx(
+            [b["score"] for b in old["detections"]]
+        )
+    # Another vocabulary is new work: nothing to skip.
+    other = jobs.submit(spec(source, {"task": "detect", "labels": ["blue triangle"]}))
+    assert wait_for(jobs, other.id, {"completed"}).counts["done"] == 6

@@ -1,8 +1,8 @@
 """A job's results in the formats labelling tools read, produced as a stream of text.
 
 Every exporter takes a function that yields the job's items in order (read page by page
-from the job store), so memory does not grow with the job. Only items that are done appear
-(failed ones have no image); each image once.
+from the job store), so memory does not grow with the job. Only items that are done or
+skipped (their results already in the index) appear; failed ones have no image.
 
 - ``jsonl``: one JSON object per image: id, source, size, caption, detections, grounding,
   answers.
@@ -46,7 +46,7 @@ def export(format: ExportFormat, spec: JobSpec, items: ItemSource) -> Iterator[s
 
 def _done(items: ItemSource) -> Iterator[tuple[ItemRecord, dict[str, Any]]]:
     for item in items():
-        if item.state == "done" and item.result is not None:
+        if item.state in ("done", "skipped") and item.result is not None:
             yield item, item.result
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmrag.errors import MmragError, NotFound, SourceUnreachable, Unavailable
+from mmrag.retrieval.annotations import count_key, normalise_label
 from mmrag.services import Services
 from mmrag.workers.client import ImageRequest
 from mmrag.workers.jobs.records import ItemRecord, JobRecord
@@ -39,6 +40,7 @@ class _Work:
     image_id: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
     error: MmragError | None = None
+    skipped: bool = False  # the index already holds what the tasks would write
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,11 @@ class BatchProcessor:
         works = [_Work(item) for item in items]
         started = time.perf_counter()
         self._images(job, works)
+        self._skip_annotated(job, works)
         timings["ingest"] += time.perf_counter() - started
         for task in job.spec.tasks:
             started = time.perf_counter()
-            self._task(job, task, [work for work in works if work.error is None])
+            self._task(job, task, [w for w in works if w.error is None and not w.skipped])
             timings[task.task] += time.perf_counter() - started
         self._describe([work for work in works if work.error is None])
         return BatchOutcome([self._settle(job, work) for work in works], dict(timings))
@@ -93,6 +96,51 @@ class BatchProcessor:
                 work.image_id = result.image.image_id
             else:
                 work.error = result.error or MmragError("ingest failed")
+
+    def _skip_annotated(self, job: JobRecord, works: list[_Work]) -> None:
+        """Images that already carry what this job would write (a job run again, or another
+        job with the same tasks and models) are skipped, their results read from the index.
+        Answers are not kept in the index, so a job with questions never skips."""
+        if any(isinstance(task, AskTask) for task in job.spec.tasks):
+            return
+        if not any(
+            isinstance(task, CaptionTask | DetectTask | GroundTask) for task in job.spec.tasks
+        ):
+            return
+        alive = [work for work in works if work.error is None]
+        payloads = self.services.store.get([str(work.image_id) for work in alive])
+        for work in alive:
+            payload = payloads.get(str(work.image_id))
+            found = None if payload is None else self._stored_results(job, payload)
+            if found is not None:
+                work.result = found
+                work.skipped = True
+
+    def _stored_results(self, job: JobRecord, payload: dict[str, Any]) -> dict[str, Any] | None:
+        models = job.spec.options.models
+        found: dict[str, Any] = {}
+        for task in job.spec.tasks:
+            match task:
+                case CaptionTask():
+                    spec = self.services.tools.model_for("caption", models.vlm)
+                    if payload.get("caption_model") != spec or "model_caption" not in payload:
+                        return None
+                    found["caption"] = payload["model_caption"]
+                case DetectTask(labels=labels) | GroundTask(phrases=labels):
+                    spec = self.services.tools.model_for(task.task, models.grounding)
+                    asked = {normalise_label(label) for label in labels}
+                    counts = payload.get("counts", {})
+                    if any(count_key(label) not in counts for label in asked):
+                        return None
+                    boxes = [
+                        {key: box[key] for key in ("label", "score", "box")}
+                        for box in payload.get("boxes", [])
+                        if box.get("label") in asked and box.get("model") == spec
+                    ]
+                    if sum(counts[count_key(label)] for label in asked) != len(boxes):
+                        return None  # counted by another model, or boxes cut at the cap
+                    found["detections" if task.task == "detect" else "grounding"] = boxes
+        return found
 
     def _task(self, job: JobRecord, task: JobTask, works: list[_Work]) -> None:
         if not works:
@@ -179,7 +227,7 @@ class BatchProcessor:
         if error is None:
             return work.item.model_copy(
                 update={
-                    "state": "done",
+                    "state": "skipped" if work.skipped else "done",
                     "attempts": attempts,
                     "reason": "",
                     "image_id": work.image_id,
