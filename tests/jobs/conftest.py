@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from workers.conftest import (  # noqa: F401 (fixtures)
     celery_settings,
     celery_worker,
@@ -11,6 +13,10 @@ from workers.conftest import (  # noqa: F401 (fixtures)
     redis_server,
 )
 from workers.shapes_scenes import held_out, png_of
+
+from mmrag.config import Settings
+from mmrag.services import Services
+from mmrag.workers.jobs.service import JobService
 
 
 def write_scenes(directory: Path, count: int, start: int = 0) -> list[Path]:
@@ -22,3 +28,18 @@ def write_scenes(directory: Path, count: int, start: int = 0) -> list[Path]:
         path.write_bytes(png_of(scene))
         written.append(path)
     return written
+
+
+@pytest.fixture
+def jobs(model_settings: Settings) -> Iterator[JobService]:  # noqa: F811 (the fixture)
+    """Jobs in the embedded mode with the tiny models, retrying and polling fast."""
+    data = model_settings.model_dump()
+    data["jobs"].update(retry_backoff_s=0.05, poll_s=0.05)
+    services = Services.open(Settings.model_validate(data))
+    service = JobService.open(services)
+    service.start()
+    try:
+        yield service
+    finally:
+        service.close()
+        services.close()

@@ -1,10 +1,12 @@
-"""Waiting for jobs in tests."""
+"""Specs and waiting for jobs in tests."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from mmrag.workers.jobs.service import JobService, JobStatus
+from mmrag.workers.jobs.spec import JobSpec
 
 
 def wait_for(jobs: JobService, job_id: str, states: set[str], timeout_s: float = 120) -> JobStatus:
@@ -16,3 +18,9 @@ def wait_for(jobs: JobService, job_id: str, states: set[str], timeout_s: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {status.state}: {status.counts}")
         time.sleep(0.1)
+
+
+def spec(source: Mapping[str, object], *tasks: Mapping[str, object], batch: int = 4) -> JobSpec:
+    return JobSpec.model_validate(
+        {"source": source, "tasks": list(tasks), "options": {"batch_size": batch}}
+    )

@@ -3,43 +3,17 @@ the real edge store, SQLite job state."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-
 import pytest
 from jobs.conftest import write_scenes
-from jobs.helpers import wait_for
+from jobs.helpers import spec, wait_for
 from retrieval.local_http import Route, local_server
 from workers.shapes_scenes import held_out, png_of
 
-from mmrag.config import Settings
 from mmrag.retrieval.addresses import AddressPolicy
 from mmrag.retrieval.sources import UrlFetcher
-from mmrag.services import Services
 from mmrag.workers.jobs.service import JobService
-from mmrag.workers.jobs.spec import JobSpec
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def jobs(model_settings: Settings) -> Iterator[JobService]:
-    data = model_settings.model_dump()
-    data["jobs"].update(retry_backoff_s=0.05, poll_s=0.05)
-    settings = Settings.model_validate(data)
-    services = Services.open(settings)
-    service = JobService.open(services)
-    service.start()
-    try:
-        yield service
-    finally:
-        service.close()
-        services.close()
-
-
-def spec(source: Mapping[str, object], *tasks: Mapping[str, object], batch: int = 4) -> JobSpec:
-    return JobSpec.model_validate(
-        {"source": source, "tasks": list(tasks), "options": {"batch_size": batch}}
-    )
 
 
 def test_a_folder_is_captioned_detected_and_indexed(jobs: JobService) -> None:

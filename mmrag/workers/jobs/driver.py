@@ -26,13 +26,13 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from mmrag.errors import MmragError
 from mmrag.services import Services
 from mmrag.workers.jobs.processing import BatchProcessor
-from mmrag.workers.jobs.records import ItemRecord, JobRecord
+from mmrag.workers.jobs.records import ItemRecord, JobRecord, JobState
 from mmrag.workers.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,12 @@ _SAVE_ATTEMPTS = 60  # a store away for a minute: the items stay running, reset 
 
 
 class JobDriver:
-    def __init__(self, services: Services, store: JobStore) -> None:
+    def __init__(
+        self, services: Services, store: JobStore, on_end: Callable[[str], None] | None = None
+    ) -> None:
         self.services = services
         self.store = store
+        self.on_end = on_end
         self.settings = services.settings.jobs
         self.processor = BatchProcessor(services)
         self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="job-batch")
@@ -111,9 +114,19 @@ class JobDriver:
             self._fill(job)
             if not self._running(job_id):
                 counts = self.store.counts(job_id)
-                if counts["pending"] == 0 and counts["running"] == 0:
-                    self.store.set_state(job_id, "completed", frozenset({"running"}), time.time())
+                finished = counts["pending"] == 0 and counts["running"] == 0
+                if finished and self._end(job_id, "completed", frozenset({"running"})):
                     log.info("job %s completed: %s", job_id, dict(counts))
+
+    def _end(self, job_id: str, state: JobState, expected: frozenset[JobState]) -> bool:
+        """Move the job to its final state; only the driver that moved it tells anyone."""
+        moved = self.store.set_state(job_id, state, expected, time.time())
+        if moved and self.on_end is not None:
+            try:
+                self.on_end(job_id)
+            except MmragError as error:
+                log.warning("job %s ended, but telling of it failed: %s", job_id, error)
+        return moved
 
     def _fill(self, job: JobRecord) -> None:
         """Claim batches of ``job`` while there are free slots (higher priority came first)."""

@@ -12,9 +12,10 @@ from mmrag.errors import InvalidInput
 from mmrag.services import Services
 from mmrag.workers.jobs.driver import JobDriver
 from mmrag.workers.jobs.records import UNFINISHED, ItemRecord, ItemState, JobRecord, JobState
-from mmrag.workers.jobs.sources import list_keys
+from mmrag.workers.jobs.sources import check_webhook, list_keys
 from mmrag.workers.jobs.spec import ArchiveSource, JobSpec
 from mmrag.workers.jobs.store import JobStore, open_job_store
+from mmrag.workers.jobs.webhook import WebhookSender
 
 EXPORT_PAGE = 500
 
@@ -41,7 +42,18 @@ class JobService:
     def __init__(self, services: Services, store: JobStore) -> None:
         self.services = services
         self.store = store
-        self.driver = JobDriver(services, store)
+        self.driver = JobDriver(services, store, self._job_ended)
+        secret = services.settings.secret_key.get_secret_value()
+        # Looked up at each send, as for ingest: whoever swaps the fetcher (tests) swaps both.
+        self.webhooks = WebhookSender(
+            secret, lambda: services.url_fetcher(), services.settings.jobs.retry_backoff_s
+        )
+
+    def _job_ended(self, job_id: str) -> None:
+        """Called once per job, by the driver that ended it."""
+        status = self.status(job_id)
+        if status.spec.options.webhook:
+            self.webhooks.send_later(status.spec.options.webhook, status.model_dump_json().encode())
 
     @classmethod
     def open(cls, services: Services) -> JobService:
@@ -57,6 +69,7 @@ class JobService:
     def submit(self, spec: JobSpec, archive: Path | None = None) -> JobRecord:
         """Check the source, list its items and queue the job; the job id at once."""
         job = JobRecord(spec=spec, total=0)
+        check_webhook(spec.options.webhook)
         if isinstance(spec.source, ArchiveSource):
             if archive is None:
                 raise InvalidInput("an archive source needs the archive uploaded with the job")

@@ -26,6 +26,12 @@ from mmrag.workers.jobs.spec import (
 )
 
 
+def check_webhook(url: str | None) -> None:
+    """A webhook must be an absolute http(s) URL; where it points is checked on sending."""
+    if url is not None:
+        parse_url(url)
+
+
 def list_keys(source: JobSource, settings: Settings, store: VectorStore) -> list[str]:
     """One key per item of the job, in order; raises when the source as a whole is bad."""
     match source:

@@ -119,6 +119,8 @@ class JobOptions(_Strict):
     priority: int = Field(5, ge=0, le=9, description="higher runs first")
     max_attempts: int = Field(3, ge=1, le=10)
     models: ModelChoice = ModelChoice()
+    # Told when the job ends (a signed POST of its status; see workers/jobs/webhook.py).
+    webhook: Annotated[str, StringConstraints(max_length=2048)] | None = None
 
 
 class JobSpec(_Strict):
