@@ -6,13 +6,19 @@ total over ``max_archive_total_bytes`` or a zip member compressed more than
 ``max_member_ratio`` times (zip bombs). Members are never extracted to disk: each is read
 into memory when its item runs, at most ``max_image_bytes`` of it, so a header that lies
 about a size cannot make us read more. Members that are not images fail as items.
+
+Reading one member must not cost the whole archive: the directory is read once per process
+and a compressed tar is unpacked to a plain one at submit (members then read at offsets).
 """
 
 from __future__ import annotations
 
+import os
 import tarfile
+import threading
 import zipfile
 import zlib
+from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 
 from mmrag.config import Settings
@@ -40,16 +46,45 @@ def read_member(path: Path, name: str, limit: int) -> bytes:
 
 
 def _read(path: Path, name: str, limit: int) -> bytes:
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as packed, packed.open(name) as member:
-            data = member.read(limit + 1)
-    else:
-        with tarfile.open(path) as tar:
-            handle = tar.extractfile(name)
-            if handle is None:
-                raise UnsupportedMedia(f"{name} is not a file in the archive")
-            data = handle.read(limit + 1)
-    return data
+    index = _index(path)
+    if isinstance(index, zipfile.ZipFile):
+        with index.open(name) as member:
+            return member.read(limit + 1)
+    offset, size = index[name]
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        return os.pread(descriptor, min(size, limit + 1), offset)
+    finally:
+        os.close(descriptor)
+
+
+_TarIndex = dict[str, tuple[int, int]]  # member name -> (offset of its data, size)
+_INDEXES: OrderedDict[tuple[str, int], zipfile.ZipFile | _TarIndex] = OrderedDict()
+_INDEXES_KEPT = 4
+_indexes_lock = threading.Lock()
+
+
+def _index(path: Path) -> zipfile.ZipFile | _TarIndex:
+    """The archive's directory, read once per process (not once per member: with thousands
+    of members that would be quadratic). Zip files stay open (their reads are locked)."""
+    key = (str(path), path.stat().st_mtime_ns)
+    with _indexes_lock:
+        found = _INDEXES.get(key)
+        if found is not None:
+            _INDEXES.move_to_end(key)
+            return found
+        index: zipfile.ZipFile | _TarIndex
+        if zipfile.is_zipfile(path):
+            index = zipfile.ZipFile(path)
+        else:
+            with tarfile.open(path, "r:") as tar:  # plain tar: submit unpacked any compression
+                index = {m.name: (m.offset_data, m.size) for m in tar if m.isfile()}
+        _INDEXES[key] = index
+        while len(_INDEXES) > _INDEXES_KEPT:
+            _, dropped = _INDEXES.popitem(last=False)
+            if isinstance(dropped, zipfile.ZipFile):
+                dropped.close()
+        return index
 
 
 def _zip_members(path: Path, settings: Settings) -> list[str]:
@@ -85,6 +120,7 @@ def _tar_members(path: Path, settings: Settings) -> list[str]:
     total = 0
     seen = 0
     try:
+        compressed = _is_compressed_tar(path)
         with tarfile.open(path) as archive:
             # Walked member by member, so a flood of entries is refused before it is all read.
             for member in archive:
@@ -101,9 +137,31 @@ def _tar_members(path: Path, settings: Settings) -> list[str]:
                         f"the archive unpacks to over {jobs.max_archive_total_bytes} bytes"
                     )
                 names.append(member.name)
+        if compressed:
+            _unpack_to_plain_tar(path)
     except (tarfile.TarError, OSError, EOFError) as error:
         raise UnsupportedMedia(f"unreadable tar archive: {error}") from error
     return _no_duplicates(names)
+
+
+def _is_compressed_tar(path: Path) -> bool:
+    try:
+        with tarfile.open(path, "r:"):
+            return False
+    except tarfile.ReadError:
+        return True
+
+
+def _unpack_to_plain_tar(path: Path) -> None:
+    """Rewrite a compressed tar as a plain one, in place: members are then read at their
+    offsets (a compressed stream would have to be decompressed from its start per member).
+    Runs after the checks, so its size is within ``max_archive_total_bytes``."""
+    plain = path.with_name(path.name + ".plain")
+    with tarfile.open(path) as source, tarfile.open(plain, "w:") as target:
+        for member in source:
+            if member.isfile():
+                target.addfile(member, source.extractfile(member))
+    os.replace(plain, path)
 
 
 def _is_tar(path: Path) -> bool:
