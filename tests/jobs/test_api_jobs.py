@@ -241,6 +241,7 @@ def test_bad_submissions_answer_problem_json(api: httpx.Client, root: Path, tmp_
     assert api.get("/v1/jobs").json()["total"] == 0
     problem(api.get(f"/v1/jobs/{'0' * 32}"), 404)
     problem(api.post(f"/v1/jobs/{'0' * 32}/cancel"), 404)
+    problem(api.get(f"/v1/jobs/{'0' * 32}/events"), 404)
     problem(api.get(f"/v1/jobs/{'0' * 32}/export", params={"format": "coco"}), 404)
 
 
