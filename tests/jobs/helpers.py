@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from mmrag.workers.jobs.service import JobService, JobStatus
 from mmrag.workers.jobs.spec import JobSpec
@@ -24,3 +26,12 @@ def spec(source: Mapping[str, object], *tasks: Mapping[str, object], batch: int 
     return JobSpec.model_validate(
         {"source": source, "tasks": list(tasks), "options": {"batch_size": batch}}
     )
+
+
+def folder_spec(root: Path) -> dict[str, Any]:
+    """Caption and detect over ``root/shots``, in batches of 4: the fault tests' job."""
+    return {
+        "source": {"kind": "paths", "paths": [str(root / "shots")]},
+        "tasks": [{"task": "caption"}, {"task": "detect", "labels": ["red circle"]}],
+        "options": {"batch_size": 4},
+    }

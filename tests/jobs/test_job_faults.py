@@ -1,6 +1,5 @@
-"""Faults half-way through a job, each ending with every image done exactly once in the
-export and in the index: the API process SIGKILLed and started again (embedded mode), and
-Redis restarted (distributed mode, Redis with its append-only file as in docker-compose)."""
+"""The API process SIGKILLed half-way through a job and started again, in both modes: every
+image done exactly once in the export and in the index at the end."""
 
 from __future__ import annotations
 
@@ -14,28 +13,14 @@ import httpx
 import pytest
 from jobs.api_process import ApiProcess
 from jobs.conftest import write_scenes
-from jobs.helpers import wait_for
-from workers.worker_settings import worker_environment
+from jobs.helpers import folder_spec
 
 from mmrag.config import Settings
 from mmrag.models.fixtures import default_cache_dir
-from mmrag.services import Services
-from mmrag.testing.celery_worker import CeleryWorker
-from mmrag.testing.redis_server import RedisServer
-from mmrag.workers.jobs.service import JobService
-from mmrag.workers.jobs.spec import JobSpec
 
 pytestmark = pytest.mark.slow
 
 COUNT = 60
-
-
-def spec_for(root: Path) -> dict[str, Any]:
-    return {
-        "source": {"kind": "paths", "paths": [str(root / "shots")]},
-        "tasks": [{"task": "caption"}, {"task": "detect", "labels": ["red circle"]}],
-        "options": {"batch_size": 4},
-    }
 
 
 def api_env(settings: Settings) -> dict[str, str]:
@@ -60,9 +45,24 @@ def counts(client: httpx.Client, job_id: str) -> dict[str, Any]:
     return dict(body["counts"], state=body["state"])
 
 
-@pytest.fixture
-def api(model_settings: Settings, tmp_path: Path) -> Iterator[ApiProcess]:
-    process = ApiProcess(api_env(model_settings), tmp_path / "api.log")
+@pytest.fixture(params=["embedded", "celery"])
+def api(
+    request: pytest.FixtureRequest, model_settings: Settings, tmp_path: Path
+) -> Iterator[ApiProcess]:
+    """``mmrag serve`` in either mode (celery: job state in Redis, a real worker)."""
+    env = api_env(model_settings)
+    if request.param == "celery":
+        request.getfixturevalue("celery_worker")
+        celery: Settings = request.getfixturevalue("celery_settings")
+        env.update(
+            MMRAG_WORKERS__MODE="celery",
+            MMRAG_WORKERS__BROKER_URL=celery.workers.broker_url,
+            MMRAG_WORKERS__RESULT_WAIT_S="8",
+            MMRAG_WORKERS__TASK_TIME_LIMIT_S=str(celery.workers.task_time_limit_s),
+            MMRAG_WORKERS__VISIBILITY_TIMEOUT_S=str(celery.workers.visibility_timeout_s),
+            MMRAG_WORKERS__HEARTBEAT_S=str(celery.workers.heartbeat_s),
+        )
+    process = ApiProcess(env, tmp_path / "api.log")
     process.start()
     try:
         yield process
@@ -76,7 +76,7 @@ def test_the_api_sigkilled_half_way_resumes_on_start(
     root = model_settings.allowed_roots[0]
     write_scenes(root / "shots", COUNT)
     with httpx.Client(base_url=api.url, timeout=30) as client:
-        job_id = client.post("/v1/jobs", json=spec_for(root)).json()["id"]
+        job_id = client.post("/v1/jobs", json=folder_spec(root)).json()["id"]
         deadline = time.monotonic() + 90
         while (before := counts(client, job_id))["done"] < 12:
             assert time.monotonic() < deadline
@@ -98,64 +98,3 @@ def test_the_api_sigkilled_half_way_resumes_on_start(
         for record in records:  # what the export says is what the index holds
             image = client.get(f"/v1/images/{record['id']}").json()
             assert image["caption"] == record["caption"]
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """Overrides the workers' fixture: Redis with persistence, as deployed."""
-    with RedisServer(tmp_path / "redis", persistent=True) as server:
-        yield server
-
-
-@pytest.fixture
-def celery_jobs(celery_settings: Settings, celery_worker: CeleryWorker) -> Iterator[JobService]:
-    data = celery_settings.model_dump()
-    data["workers"].update(result_wait_s=8)
-    data["jobs"].update(retry_backoff_s=0.5, retry_backoff_max_s=2.0, poll_s=0.05)
-    services = Services.open(Settings.model_validate(data))
-    service = JobService.open(services)
-    service.start()
-    try:
-        yield service
-    finally:
-        service.close()
-        services.close()
-
-
-def test_redis_restarted_half_way_loses_nothing_and_repeats_nothing(
-    celery_jobs: JobService, redis_server: RedisServer, celery_settings: Settings, tmp_path: Path
-) -> None:
-    jobs = celery_jobs
-    root = jobs.services.settings.allowed_roots[0]
-    write_scenes(root / "shots", COUNT // 2)
-    spec = JobSpec.model_validate(
-        {**spec_for(root), "options": {"batch_size": 4, "max_attempts": 10}}
-    )
-    job_id = jobs.submit(spec).id
-    deadline = time.monotonic() + 60
-    while (before := jobs.status(job_id).counts)["done"] < 8:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    redis_server.stop()
-    time.sleep(1.0)
-    redis_server.start()
-    assert before["pending"] > 0
-    # Celery 5.7's worker sometimes dies of the lost broker connection ("Unrecoverable
-    # error: AttributeError ... 'hostname'" in kombu's close): a supervisor would start
-    # another, as this does. The job must not care which worker finishes it.
-    replacement = CeleryWorker(
-        worker_environment(celery_settings),
-        celery_settings.workers.broker_url,
-        tmp_path / "worker-2.log",
-        hostname="test-worker-2",
-    )
-    with replacement:
-        status = wait_for(jobs, job_id, {"completed"}, timeout_s=120)
-    assert status.counts["done"] == COUNT // 2, status.counts
-    items = list(jobs.items(job_id))
-    ids = {item.image_id for item in items}
-    assert len(ids) == COUNT // 2
-    assert jobs.services.store.count() == COUNT // 2
-    for item in items:
-        assert item.result is not None
-        assert jobs.services.image(str(item.image_id))["model_caption"] == item.result["caption"]
