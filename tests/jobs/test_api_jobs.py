@@ -18,12 +18,14 @@ import httpx
 import pytest
 from api.live_server import LiveServer
 from jobs.conftest import write_scenes
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 from workers.shapes_scenes import held_out, png_of
 from workers.worker_settings import with_models
 
 from mmrag.config import Settings
 from mmrag.models.fixtures.evaluate_grounding import box_iou
-from mmrag.models.fixtures.shapes import COLOURS, KINDS
+from mmrag.models.fixtures.shapes import COLOURS, KINDS, ShapeScene
 
 pytestmark = pytest.mark.slow
 
@@ -130,6 +132,7 @@ def test_a_job_runs_and_exports_real_labels_in_every_format(api: httpx.Client, r
             ]
             hits += any(box_iou(box, shape.box) >= 0.5 for box in boxes)
     assert hits >= 0.8 * shapes, (hits, shapes)  # the fixture model sees the shapes
+    assert coco_ap50(coco, scenes, by_file) >= 0.7  # read and scored by the COCO reference API
 
     # JSONL: one record per image, the same captions the index holds.
     lines = api.get(f"/v1/jobs/{job_id}/export", params={"format": "jsonl"}).text.splitlines()
@@ -157,6 +160,35 @@ def test_a_job_runs_and_exports_real_labels_in_every_format(api: httpx.Client, r
 
     page = api.get(f"/v1/jobs/{job_id}/export", params={"format": "jsonl", "offset": 2, "limit": 3})
     assert len(page.text.splitlines()) == 3
+
+
+def coco_ap50(coco: dict[str, Any], scenes: list[ShapeScene], by_file: dict[str, int]) -> float:
+    """AP at IoU 0.5 of the exported detections against the scenes' true boxes, computed by
+    pycocotools: it refuses a file whose ids, categories or boxes do not fit the format."""
+    ids = {category["name"]: category["id"] for category in coco["categories"]}
+    truth: list[dict[str, Any]] = []
+    for index, scene in enumerate(scenes):
+        for shape in scene.shapes:
+            x1, y1, x2, y2 = shape.box
+            truth.append(
+                {
+                    "id": len(truth) + 1,
+                    "image_id": by_file[f"s{index}.png"],
+                    "category_id": ids[shape.phrase],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
+    ground = COCO()
+    ground.dataset = {**coco, "annotations": truth}
+    ground.createIndex()
+    found = ground.loadRes(coco["annotations"])
+    evaluation = COCOeval(ground, found, "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    return float(evaluation.stats[1])
 
 
 def test_an_archive_job_fails_non_image_members_alone(api: httpx.Client) -> None:
