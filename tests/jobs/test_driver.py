@@ -7,7 +7,7 @@ import pytest
 from jobs.conftest import write_scenes
 from jobs.helpers import spec, wait_for
 from retrieval.local_http import Route, local_server
-from workers.shapes_scenes import held_out, png_of
+from workers.shapes_scenes import held_out, index_scenes, png_of
 
 from mmrag.retrieval.addresses import AddressPolicy
 from mmrag.retrieval.sources import UrlFetcher
@@ -148,3 +148,19 @@ def test_running_a_job_again_skips_images_already_annotated(jobs: JobService) ->
     # Another vocabulary is new work: nothing to skip.
     other = jobs.submit(spec(source, {"task": "detect", "labels": ["blue triangle"]}))
     assert wait_for(jobs, other.id, {"completed"}).counts["done"] == 6
+
+
+def test_indexed_images_are_picked_by_a_search_filter(jobs: JobService) -> None:
+    root = jobs.services.settings.allowed_roots[0]
+    write_scenes(root / "from-disk", 3)
+    on_disk = jobs.submit(
+        spec({"kind": "paths", "paths": [str(root / "from-disk")]}, {"task": "embed"})
+    )
+    wait_for(jobs, on_disk.id, {"completed"})
+    uploaded = index_scenes(jobs.services, held_out(8)[5:])  # other scenes than on disk
+    picked = jobs.submit(
+        spec({"kind": "indexed", "filter": {"source": "upload"}}, {"task": "caption"})
+    )
+    assert picked.total == 3
+    wait_for(jobs, picked.id, {"completed"})
+    assert sorted(str(item.image_id) for item in jobs.items(picked.id)) == sorted(uploaded)

@@ -81,10 +81,6 @@ class JobDriver:
             self._thread.join(timeout=30)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def idle(self) -> bool:
-        with self._lock:
-            return not any(self._in_flight.values())
-
     # -- the loop --------------------------------------------------------------------------
 
     def _loop(self) -> None:
