@@ -11,6 +11,7 @@ from workers.shapes_scenes import held_out, index_scenes, png_of
 
 from mmrag.retrieval.addresses import AddressPolicy
 from mmrag.retrieval.sources import UrlFetcher
+from mmrag.workers.jobs.export import export_jsonl
 from mmrag.workers.jobs.service import JobService
 
 pytestmark = pytest.mark.slow
@@ -164,3 +165,22 @@ def test_indexed_images_are_picked_by_a_search_filter(jobs: JobService) -> None:
     assert picked.total == 3
     wait_for(jobs, picked.id, {"completed"})
     assert sorted(str(item.image_id) for item in jobs.items(picked.id)) == sorted(uploaded)
+
+
+def test_the_same_bytes_twice_in_a_source_are_one_image_done_once(jobs: JobService) -> None:
+    root = jobs.services.settings.allowed_roots[0]
+    first, _ = write_scenes(root / "copies", 2)
+    (root / "copies" / "z-copy.png").write_bytes(first.read_bytes())
+    job = jobs.submit(
+        spec({"kind": "paths", "paths": [str(root / "copies")]}, {"task": "caption"}, batch=2)
+    )
+    status = wait_for(jobs, job.id, {"completed"})
+    assert (status.counts["done"], status.counts["skipped"]) == (2, 1)
+    # Batches run side by side: either copy may be the first to bring the image.
+    original, _, copy = jobs.items(job.id)
+    assert copy.key.endswith("z-copy.png")
+    skipped, kept = (copy, original) if copy.state == "skipped" else (original, copy)
+    assert skipped.reason == f"the same image as item {kept.seq}"
+    assert skipped.image_id == kept.image_id
+    lines = list(export_jsonl(lambda: jobs.items(job.id)))
+    assert len(lines) == 2  # each image once

@@ -129,3 +129,11 @@ def test_jobs_page_newest_first_and_unfinished_by_priority(store: JobStore) -> N
     store.add_timings(low.id, {"caption": 1.5})
     store.add_timings(low.id, {"caption": 0.5, "ingest": 2.0})
     assert store.timings(low.id) == {"caption": 2.0, "ingest": 2.0}
+
+
+def test_an_image_belongs_to_the_first_item_that_brings_it(store: JobStore) -> None:
+    job = new_job(store, ["a", "b", "c", "d"])
+    assert store.claim_images(job.id, [("x", 0), ("y", 1), ("x", 2)]) == [0, 1, 0]
+    assert store.claim_images(job.id, [("x", 0), ("y", 3)]) == [0, 1]  # a re-run keeps it
+    other = new_job(store, ["a"])
+    assert store.claim_images(other.id, [("x", 0)]) == [0]  # per job

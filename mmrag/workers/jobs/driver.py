@@ -49,7 +49,7 @@ class JobDriver:
         self.store = store
         self.on_end = on_end
         self.settings = services.settings.jobs
-        self.processor = BatchProcessor(services)
+        self.processor = BatchProcessor(services, store)
         self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="job-batch")
         self._in_flight: Counter[str] = Counter()
         self._lock = threading.Lock()

@@ -27,6 +27,7 @@ from mmrag.workers.client import ImageRequest
 from mmrag.workers.jobs.records import ItemRecord, JobRecord
 from mmrag.workers.jobs.sources import ingest_item
 from mmrag.workers.jobs.spec import AskTask, CaptionTask, DetectTask, GroundTask, JobTask
+from mmrag.workers.jobs.store import JobStore
 from mmrag.workers.protocol import ItemResult, ToolName, rebuild_error
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,12 @@ class _Work:
     image_id: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
     error: MmragError | None = None
-    skipped: bool = False  # the index already holds what the tasks would write
+    annotated: bool = False  # the index already holds what the tasks would write
+    twin_of: int | None = None  # the seq of the job's item with the same image
+
+    @property
+    def skipped(self) -> bool:
+        return self.annotated or self.twin_of is not None
 
 
 @dataclass(frozen=True)
@@ -50,8 +56,11 @@ class BatchOutcome:
 
 
 class BatchProcessor:
-    def __init__(self, services: Services, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, services: Services, store: JobStore, clock: Callable[[], float] = time.time
+    ) -> None:
         self.services = services
+        self.store = store
         self.settings = services.settings
         self.clock = clock
 
@@ -60,13 +69,14 @@ class BatchProcessor:
         works = [_Work(item) for item in items]
         started = time.perf_counter()
         self._images(job, works)
+        self._skip_twins(job, works)
         self._skip_annotated(job, works)
         timings["ingest"] += time.perf_counter() - started
         for task in job.spec.tasks:
             started = time.perf_counter()
             self._task(job, task, [w for w in works if w.error is None and not w.skipped])
             timings[task.task] += time.perf_counter() - started
-        self._describe([work for work in works if work.error is None])
+        self._describe([w for w in works if w.error is None and w.twin_of is None])
         return BatchOutcome([self._settle(job, work) for work in works], dict(timings))
 
     def retry_all(
@@ -97,6 +107,15 @@ class BatchProcessor:
             else:
                 work.error = result.error or MmragError("ingest failed")
 
+    def _skip_twins(self, job: JobRecord, works: list[_Work]) -> None:
+        """An image the job already has from another item (the same bytes under two names)
+        is annotated and exported once: the later items are skipped, saying which."""
+        alive = [work for work in works if work.error is None]
+        pairs = [(str(work.image_id), work.item.seq) for work in alive]
+        for work, owner in zip(alive, self.store.claim_images(job.id, pairs), strict=True):
+            if owner != work.item.seq:
+                work.twin_of = owner
+
     def _skip_annotated(self, job: JobRecord, works: list[_Work]) -> None:
         """Images that already carry what this job would write (a job run again, or another
         job with the same tasks and models) are skipped, their results read from the index.
@@ -107,14 +126,14 @@ class BatchProcessor:
             isinstance(task, CaptionTask | DetectTask | GroundTask) for task in job.spec.tasks
         ):
             return
-        alive = [work for work in works if work.error is None]
+        alive = [work for work in works if work.error is None and work.twin_of is None]
         payloads = self.services.store.get([str(work.image_id) for work in alive])
         for work in alive:
             payload = payloads.get(str(work.image_id))
             found = None if payload is None else self._stored_results(job, payload)
             if found is not None:
                 work.result = found
-                work.skipped = True
+                work.annotated = True
 
     def _stored_results(self, job: JobRecord, payload: dict[str, Any]) -> dict[str, Any] | None:
         models = job.spec.options.models
@@ -225,13 +244,15 @@ class BatchProcessor:
         attempts = work.item.attempts + 1
         error = work.error
         if error is None:
+            twin = work.twin_of
             return work.item.model_copy(
                 update={
                     "state": "skipped" if work.skipped else "done",
                     "attempts": attempts,
-                    "reason": "",
+                    "reason": "" if twin is None else f"the same image as item {twin}",
                     "image_id": work.image_id,
-                    "result": work.result,
+                    # A twin's results are its first item's: exported once, there.
+                    "result": None if twin is not None else work.result,
                 }
             )
         retry = isinstance(error, TRANSIENT) and attempts < job.spec.options.max_attempts

@@ -49,6 +49,12 @@ class JobStore(Protocol):
         again for a retry)."""
         ...
 
+    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[int]:
+        """For each ``(image_id, seq)`` in order, the seq of the job's item that owns the
+        image: ``seq`` itself when it is the first of the job to bring it (same bytes twice
+        in a source are one image, annotated and exported once)."""
+        ...
+
     def reset_running(self, job_id: str) -> int:
         """Items left running by a process that died go back to pending; how many."""
         ...

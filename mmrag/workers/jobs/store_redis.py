@@ -2,8 +2,9 @@
 
 Keys per job (``mmrag:job:{id}:...``): ``record`` (the spec, JSON), ``meta`` (a hash:
 state, started, finished), ``items`` (a hash seq -> item JSON), ``pending`` (a sorted set
-seq -> not_before), ``running`` (a set of seqs), ``counts`` (a hash state -> n) and
-``timings`` (a hash stage -> seconds). ``mmrag:jobs`` orders jobs by creation.
+seq -> not_before), ``running`` (a set of seqs), ``counts`` (a hash state -> n),
+``images`` (a hash image id -> the seq of the item that brought it) and ``timings`` (a hash
+stage -> seconds). ``mmrag:jobs`` orders jobs by creation.
 
 Claims and saves are Lua scripts, atomic in Redis: an item is claimed by one driver
 only, and a restart of Redis in the middle of either leaves no item in neither set.
@@ -176,6 +177,17 @@ class RedisJobStore:
             args.extend([str(item.seq), item.state, item.not_before, item.model_dump_json()])
         with _Available():
             self._save(keys=keys, args=args)
+
+    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[int]:
+        if not pairs:
+            return []
+        with _Available():
+            pipe = self._redis.pipeline(transaction=True)
+            for image_id, seq in pairs:
+                pipe.hsetnx(_key(job_id, "images"), image_id, seq)
+                pipe.hget(_key(job_id, "images"), image_id)
+            replies = pipe.execute()
+        return [int(owner) for owner in replies[1::2]]
 
     def reset_running(self, job_id: str) -> int:
         with _Available():

@@ -42,6 +42,12 @@ CREATE TABLE IF NOT EXISTS items (
     PRIMARY KEY (job_id, seq)
 );
 CREATE INDEX IF NOT EXISTS items_by_state ON items (job_id, state, seq);
+CREATE TABLE IF NOT EXISTS job_images (
+    job_id TEXT NOT NULL,
+    image_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (job_id, image_id)
+);
 CREATE TABLE IF NOT EXISTS timings (
     job_id TEXT NOT NULL,
     stage TEXT NOT NULL,
@@ -151,6 +157,21 @@ class SqliteJobStore:
                     for item in items
                 ],
             )
+
+    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[int]:
+        owners = []
+        with self._transaction() as db:
+            for image_id, seq in pairs:
+                db.execute(
+                    "INSERT OR IGNORE INTO job_images (job_id, image_id, seq) VALUES (?, ?, ?)",
+                    (job_id, image_id, seq),
+                )
+                (owner,) = db.execute(
+                    "SELECT seq FROM job_images WHERE job_id = ? AND image_id = ?",
+                    (job_id, image_id),
+                ).fetchone()
+                owners.append(int(owner))
+        return owners
 
     def reset_running(self, job_id: str) -> int:
         with self._transaction() as db:
