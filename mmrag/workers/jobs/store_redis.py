@@ -4,7 +4,8 @@ Keys per job (``mmrag:job:{id}:...``): ``record`` (the spec, JSON), ``meta`` (a 
 state, started, finished), ``items`` (a hash seq -> item JSON), ``pending`` (a sorted set
 seq -> not_before), ``running`` (a set of seqs), ``counts`` (a hash state -> n),
 ``images`` (a hash image id -> the seq of the item that brought it) and ``timings`` (a hash
-stage -> seconds). ``mmrag:jobs`` orders jobs by creation.
+stage -> seconds). ``mmrag:jobs`` orders jobs by creation; ``mmrag:jobs:open`` holds
+the unfinished ones, so drivers never scan finished jobs.
 
 Claims and saves are Lua scripts, atomic in Redis: an item is claimed by one driver
 only, and a restart of Redis in the middle of either leaves no item in neither set.
@@ -27,6 +28,7 @@ from mmrag.workers.jobs.records import (
 )
 
 _JOBS = "mmrag:jobs"
+_OPEN = "mmrag:jobs:open"  # ids of jobs not yet completed or cancelled: what drivers scan
 
 # Scripts run atomically in Redis: a claim or a save cut short by a restart either
 # happened whole or not at all, so no item is left in neither set, and counts stay true.
@@ -101,6 +103,7 @@ class RedisJobStore:
             pipe.set(_key(job.id, "record"), job.model_dump_json())
             pipe.hset(_key(job.id, "meta"), mapping={"state": job.state})
             pipe.zadd(_JOBS, {job.id: job.created})
+            pipe.sadd(_OPEN, job.id)
             pipe.execute()
 
     def get(self, job_id: str) -> JobRecord:
@@ -139,6 +142,8 @@ class RedisJobStore:
                         return False
                     pipe.multi()
                     pipe.hset(meta, "state", state)
+                    if state not in UNFINISHED:
+                        pipe.srem(_OPEN, job_id)
                     stamp = _stamp_field(state)
                     if stamp and stamp.encode() not in current:
                         pipe.hset(meta, stamp, repr(now))
@@ -230,7 +235,7 @@ class RedisJobStore:
 
     def unfinished(self) -> list[str]:
         with _Available():
-            ids = [_text(job_id) for job_id in self._redis.zrange(_JOBS, 0, -1)]
+            ids = [_text(job_id) for job_id in self._redis.smembers(_OPEN)]
         jobs = []
         for job_id in ids:
             try:
