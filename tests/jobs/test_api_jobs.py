@@ -268,6 +268,11 @@ def test_bad_submissions_answer_problem_json(api: httpx.Client, root: Path, tmp_
         json={"source": {"kind": "urls", "urls": ["file:///etc/passwd"]}, "tasks": caption},
     )
     problem(bad_url, 403)
+    model = {"models": {"vlm": "hf:someone/unserved-model"}}
+    unserved = api.post(
+        "/v1/jobs", json={"source": {"kind": "indexed"}, "tasks": caption, "options": model}
+    )
+    assert "not served here" in problem(unserved, 400)["detail"]
     not_json = api.post("/v1/jobs", content=b"{", headers={"content-type": "application/json"})
     problem(not_json, 422)
     assert api.get("/v1/jobs").json()["total"] == 0

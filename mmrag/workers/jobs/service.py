@@ -70,6 +70,7 @@ class JobService:
         """Check the source, list its items and queue the job; the job id at once."""
         job = JobRecord(spec=spec, total=0)
         check_webhook(spec.options.webhook)
+        self._check_models(spec)
         if isinstance(spec.source, ArchiveSource):
             if archive is None:
                 raise InvalidInput("an archive source needs the archive uploaded with the job")
@@ -87,6 +88,15 @@ class JobService:
         self.store.create(job, keys)
         self.driver.wake()
         return job
+
+    def _check_models(self, spec: JobSpec) -> None:
+        """A model the job names must be one this service serves (UnknownModel otherwise)."""
+        models = spec.options.models
+        for name in spec.task_names():
+            if name in ("caption", "vqa"):
+                self.services.tools.model_for(name, models.vlm)
+            elif name in ("detect", "ground"):
+                self.services.tools.model_for(name, models.grounding)
 
     def status(self, job_id: str) -> JobStatus:
         job = self.store.get(job_id)
