@@ -204,9 +204,17 @@ def test_an_archive_job_fails_non_image_members_alone(api: httpx.Client) -> None
         files={"archive": ("shots.zip", buffer.getvalue(), "application/zip")},
     )
     assert submitted.status_code == 202, submitted.text
-    final = wait_done(api, submitted.json()["id"])
+    job_id = submitted.json()["id"]
+    final = wait_done(api, job_id)
     assert final["counts"]["done"] == 3
     assert final["counts"]["failed"] == 1
+    page = api.get(f"/v1/jobs/{job_id}/items", params={"offset": 2, "limit": 10}).json()
+    assert page["total"] == 4
+    assert [item["key"] for item in page["items"]] == ["dir/2.png", "readme.txt"]
+    readme = page["items"][1]
+    assert readme["state"] == "failed"
+    assert readme["reason"]  # why, in words
+    assert readme["attempts"] == 1
 
 
 def bomb() -> bytes:
@@ -279,6 +287,7 @@ def test_bad_submissions_answer_problem_json(api: httpx.Client, root: Path, tmp_
     problem(api.get(f"/v1/jobs/{'0' * 32}"), 404)
     problem(api.post(f"/v1/jobs/{'0' * 32}/cancel"), 404)
     problem(api.get(f"/v1/jobs/{'0' * 32}/events"), 404)
+    problem(api.get(f"/v1/jobs/{'0' * 32}/items"), 404)
     problem(api.get(f"/v1/jobs/{'0' * 32}/export", params={"format": "coco"}), 404)
 
 

@@ -25,7 +25,7 @@ from mmrag.api.problems import problem_body, status_of
 from mmrag.api.security import CanRead, CanWrite
 from mmrag.errors import InvalidInput, MmragError, TooLarge
 from mmrag.workers.jobs.export import MEDIA_TYPES, ExportFormat, export
-from mmrag.workers.jobs.records import UNFINISHED
+from mmrag.workers.jobs.records import UNFINISHED, ItemRecord
 from mmrag.workers.jobs.service import JobService, JobStatus
 from mmrag.workers.jobs.spec import JobSpec
 
@@ -46,6 +46,15 @@ JobsDep = Annotated[JobService, Depends(get_jobs)]
 
 class JobList(BaseModel):
     items: list[JobStatus]
+    total: int
+    limit: int
+    offset: int
+
+
+class JobItemList(BaseModel):
+    """A page of a job's items in order: state, attempts, why it failed, its image."""
+
+    items: list[ItemRecord]
     total: int
     limit: int
     offset: int
@@ -101,6 +110,23 @@ async def get_job(job_id: JobIdPath, jobs: JobsDep, _: CanRead) -> JobStatus:
 @router.post("/{job_id}/cancel", response_model=JobStatus)
 async def cancel_job(job_id: JobIdPath, jobs: JobsDep, _: CanWrite) -> JobStatus:
     return await run_in_threadpool(jobs.cancel, job_id)
+
+
+@router.get("/{job_id}/items", response_model=JobItemList)
+async def job_items(
+    job_id: JobIdPath,
+    jobs: JobsDep,
+    _: CanRead,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobItemList:
+    def page() -> JobItemList:
+        total = jobs.store.get(job_id).total
+        return JobItemList(
+            items=list(jobs.items(job_id, offset, limit)), total=total, limit=limit, offset=offset
+        )
+
+    return await run_in_threadpool(page)
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse)
