@@ -383,6 +383,61 @@ def _index_file(services: Services, path: Path) -> str:
     return result.image.image_id
 
 
+@app.command()
+def annotate(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="a folder or image file, a zip/tar archive, an http(s) URL, or 'indexed'"
+        ),
+    ],
+    caption: Annotated[bool, typer.Option(help="caption every image")] = False,
+    detect: Annotated[str | None, typer.Option(help='labels to detect, e.g. "person,car"')] = None,
+    ground: Annotated[
+        str | None, typer.Option(help='phrases to ground, ";"-separated: "the red car;a dog"')
+    ] = None,
+    ask: Annotated[
+        list[str] | None, typer.Option(help="a question for every image (repeat)")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=256)] = 16,
+    export: Annotated[
+        tuple[str, Path] | None,
+        typer.Option(help="write an export when done: FORMAT PATH (coco, jsonl, labelstudio)"),
+    ] = None,
+) -> None:
+    """Annotate many images as one resumable job, with a progress bar and an export."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.cli_jobs import run_annotate
+
+        tasks = _annotate_tasks(caption, detect, ground, ask or [])
+        run_annotate(settings, source, tasks, batch_size, export, errors, console)
+
+    _run(work)
+
+
+def _annotate_tasks(
+    caption: bool, detect: str | None, ground: str | None, ask: list[str]
+) -> list[dict[str, object]]:
+    tasks: list[dict[str, object]] = [{"task": "embed"}]
+    if caption:
+        tasks.append({"task": "caption"})
+    if detect is not None:
+        tasks.append({"task": "detect", "labels": _split(detect, ",", "--detect")})
+    if ground is not None:
+        tasks.append({"task": "ground", "phrases": _split(ground, ";", "--ground")})
+    if ask:
+        tasks.append({"task": "vqa", "questions": ask})
+    return tasks
+
+
+def _split(text: str, separator: str, option: str) -> list[str]:
+    parts = [part.strip() for part in text.split(separator) if part.strip()]
+    if not parts:
+        raise InvalidInput(f"{option} needs at least one label, separated by {separator!r}")
+    return parts
+
+
 def _progress() -> Progress:
     return Progress(
         SpinnerColumn(),

@@ -219,6 +219,22 @@ class AgentSettings(BaseModel):
     min_answer_score: float = Field(0.3, ge=0, le=1)
 
 
+class JobSettings(BaseModel):
+    """Bulk annotation jobs: how they run, and bounds on what they take."""
+
+    # Batches in flight at once, over all jobs: enough to keep the workers' micro-batchers
+    # fed while the driver ingests the next batch.
+    concurrency: int = Field(2, ge=1, le=64)
+    # Per-item retries wait min(retry_backoff_s * 2**attempt, retry_backoff_max_s).
+    retry_backoff_s: float = Field(2.0, ge=0)
+    retry_backoff_max_s: float = Field(60.0, ge=0)
+    poll_s: float = Field(0.5, gt=0, le=10)  # the driver's wake-up interval when idle
+    # Archives: refused at submit time past these (zip bombs, a flood of empty members).
+    max_archive_members: int = Field(10_000, ge=1)
+    max_archive_total_bytes: int = Field(4 * 1024**3, ge=1024)
+    max_member_ratio: float = Field(200.0, ge=1)  # uncompressed over compressed, per member
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MMRAG_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -239,6 +255,7 @@ class Settings(BaseSettings):
     samples: SampleSettings = SampleSettings()
     workers: WorkerSettings = WorkerSettings()
     agent: AgentSettings = AgentSettings()
+    jobs: JobSettings = JobSettings()
 
     @field_validator("data_dir")
     @classmethod
@@ -284,6 +301,10 @@ class Settings(BaseSettings):
     @property
     def conversations_path(self) -> Path:
         return self.data_dir / "conversations.sqlite"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
 
     @property
     def cache_dir(self) -> Path:

@@ -13,11 +13,12 @@ from mmrag import __version__
 from mmrag.api import problems
 from mmrag.api.body_limit import BodySizeLimit
 from mmrag.api.metrics import Metrics
-from mmrag.api.routes import agent, health, images, search, tools
+from mmrag.api.routes import agent, health, images, jobs, search, tools
 from mmrag.config import Settings
 from mmrag.errors import MmragError
 from mmrag.retrieval.samples import seed_sample_gallery
 from mmrag.services import Services
+from mmrag.workers.jobs.service import JobService
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if await run_in_threadpool(_warm_up, services) and settings.samples.enabled:
                 await run_in_threadpool(seed_sample_gallery, services)
             services.start_background()
-            yield
+            # Jobs resume at start-up: the driver takes up whatever was left unfinished.
+            app.state.jobs = job_service = await run_in_threadpool(JobService.open, services)
+            job_service.start()
+            try:
+                yield
+            finally:
+                await run_in_threadpool(job_service.close)
         finally:
             await run_in_threadpool(services.close)
 
@@ -68,4 +75,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(search.router)
     app.include_router(tools.router)
     app.include_router(agent.router)
+    app.include_router(jobs.router)
     return app

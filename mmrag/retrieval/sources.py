@@ -17,7 +17,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -212,6 +212,28 @@ class UrlFetcher:
             current = parse_url(str(current.join(outcome)))
         raise SourceUnreachable(f"{url}: more than {self.limits.url_max_redirects} redirects")
 
+    def post(self, url: str, content: bytes, headers: Mapping[str, str]) -> int:
+        """POST ``content`` to ``url`` under the same address checks (a notification: no
+        redirect is followed); the status code. Raises as :meth:`fetch` does."""
+        deadline = time.monotonic() + self.limits.url_timeout_s
+        parsed = parse_url(url)
+        addresses = self._checked_addresses(parsed)
+        try:
+            for attempt, address in enumerate(addresses, start=1):
+                try:
+                    request = self._request("POST", parsed, address, deadline, content, headers)
+                    return self._client.send(request).status_code
+                except httpx.ConnectError:
+                    if attempt == len(addresses):
+                        raise
+        except httpx.TimeoutException as error:
+            raise SourceUnreachable(
+                f"{url}: no answer within {self.limits.url_timeout_s:g} s"
+            ) from error
+        except httpx.HTTPError as error:
+            raise SourceUnreachable(f"{url}: {type(error).__name__}: {error}") from error
+        raise AssertionError("unreachable: a checked host has at least one address")
+
     def close(self) -> None:
         self._client.close()
 
@@ -244,20 +266,7 @@ class UrlFetcher:
         raise AssertionError("unreachable: a checked host has at least one address")
 
     def _get_from(self, url: httpx.URL, address: IPAddress, deadline: float) -> bytes | str:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise httpx.TimeoutException("deadline passed")
-        extensions: dict[str, str] = {}
-        if url.scheme == "https":
-            # Certificate and SNI still name the host, though we dial its checked address.
-            extensions["sni_hostname"] = _ascii_host(url)
-        request = self._client.build_request(
-            "GET",
-            url.copy_with(host=str(address)),
-            headers={"Host": url.netloc.decode("ascii")},
-            timeout=httpx.Timeout(remaining),
-            extensions=extensions,
-        )
+        request = self._request("GET", url, address, deadline)
         response = self._client.send(request, stream=True)
         try:
             if response.status_code in _REDIRECT_CODES:
@@ -270,6 +279,32 @@ class UrlFetcher:
             return self._read_body(url, response, deadline)
         finally:
             response.close()
+
+    def _request(
+        self,
+        method: str,
+        url: httpx.URL,
+        address: IPAddress,
+        deadline: float,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Request:
+        """A request to ``url`` dialled at its checked ``address``."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise httpx.TimeoutException("deadline passed")
+        extensions: dict[str, str] = {}
+        if url.scheme == "https":
+            # Certificate and SNI still name the host, though we dial its checked address.
+            extensions["sni_hostname"] = _ascii_host(url)
+        return self._client.build_request(
+            method,
+            url.copy_with(host=str(address)),
+            headers={**(headers or {}), "Host": url.netloc.decode("ascii")},
+            content=content,
+            timeout=httpx.Timeout(remaining),
+            extensions=extensions,
+        )
 
     def _checked_addresses(self, url: httpx.URL) -> list[IPAddress]:
         host = _ascii_host(url)

@@ -20,15 +20,18 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """``redis-server`` without persistence; ``stop()`` and ``start()`` keep the port."""
+    """``redis-server``; ``stop()`` and ``start()`` keep the port. Without persistence unless
+    ``persistent`` (an append-only file synced on every write, as docker-compose runs it):
+    then a restart keeps what was stored."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, persistent: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.binary = binary
         self.directory = directory
         self.port = port or free_port()
+        self.persistent = persistent
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -42,7 +45,8 @@ class RedisServer:
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persistent else "no",
+            "--appendfsync", "always",
             "--dir", str(self.directory),
             "--protected-mode", "yes",
         ]  # fmt: skip

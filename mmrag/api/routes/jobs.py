@@ -1,0 +1,232 @@
+"""``/v1/jobs``: bulk annotation jobs: submit, list, progress (also as events), cancel, export.
+
+A job is submitted as JSON (a spec), or as multipart with a ``spec`` field (the same JSON)
+and an ``archive`` file (zip or tar) when the source is an archive. It answers 202 with the
+job's status at once; the work runs in the job driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path as FilePath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from mmrag.api.events import EVENT_STREAM, sse
+from mmrag.api.problems import problem_body, status_of
+from mmrag.api.security import CanRead, CanWrite
+from mmrag.errors import InvalidInput, MmragError, TooLarge
+from mmrag.workers.jobs.export import MEDIA_TYPES, ExportFormat, export
+from mmrag.workers.jobs.records import UNFINISHED, ItemRecord
+from mmrag.workers.jobs.service import JobService, JobStatus
+from mmrag.workers.jobs.spec import JobSpec
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 hex digits")]
+_EVENT_POLL_S = 0.5
+_COPY_CHUNK = 1024 * 1024
+
+
+def get_jobs(request: Request) -> JobService:
+    jobs: JobService = request.app.state.jobs
+    return jobs
+
+
+JobsDep = Annotated[JobService, Depends(get_jobs)]
+
+
+class JobList(BaseModel):
+    items: list[JobStatus]
+    total: int
+    limit: int
+    offset: int
+
+
+class JobItemList(BaseModel):
+    """A page of a job's items in order: state, attempts, why it failed, its image."""
+
+    items: list[ItemRecord]
+    total: int
+    limit: int
+    offset: int
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobStatus,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": JobSpec.model_json_schema()},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {"type": "string", "description": "the job spec as JSON"},
+                            "archive": {"type": "string", "format": "binary"},
+                        },
+                        "required": ["spec"],
+                    }
+                },
+            }
+        }
+    },
+)
+async def submit_job(request: Request, jobs: JobsDep, _: CanWrite) -> JobStatus:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        return await _submit_multipart(request, jobs)
+    spec = _parse_spec(await request.body())
+    job = await run_in_threadpool(jobs.submit, spec)
+    return await run_in_threadpool(jobs.status, job.id)
+
+
+@router.get("", response_model=JobList)
+async def list_jobs(
+    jobs: JobsDep,
+    _: CanRead,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobList:
+    found, total = await run_in_threadpool(jobs.page, limit, offset)
+    return JobList(items=found, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}", response_model=JobStatus)
+async def get_job(job_id: JobIdPath, jobs: JobsDep, _: CanRead) -> JobStatus:
+    return await run_in_threadpool(jobs.status, job_id)
+
+
+@router.post("/{job_id}/cancel", response_model=JobStatus)
+async def cancel_job(job_id: JobIdPath, jobs: JobsDep, _: CanWrite) -> JobStatus:
+    return await run_in_threadpool(jobs.cancel, job_id)
+
+
+@router.get("/{job_id}/items", response_model=JobItemList)
+async def job_items(
+    job_id: JobIdPath,
+    jobs: JobsDep,
+    _: CanRead,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobItemList:
+    def page() -> JobItemList:
+        total = jobs.store.get(job_id).total
+        return JobItemList(
+            items=list(jobs.items(job_id, offset, limit)), total=total, limit=limit, offset=offset
+        )
+
+    return await run_in_threadpool(page)
+
+
+@router.get("/{job_id}/events", response_class=StreamingResponse)
+async def job_events(job_id: JobIdPath, jobs: JobsDep, _: CanRead) -> StreamingResponse:
+    """``progress`` events (the job's status) whenever its counts move, then one ``result``
+    event when it completes or is cancelled; ``error`` (problem+json) if it cannot be read."""
+    first = await run_in_threadpool(jobs.status, job_id)  # an unknown id: 404 before the stream
+    return StreamingResponse(_events(jobs, first), media_type=EVENT_STREAM)
+
+
+@router.get("/{job_id}/export", response_class=StreamingResponse)
+async def export_job(
+    job_id: JobIdPath,
+    jobs: JobsDep,
+    _: CanRead,
+    format: Annotated[ExportFormat, Query(description="coco, jsonl or labelstudio")] = "jsonl",
+    offset: Annotated[int, Query(ge=0, description="first item of the page")] = 0,
+    limit: Annotated[int | None, Query(ge=1, description="items in the page (all if none)")] = (
+        None
+    ),
+) -> StreamingResponse:
+    job = await run_in_threadpool(jobs.store.get, job_id)
+    lines = export(format, job.spec, lambda: jobs.items(job_id, offset, limit))
+    extension = "jsonl" if format == "jsonl" else "json"
+    return StreamingResponse(
+        iterate_in_threadpool(lines),
+        media_type=MEDIA_TYPES[format],
+        headers={
+            "Content-Disposition": f'attachment; filename="job-{job_id}-{format}.{extension}"'
+        },
+    )
+
+
+# -- internals ---------------------------------------------------------------------------
+
+
+def _parse_spec(raw: bytes | str) -> JobSpec:
+    try:
+        return JobSpec.model_validate_json(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InvalidInput(f"{where}: {first['msg']}") from None
+
+
+async def _submit_multipart(request: Request, jobs: JobService) -> JobStatus:
+    limits = request.app.state.settings.limits
+    async with request.form(max_files=1, max_fields=4, max_part_size=1024 * 1024) as form:
+        raw_spec = form.get("spec")
+        if not isinstance(raw_spec, str):
+            raise InvalidInput("spec: give the job spec as a JSON form field")
+        spec = _parse_spec(raw_spec)
+        upload = form.get("archive")
+        if spec.source.kind != "archive":
+            if upload is not None:
+                raise InvalidInput("archive: only an archive source takes an uploaded archive")
+            job = await run_in_threadpool(jobs.submit, spec)
+            return await run_in_threadpool(jobs.status, job.id)
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput("archive: an archive source needs the archive file")
+        saved = await run_in_threadpool(
+            _save_upload, upload, jobs.services.settings.jobs_dir, limits.max_request_bytes
+        )
+    try:
+        job = await run_in_threadpool(jobs.submit, spec, saved)
+    finally:
+        saved.unlink(missing_ok=True)  # submit moved it where it keeps archives, unless refused
+    return await run_in_threadpool(jobs.status, job.id)
+
+
+def _save_upload(upload: UploadFile, directory: FilePath, limit: int) -> FilePath:
+    """The upload copied to a file of its own (archives are read from disk, never held)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    suffix = ".tar" if (upload.filename or "").lower().endswith((".tar", ".tgz", ".gz")) else ".zip"
+    with tempfile.NamedTemporaryFile(dir=directory, suffix=suffix, delete=False) as out:
+        upload.file.seek(0)
+        copied = 0
+        while chunk := upload.file.read(_COPY_CHUNK):
+            copied += len(chunk)
+            if copied > limit:
+                out.close()
+                FilePath(out.name).unlink(missing_ok=True)
+                raise TooLarge(f"the archive is over {limit} bytes")
+            out.write(chunk)
+    return FilePath(out.name)
+
+
+async def _events(jobs: JobService, first: JobStatus) -> AsyncIterator[str]:
+    current = first
+    last: dict[str, Any] | None = None
+    try:
+        while True:
+            seen = {"state": current.state, "counts": current.counts}
+            if seen != last:
+                last = seen
+                yield sse("progress", current.model_dump_json())
+            if current.state not in UNFINISHED:
+                yield sse("result", current.model_dump_json())
+                return
+            await asyncio.sleep(_EVENT_POLL_S)
+            current = await run_in_threadpool(jobs.status, first.id)
+    except MmragError as error:
+        yield sse("error", json.dumps(problem_body(status_of(error), error.title, error.detail)))

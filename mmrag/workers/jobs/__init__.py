@@ -1,0 +1,1 @@
+"""Bulk annotation jobs: typed specs, persisted per-item state, the driver, exports."""

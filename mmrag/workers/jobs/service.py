@@ -1,0 +1,145 @@
+"""Jobs as the API and the CLI see them: submit, progress, cancel, list, export."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from mmrag.errors import InvalidInput
+from mmrag.services import Services
+from mmrag.workers.jobs.driver import JobDriver
+from mmrag.workers.jobs.records import UNFINISHED, ItemRecord, ItemState, JobRecord, JobState
+from mmrag.workers.jobs.sources import check_webhook, list_keys
+from mmrag.workers.jobs.spec import ArchiveSource, JobSpec
+from mmrag.workers.jobs.store import JobStore, open_job_store
+from mmrag.workers.jobs.webhook import WebhookSender
+
+EXPORT_PAGE = 500
+
+
+class JobStatus(BaseModel):
+    id: str
+    state: JobState
+    spec: JobSpec
+    created: float
+    started: float | None
+    finished: float | None
+    total: int
+    counts: dict[ItemState, int]
+    rate_per_s: float | None  # items settled per second since the job started
+    eta_s: float | None
+    timings_s: dict[str, float]  # time spent per stage, summed over batches
+
+    @property
+    def settled(self) -> int:
+        return self.counts["done"] + self.counts["failed"] + self.counts["skipped"]
+
+
+class JobService:
+    def __init__(self, services: Services, store: JobStore) -> None:
+        self.services = services
+        self.store = store
+        self.driver = JobDriver(services, store, self._job_ended)
+        secret = services.settings.secret_key.get_secret_value()
+        # Looked up at each send, as for ingest: whoever swaps the fetcher (tests) swaps both.
+        self.webhooks = WebhookSender(
+            secret, lambda: services.url_fetcher(), services.settings.jobs.retry_backoff_s
+        )
+
+    def _job_ended(self, job_id: str) -> None:
+        """Called once per job, by the driver that ended it."""
+        status = self.status(job_id)
+        if status.spec.options.webhook:
+            self.webhooks.send_later(status.spec.options.webhook, status.model_dump_json().encode())
+
+    @classmethod
+    def open(cls, services: Services) -> JobService:
+        return cls(services, open_job_store(services.settings))
+
+    def start(self) -> None:
+        self.driver.start()
+
+    def close(self) -> None:
+        self.driver.stop()
+        self.store.close()
+
+    def submit(self, spec: JobSpec, archive: Path | None = None) -> JobRecord:
+        """Check the source, list its items and queue the job; the job id at once."""
+        job = JobRecord(spec=spec, total=0)
+        check_webhook(spec.options.webhook)
+        self._check_models(spec)
+        if isinstance(spec.source, ArchiveSource):
+            if archive is None:
+                raise InvalidInput("an archive source needs the archive uploaded with the job")
+            kept = self.services.settings.jobs_dir / "archives" / f"{job.id}{archive.suffix}"
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            archive.replace(kept)
+            spec = spec.model_copy(update={"source": ArchiveSource(kind="archive", path=str(kept))})
+        try:
+            keys = list_keys(spec.source, self.services.settings, self.services.store)
+        except BaseException:
+            if isinstance(spec.source, ArchiveSource):
+                Path(spec.source.path).unlink(missing_ok=True)
+            raise
+        job = job.model_copy(update={"spec": spec, "total": len(keys)})
+        self.store.create(job, keys)
+        self.driver.wake()
+        return job
+
+    def _check_models(self, spec: JobSpec) -> None:
+        """A model the job names must be one this service serves (UnknownModel otherwise)."""
+        models = spec.options.models
+        for name in spec.task_names():
+            if name in ("caption", "vqa"):
+                self.services.tools.model_for(name, models.vlm)
+            elif name in ("detect", "ground"):
+                self.services.tools.model_for(name, models.grounding)
+
+    def status(self, job_id: str) -> JobStatus:
+        job = self.store.get(job_id)
+        counts = self.store.counts(job_id)
+        settled = counts["done"] + counts["failed"] + counts["skipped"]
+        rate = eta = None
+        if job.started is not None and settled:
+            elapsed = (job.finished or time.time()) - job.started
+            rate = settled / max(elapsed, 1e-6)
+            eta = 0.0 if job.state not in UNFINISHED else (job.total - settled) / rate
+        return JobStatus(
+            id=job.id,
+            state=job.state,
+            spec=job.spec,
+            created=job.created,
+            started=job.started,
+            finished=job.finished,
+            total=job.total,
+            counts=counts,
+            rate_per_s=rate,
+            eta_s=eta,
+            timings_s=self.store.timings(job_id),
+        )
+
+    def cancel(self, job_id: str) -> JobStatus:
+        job = self.store.get(job_id)
+        if job.state in UNFINISHED:
+            self.store.set_state(job_id, "cancelling", UNFINISHED, time.time())
+            self.driver.wake()
+        return self.status(job_id)
+
+    def page(self, limit: int, offset: int) -> tuple[list[JobStatus], int]:
+        jobs, total = self.store.page(limit, offset)
+        return [self.status(job.id) for job in jobs], total
+
+    def items(self, job_id: str, offset: int = 0, limit: int | None = None) -> Iterator[ItemRecord]:
+        """The job's items in order, read page by page (memory does not grow with the job)."""
+        job = self.store.get(job_id)
+        end = job.total if limit is None else min(job.total, offset + limit)
+        position = offset
+        while position < end:
+            page = self.store.items(job_id, position, min(EXPORT_PAGE, end - position))
+            if not page:
+                return
+            yield from page
+            position += len(page)

@@ -1,0 +1,88 @@
+"""Where jobs and their per-item state live: :class:`JobStore` and how to open one.
+
+SQLite in the data dir in the embedded mode, Redis in the distributed mode (DESIGN.md).
+Item state is written per batch, so a restart loses at most the batches in flight, and
+those come back as pending (:meth:`JobStore.reset_running`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from mmrag.config import Settings
+from mmrag.workers.jobs.records import ItemRecord, ItemState, JobRecord, JobState
+
+
+class JobStore(Protocol):
+    def create(self, job: JobRecord, keys: Sequence[str]) -> None:
+        """Store the job and one pending item per key, in order."""
+        ...
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job, or :class:`NotFound`."""
+        ...
+
+    def page(self, limit: int, offset: int) -> tuple[list[JobRecord], int]:
+        """A page of jobs, newest first, and how many there are."""
+        ...
+
+    def set_state(
+        self,
+        job_id: str,
+        state: JobState,
+        expected: frozenset[JobState],
+        now: float,
+    ) -> bool:
+        """Move the job to ``state`` if it is in one of ``expected`` (atomically: a cancel
+        and the driver never overwrite each other); whether it moved. ``now`` stamps
+        ``started`` (first move to running) or ``finished`` (completed, cancelled)."""
+        ...
+
+    def claim(self, job_id: str, limit: int, now: float) -> list[ItemRecord]:
+        """Up to ``limit`` pending items due by ``now``, marked running, in order. An item
+        is claimed once, whoever else claims at the same time."""
+        ...
+
+    def save_items(self, job_id: str, items: Sequence[ItemRecord]) -> None:
+        """Write back claimed items in their new state (done, failed, skipped, or pending
+        again for a retry)."""
+        ...
+
+    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[int]:
+        """For each ``(image_id, seq)`` in order, the seq of the job's item that owns the
+        image: ``seq`` itself when it is the first of the job to bring it (same bytes twice
+        in a source are one image, annotated and exported once)."""
+        ...
+
+    def reset_running(self, job_id: str) -> int:
+        """Items left running by a process that died go back to pending; how many."""
+        ...
+
+    def counts(self, job_id: str) -> dict[ItemState, int]: ...
+
+    def items(self, job_id: str, offset: int, limit: int) -> list[ItemRecord]:
+        """Items in order, any state (for exports and reports)."""
+        ...
+
+    def add_timings(self, job_id: str, seconds: Mapping[str, float]) -> None:
+        """Add time spent per stage (ingest, caption, detect ...)."""
+        ...
+
+    def timings(self, job_id: str) -> dict[str, float]: ...
+
+    def unfinished(self) -> list[str]:
+        """Ids of jobs not yet completed or cancelled, highest priority first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_job_store(settings: Settings) -> JobStore:
+    if settings.workers.mode == "celery":
+        from mmrag.workers.jobs.store_redis import RedisJobStore
+
+        return RedisJobStore.from_url(settings.workers.broker_url)
+    from mmrag.workers.jobs.store_sqlite import SqliteJobStore
+
+    return SqliteJobStore(settings.data_dir / "jobs.sqlite3")

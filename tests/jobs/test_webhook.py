@@ -1,0 +1,95 @@
+"""The signed webhook sent when a job ends, to a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from jobs.conftest import write_scenes
+from jobs.helpers import spec, wait_for
+
+from mmrag.errors import ForbiddenSource
+from mmrag.retrieval.addresses import AddressPolicy
+from mmrag.retrieval.sources import UrlFetcher
+from mmrag.workers.jobs.service import JobService
+from mmrag.workers.jobs.webhook import signature
+
+pytestmark = pytest.mark.slow
+
+Received = list[tuple[dict[str, str], bytes]]
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, Received]]:
+    received: Received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((dict(self.headers.items()), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+
+
+def test_a_finished_job_posts_its_signed_status(
+    jobs: JobService,
+    receiver: tuple[str, Received],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, received = receiver
+    limits = jobs.services.settings.limits
+    monkeypatch.setattr(  # the receiver is on loopback: allow exactly that
+        jobs.services,
+        "url_fetcher",
+        lambda: UrlFetcher(limits, AddressPolicy.allowing("127.0.0.1/32")),
+    )
+    root = jobs.services.settings.allowed_roots[0]
+    write_scenes(root / "hooked", 3)
+    body = spec({"kind": "paths", "paths": [str(root / "hooked")]}, {"task": "embed"})
+    body = body.model_copy(update={"options": body.options.model_copy(update={"webhook": url})})
+    job = jobs.submit(body)
+    wait_for(jobs, job.id, {"completed"})
+    deadline = time.monotonic() + 10
+    while not received:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.2)
+    assert len(received) == 1  # once per job
+    headers, sent = received[0]
+    secret = jobs.services.settings.secret_key.get_secret_value()
+    assert headers["X-Mmrag-Signature"] == signature(secret, headers["X-Mmrag-Timestamp"], sent)
+    assert headers["X-Mmrag-Signature"] != signature(
+        "another secret", headers["X-Mmrag-Timestamp"], sent
+    )
+    status = json.loads(sent)
+    assert status["id"] == job.id
+    assert status["state"] == "completed"
+    assert status["counts"]["done"] == 3
+
+
+def test_webhooks_to_other_schemes_are_refused_at_submit(jobs: JobService) -> None:
+    body = spec({"kind": "indexed"}, {"task": "embed"})
+    body = body.model_copy(
+        update={"options": body.options.model_copy(update={"webhook": "file:///etc/passwd"})}
+    )
+    with pytest.raises(ForbiddenSource):
+        jobs.submit(body)
+
+
+def test_a_webhook_to_a_private_address_is_never_sent(jobs: JobService) -> None:
+    assert not jobs.webhooks.send("http://10.1.2.3/hook", b"{}")
