@@ -218,7 +218,7 @@ class BatchProcessor:
         if not requests:
             return []
         try:
-            results = self.services.tools.run(tool, requests, model)
+            results = self.services.tools.run(tool, requests, model, index_errors="report")
         except MmragError as error:  # the whole call: no worker, broker down, timeout
             return self._call_failed(tool, requests, works, model, error)
         answered = []
