@@ -138,7 +138,7 @@ class ToolClient:
             match tool:
                 case "caption":
                     caption = _parse(CaptionOutput, result).caption
-                    self._annotations.apply_caption(request.image_id, caption, spec)
+                    self._annotations.apply_caption(request.image_id, caption, spec, request.detail)
                 case "ground" | "detect":
                     boxes = _parse(BoxesOutput, result).model_dump(mode="json")["boxes"]
                     self._annotations.apply_boxes(request.image_id, request.phrases, boxes, spec)

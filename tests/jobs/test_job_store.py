@@ -163,7 +163,10 @@ def test_jobs_page_newest_first_and_unfinished_by_priority(store: JobStore) -> N
 
 def test_an_image_belongs_to_the_first_item_that_brings_it(store: JobStore) -> None:
     job = new_job(store, ["a", "b", "c", "d"])
-    assert store.claim_images(job.id, [("x", 0), ("y", 1), ("x", 2)]) == [0, 1, 0]
-    assert store.claim_images(job.id, [("x", 0), ("y", 3)]) == [0, 1]  # a re-run keeps it
+    assert store.claim_images(job.id, [("x", 0), ("y", 1), ("x", 2)]) == [
+        (0, True), (1, True), (0, False)
+    ]  # fmt: skip
+    # A re-run keeps it, and says the owner ran before.
+    assert store.claim_images(job.id, [("x", 0), ("y", 3)]) == [(0, False), (1, False)]
     other = new_job(store, ["a"])
-    assert store.claim_images(other.id, [("x", 0)]) == [0]  # per job
+    assert store.claim_images(other.id, [("x", 0)]) == [(0, True)]  # per job

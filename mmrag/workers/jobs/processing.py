@@ -48,10 +48,18 @@ class _Work:
     annotated: bool = False  # the index already holds what the tasks would write
     twin_of: int | None = None  # the seq of the job's item with the same image
     outage: bool = False  # the error is the tool backend's being down, not this item's
+    resumed: bool = False  # this item ran before in this job (its driver died before saving)
 
     @property
     def skipped(self) -> bool:
+        """Nothing to run for it: another item's image, or already in the index."""
         return self.annotated or self.twin_of is not None
+
+    @property
+    def done_elsewhere(self) -> bool:
+        """Settled as skipped: its results are someone else's work, not this job's run of
+        this item (results found in the index after a crash of its own run are done)."""
+        return self.twin_of is not None or (self.annotated and not self.resumed)
 
 
 @dataclass(frozen=True)
@@ -118,9 +126,11 @@ class BatchProcessor:
         is annotated and exported once: the later items are skipped, saying which."""
         alive = [work for work in works if work.error is None]
         pairs = [(str(work.image_id), work.item.seq) for work in alive]
-        for work, owner in zip(alive, self.store.claim_images(job.id, pairs), strict=True):
+        for work, (owner, new) in zip(alive, self.store.claim_images(job.id, pairs), strict=True):
             if owner != work.item.seq:
                 work.twin_of = owner
+            elif not new:
+                work.resumed = True
 
     def _skip_annotated(self, job: JobRecord, works: list[_Work]) -> None:
         """Images that already carry what this job would write (a job run again, or another
@@ -146,9 +156,13 @@ class BatchProcessor:
         found: dict[str, Any] = {}
         for task in job.spec.tasks:
             match task:
-                case CaptionTask():
+                case CaptionTask(detail=detail):
                     spec = self.services.tools.model_for("caption", models.vlm)
-                    if payload.get("caption_model") != spec or "model_caption" not in payload:
+                    if (
+                        payload.get("caption_model") != spec
+                        or payload.get("caption_detail") != detail
+                        or "model_caption" not in payload
+                    ):
                         return None
                     found["caption"] = payload["model_caption"]
                 case DetectTask(labels=labels) | GroundTask(phrases=labels):
@@ -288,7 +302,7 @@ class BatchProcessor:
             twin = work.twin_of
             return work.item.model_copy(
                 update={
-                    "state": "skipped" if work.skipped else "done",
+                    "state": "skipped" if work.done_elsewhere else "done",
                     "attempts": attempts,
                     "reason": "" if twin is None else f"the same image as item {twin}",
                     "image_id": work.image_id,

@@ -59,10 +59,11 @@ class JobStore(Protocol):
         or pending again for a retry); items ``owner`` no longer holds are left alone."""
         ...
 
-    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[int]:
+    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[tuple[int, bool]]:
         """For each ``(image_id, seq)`` in order, the seq of the job's item that owns the
-        image: ``seq`` itself when it is the first of the job to bring it (same bytes twice
-        in a source are one image, annotated and exported once)."""
+        image (``seq`` itself when it is the first of the job to bring it: same bytes twice
+        in a source are one image, annotated and exported once), and whether this call
+        made it the owner (``False`` for an item that ran before: a crash, then again)."""
         ...
 
     def counts(self, job_id: str) -> dict[ItemState, int]: ...

@@ -227,7 +227,7 @@ class RedisJobStore:
         with _Available():
             self._save(keys=keys, args=args)
 
-    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[int]:
+    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[tuple[int, bool]]:
         if not pairs:
             return []
         with _Available():
@@ -236,7 +236,9 @@ class RedisJobStore:
                 pipe.hsetnx(_key(job_id, "images"), image_id, seq)
                 pipe.hget(_key(job_id, "images"), image_id)
             replies = pipe.execute()
-        return [int(owner) for owner in replies[1::2]]
+        return [
+            (int(owner), bool(new)) for new, owner in zip(replies[::2], replies[1::2], strict=True)
+        ]
 
     def counts(self, job_id: str) -> dict[ItemState, int]:
         with _Available():

@@ -189,19 +189,19 @@ class SqliteJobStore:
                 ],
             )
 
-    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[int]:
+    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[tuple[int, bool]]:
         owners = []
         with self._transaction() as db:
             for image_id, seq in pairs:
-                db.execute(
+                new = db.execute(
                     "INSERT OR IGNORE INTO job_images (job_id, image_id, seq) VALUES (?, ?, ?)",
                     (job_id, image_id, seq),
-                )
+                ).rowcount
                 (owner,) = db.execute(
                     "SELECT seq FROM job_images WHERE job_id = ? AND image_id = ?",
                     (job_id, image_id),
                 ).fetchone()
-                owners.append(int(owner))
+                owners.append((int(owner), new == 1))
         return owners
 
     def counts(self, job_id: str) -> dict[ItemState, int]:
