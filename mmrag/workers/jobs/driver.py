@@ -102,9 +102,7 @@ class JobDriver:
             job = self.store.get(job_id)
             if job.state == "cancelling":
                 if not self._running(job_id):
-                    self.store.set_state(
-                        job_id, "cancelled", frozenset({"cancelling"}), time.time()
-                    )
+                    self._end(job_id, "cancelled", frozenset({"cancelling"}))
                 continue
             if job.state == "queued":
                 self.store.set_state(job_id, "running", frozenset({"queued"}), time.time())
