@@ -2,11 +2,11 @@
 the API process's memory as jobs grow.
 
 Workload: ``N`` synthetic shapes scenes (held-out seeds, 64 px PNGs) in a folder under the
-allowed roots. Models: the tiny shapes CLIP embedder and ``fixture:shapes-grounding`` for
-detection (vocabulary: the world's 12 colour-shape phrases); ``--vlm SPEC`` adds captioning
-(no trained fixture VLM exists yet). Embedded mode, in this process.
+allowed roots. Models: the tiny shapes CLIP embedder, ``fixture:shapes-vlm`` for captions
+(``--vlm SPEC`` for another, ``--vlm ''`` for none) and ``fixture:shapes-grounding`` for
+detection (vocabulary: the world's 12 colour-shape phrases). Embedded mode, in this process.
 
-- ``job``: one job (index + detect [+ caption]) over the folder, from submit until the job
+- ``job``: one job (index + caption + detect) over the folder, from submit until the job
   is completed: images/s. A 4-image job runs first to load the models (not counted).
 - ``per_request``: the same work, one image per request through the API in this run: a
   fresh data dir, ``POST /v1/images`` with the file, then ``POST /v1/detect`` (and
@@ -167,7 +167,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--memory-images", type=int, default=10_000)
-    parser.add_argument("--vlm", default=None, help="a VLM spec: add captioning")
+    parser.add_argument(
+        "--vlm", default="fixture:shapes-vlm", help="the captioning VLM's spec ('' for none)"
+    )
     parser.add_argument("--quick", action="store_true", help="100 images, 2,000 for memory")
     arguments = parser.parse_args()
     if arguments.quick:

@@ -228,7 +228,14 @@ class JobSettings(BaseModel):
     # Per-item retries wait min(retry_backoff_s * 2**attempt, retry_backoff_max_s).
     retry_backoff_s: float = Field(2.0, ge=0)
     retry_backoff_max_s: float = Field(60.0, ge=0)
+    # No worker or no broker: the items wait min(outage_backoff_s * 2**outages,
+    # outage_backoff_max_s) and spend no attempt, however long the outage lasts.
+    outage_backoff_s: float = Field(5.0, ge=0)
+    outage_backoff_max_s: float = Field(300.0, ge=0)
     poll_s: float = Field(0.5, gt=0, le=10)  # the driver's wake-up interval when idle
+    # A claimed batch is held this long past its driver's last renewal (every lease_s / 3):
+    # the items of a driver that died are claimed again after at most this.
+    lease_s: float = Field(30.0, gt=0)
     # Archives: refused at submit time past these (zip bombs, a flood of empty members).
     max_archive_members: int = Field(10_000, ge=1)
     max_archive_total_bytes: int = Field(4 * 1024**3, ge=1024)

@@ -68,6 +68,11 @@ class Unavailable(MmragError):
     title = "Service unavailable"
 
 
+class BackendDown(Unavailable):
+    """No worker serves the tool, or the task broker is unreachable: an outage, not a fault
+    of the request (jobs wait it out without spending the items' attempts)."""
+
+
 class DimensionMismatchError(Unavailable):
     """The collection was built for vectors of another size than the embedder makes: a
     model swap without re-indexing. A configuration fault, not the caller's."""

@@ -56,14 +56,20 @@ class AnnotationWriter:
         # Two annotations of one image at once would each merge into the payload they read.
         self._lock = threading.Lock()
 
-    def apply_caption(self, image_id: str, caption: str, model: str) -> None:
+    def apply_caption(self, image_id: str, caption: str, model: str, detail: str = "short") -> None:
+        """Record a model's caption; ``detail`` (short, detailed) too, so a job asking for a
+        detailed caption never takes a short one for it."""
         with self._lock:
             payload = self._payload(image_id)
             captions = [*payload.get("captions", []), caption]
             vectors = self._embedder().embed_texts(captions)
             mean = vectors.mean(axis=0)
             text_vector = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
-            update: dict[str, Any] = {"model_caption": caption, "caption_model": model}
+            update: dict[str, Any] = {
+                "model_caption": caption,
+                "caption_model": model,
+                "caption_detail": detail,
+            }
             if not payload.get("caption"):
                 update["caption"] = caption
             self._store.set_payload(image_id, update)

@@ -27,6 +27,7 @@ from mmrag.workers.protocol import (
     ToolItem,
     ToolName,
     ToolTask,
+    error_result,
     raise_if_error,
 )
 from mmrag.workers.runner import TaskRunner
@@ -100,10 +101,14 @@ class ToolClient:
         requests: Sequence[ImageRequest],
         model: str | None = None,
         write_back: bool = True,
+        index_errors: Literal["log", "report"] = "log",
     ) -> list[ItemResult]:
         """Run ``tool`` over indexed images, one task; per-image results or error envelopes.
 
-        Results of images that succeeded are written back into the index.
+        Results of images that succeeded are written back into the index. An image whose
+        write-back failed keeps its answer with ``index_errors="log"`` (one image asked for:
+        the answer is what the caller wants), or gets an :class:`Unavailable` envelope with
+        ``"report"`` (a job, whose items must be in the index when done, retries it).
         """
         spec = self.model_for(tool, model)
         payloads = self._store.get([request.image_id for request in requests])
@@ -115,20 +120,25 @@ class ToolClient:
             items.append(_item(payload["sha256"], request))
         task = ToolTask(tool=tool, model=spec, items=tuple(items))
         results = self.runner.run(task, self.settings.workers.result_wait_s)
-        if write_back:
-            for request, result in zip(requests, results, strict=True):
-                if "error" not in result:
-                    self._write_back(tool, spec, request, result)
-        return results
+        if not write_back:
+            return results
+        answered = []
+        for request, result in zip(requests, results, strict=True):
+            failed = None if "error" in result else self._write_back(tool, spec, request, result)
+            if failed is not None and index_errors == "report":
+                result = error_result(Unavailable(f"could not index the {tool}: {failed.detail}"))
+            answered.append(result)
+        return answered
 
     def _write_back(
         self, tool: ToolName, spec: str, request: ImageRequest, result: ItemResult
-    ) -> None:
+    ) -> MmragError | None:
+        """Index what ``result`` says; the error if that failed."""
         try:
             match tool:
                 case "caption":
                     caption = _parse(CaptionOutput, result).caption
-                    self._annotations.apply_caption(request.image_id, caption, spec)
+                    self._annotations.apply_caption(request.image_id, caption, spec, request.detail)
                 case "ground" | "detect":
                     boxes = _parse(BoxesOutput, result).model_dump(mode="json")["boxes"]
                     self._annotations.apply_boxes(request.image_id, request.phrases, boxes, spec)
@@ -137,8 +147,9 @@ class ToolClient:
         except NotFound:
             log.info("image %s was deleted before its %s came back", request.image_id, tool)
         except MmragError as error:
-            # The answer is still good; only the index misses it. Say so, do not fail.
             log.warning("could not index the %s of %s: %s", tool, request.image_id, error)
+            return error
+        return None
 
 
 def _item(sha256: str, request: ImageRequest) -> ToolItem:

@@ -16,7 +16,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import KombuError, OperationalError
 
 from mmrag.config import Settings
-from mmrag.errors import Unavailable
+from mmrag.errors import BackendDown, Unavailable
 from mmrag.retrieval.blobs import BlobStore
 from mmrag.workers.celery_app import create_celery_app, queue_name, task_name
 from mmrag.workers.executor import ToolExecutor
@@ -127,14 +127,14 @@ class CeleryRunner:
         except redis.RedisError as error:
             raise self._broker_down(error) from error
         if not workers:
-            raise Unavailable(
+            raise BackendDown(
                 f"no {queue} worker is running for {tool}: start one with "
                 f"`mmrag worker --queues {queue}`"
             )
 
-    def _broker_down(self, error: BaseException) -> Unavailable:
+    def _broker_down(self, error: BaseException) -> BackendDown:
         log.warning("task broker unreachable: %s", error)
-        return Unavailable(f"the task broker is unreachable ({type(error).__name__}); retry soon")
+        return BackendDown(f"the task broker is unreachable ({type(error).__name__}); retry soon")
 
     def close(self) -> None:
         self._redis.close()

@@ -1,7 +1,7 @@
 """``/v1/jobs`` over real HTTP (embedded mode): submit, progress, events, cancel, exports
 checked against their formats, and bad input answered as problem+json with nothing stored.
 
-Structure with the tiny random VLM; real labels with the trained ``shapes-grounding``.
+Real captions, answers and labels with the trained ``shapes-vlm`` and ``shapes-grounding``.
 """
 
 from __future__ import annotations
@@ -25,17 +25,20 @@ from workers.worker_settings import with_models
 
 from mmrag.config import Settings
 from mmrag.models.fixtures.evaluate_grounding import box_iou
+from mmrag.models.fixtures.evaluate_vlm import score_caption
 from mmrag.models.fixtures.shapes import COLOURS, KINDS, ShapeScene
 
 pytestmark = pytest.mark.slow
 
 SHAPES_GROUNDING = "fixture:shapes-grounding"
+SHAPES_VLM = "fixture:shapes-vlm"
+COUNT_QUESTION = "how many shapes are there?"
 VOCABULARY = [f"{colour} {kind}" for colour in COLOURS for kind in KINDS]
 
 
 @pytest.fixture
-def api(settings: Settings, tiny_vlm_spec: str) -> Iterator[httpx.Client]:
-    configured = with_models(settings, tiny_vlm_spec, SHAPES_GROUNDING)
+def api(settings: Settings) -> Iterator[httpx.Client]:
+    configured = with_models(settings, SHAPES_VLM, SHAPES_GROUNDING)
     data = configured.model_dump()
     data["jobs"].update(retry_backoff_s=0.05, poll_s=0.05)
     configured = Settings.model_validate(data)
@@ -72,7 +75,11 @@ def test_a_job_runs_and_exports_real_labels_in_every_format(api: httpx.Client, r
         (root / f"s{index}.png").write_bytes(png_of(scene))
     spec = {
         "source": {"kind": "paths", "paths": [str(root)]},
-        "tasks": [{"task": "caption"}, {"task": "detect", "labels": VOCABULARY}],
+        "tasks": [
+            {"task": "caption"},
+            {"task": "vqa", "questions": [COUNT_QUESTION]},
+            {"task": "detect", "labels": VOCABULARY},
+        ],
         "options": {"batch_size": 4},
     }
     submitted = api.post("/v1/jobs", json=spec)
@@ -92,7 +99,7 @@ def test_a_job_runs_and_exports_real_labels_in_every_format(api: httpx.Client, r
     assert final["state"] == "completed"
     assert final["counts"]["done"] == 6
     assert final["rate_per_s"] > 0
-    assert {"ingest", "caption", "detect"} <= set(final["timings_s"])
+    assert {"ingest", "caption", "vqa", "detect"} <= set(final["timings_s"])
     listed = api.get("/v1/jobs").json()
     assert [job["id"] for job in listed["items"]] == [job_id]
 
@@ -139,8 +146,17 @@ def test_a_job_runs_and_exports_real_labels_in_every_format(api: httpx.Client, r
     records = [json.loads(line) for line in lines]
     assert len(records) == 6
     assert len({record["id"] for record in records}) == 6
+    named = counted = 0
     for record in records:
         assert api.get(f"/v1/images/{record['id']}").json()["caption"] == record["caption"]
+        scene = scenes[int(Path(record["source"]).stem.removeprefix("s"))]
+        named += score_caption(record["caption"], scene)[0]  # every shape named, no other
+        (answer,) = record["answers"]
+        assert answer["question"] == COUNT_QUESTION
+        counted += answer["answer"] == str(len(scene.shapes))
+    # Real answers from the fixture VLM, a miss allowed where its accuracy is below one.
+    assert named >= 5, [record["caption"] for record in records]
+    assert counted >= 5, [record["answers"] for record in records]
 
     # Label Studio: tasks with predictions, rectangles in percent of the image.
     tasks = api.get(f"/v1/jobs/{job_id}/export", params={"format": "labelstudio"}).json()

@@ -37,6 +37,7 @@ def api_env(settings: Settings) -> dict[str, str]:
         "MMRAG_SAMPLES__ENABLED": "false",
         "MMRAG_JOBS__POLL_S": "0.05",
         "MMRAG_JOBS__RETRY_BACKOFF_S": "0.1",
+        "MMRAG_JOBS__LEASE_S": "2",  # the killed API's items come back after this
     }
 
 
@@ -62,6 +63,7 @@ def api(
             MMRAG_WORKERS__VISIBILITY_TIMEOUT_S=str(celery.workers.visibility_timeout_s),
             MMRAG_WORKERS__RETRY_BACKOFF_MAX_S=str(celery.workers.retry_backoff_max_s),
             MMRAG_WORKERS__HEARTBEAT_S=str(celery.workers.heartbeat_s),
+            MMRAG_WORKERS__RETRY_BACKOFF_MAX_S=str(celery.workers.retry_backoff_max_s),
         )
     process = ApiProcess(env, tmp_path / "api.log")
     process.start()

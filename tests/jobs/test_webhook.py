@@ -46,12 +46,8 @@ def receiver() -> Iterator[tuple[str, Received]]:
         server.shutdown()
 
 
-def test_a_finished_job_posts_its_signed_status(
-    jobs: JobService,
-    receiver: tuple[str, Received],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    url, received = receiver
+def hooked_job(jobs: JobService, url: str, monkeypatch: pytest.MonkeyPatch, count: int) -> str:
+    """A job over ``count`` new scenes whose end is posted to ``url`` (on loopback)."""
     limits = jobs.services.settings.limits
     monkeypatch.setattr(  # the receiver is on loopback: allow exactly that
         jobs.services,
@@ -59,27 +55,55 @@ def test_a_finished_job_posts_its_signed_status(
         lambda: UrlFetcher(limits, AddressPolicy.allowing("127.0.0.1/32")),
     )
     root = jobs.services.settings.allowed_roots[0]
-    write_scenes(root / "hooked", 3)
-    body = spec({"kind": "paths", "paths": [str(root / "hooked")]}, {"task": "embed"})
+    write_scenes(root / "hooked", count)
+    body = spec({"kind": "paths", "paths": [str(root / "hooked")]}, {"task": "embed"}, batch=1)
     body = body.model_copy(update={"options": body.options.model_copy(update={"webhook": url})})
-    job = jobs.submit(body)
-    wait_for(jobs, job.id, {"completed"})
+    return jobs.submit(body).id
+
+
+def the_only_post(received: Received) -> tuple[dict[str, str], bytes]:
     deadline = time.monotonic() + 10
     while not received:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     time.sleep(0.2)
     assert len(received) == 1  # once per job
-    headers, sent = received[0]
+    return received[0]
+
+
+def test_a_finished_job_posts_its_signed_status(
+    jobs: JobService,
+    receiver: tuple[str, Received],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, received = receiver
+    job_id = hooked_job(jobs, url, monkeypatch, 3)
+    wait_for(jobs, job_id, {"completed"})
+    headers, sent = the_only_post(received)
     secret = jobs.services.settings.secret_key.get_secret_value()
     assert headers["X-Mmrag-Signature"] == signature(secret, headers["X-Mmrag-Timestamp"], sent)
     assert headers["X-Mmrag-Signature"] != signature(
         "another secret", headers["X-Mmrag-Timestamp"], sent
     )
     status = json.loads(sent)
-    assert status["id"] == job.id
+    assert status["id"] == job_id
     assert status["state"] == "completed"
     assert status["counts"]["done"] == 3
+
+
+def test_a_cancelled_job_posts_its_status_too(
+    jobs: JobService,
+    receiver: tuple[str, Received],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, received = receiver
+    job_id = hooked_job(jobs, url, monkeypatch, 12)
+    jobs.cancel(job_id)
+    wait_for(jobs, job_id, {"cancelled"})
+    _, sent = the_only_post(received)
+    status = json.loads(sent)
+    assert (status["id"], status["state"]) == (job_id, "cancelled")
+    assert status["counts"]["pending"] > 0  # cancelled with work left
 
 
 def test_webhooks_to_other_schemes_are_refused_at_submit(jobs: JobService) -> None:

@@ -10,11 +10,12 @@ batch through the :class:`ToolClient` as one tool task per task kind: in-process
 in the embedded mode, the Celery workers in the distributed mode (where a worker that dies
 mid-task is covered by acks-late redelivery, or by the runner's timeout and our retry).
 
-What makes it resumable: item state is persisted per batch, and the driver resets items
-left ``running`` when it starts (their process died with them). Unfinished jobs are
-resumed at start-up. In the distributed mode the state lives in Redis, so another API
-process takes over the same jobs; claims are atomic there, so two drivers never run the
-same item.
+What makes it resumable: item state is persisted per batch, and each claim holds its
+items under a lease that the driver renews while the batch runs. Items of a driver that
+died (or lost the store for longer than a lease) go back to pending when their lease runs
+out, at the next claim of any driver; the old claim's late save then changes nothing. In
+the distributed mode the state lives in Redis, so another API process takes over the same
+jobs; claims are atomic there, so two drivers never run the same item at once.
 
 Cancel moves a job to ``cancelling``: no batch of it is claimed any more, the running ones
 finish and are saved, then the job is ``cancelled``.
@@ -22,7 +23,9 @@ finish and are saved, then the job is ``cancelled``.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import secrets
 import threading
 import time
 from collections import Counter
@@ -38,7 +41,7 @@ from mmrag.workers.jobs.store import JobStore
 log = logging.getLogger(__name__)
 
 _SAVE_RETRY_S = 1.0
-_SAVE_ATTEMPTS = 60  # a store away for a minute: the items stay running, reset on restart
+_SAVE_ATTEMPTS = 60  # a store away for a minute: the lease runs out, the items run again
 
 
 class JobDriver:
@@ -52,21 +55,18 @@ class JobDriver:
         self.processor = BatchProcessor(services, store)
         self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="job-batch")
         self._in_flight: Counter[str] = Counter()
+        self._token = secrets.token_hex(8)  # this driver's part of each claim's owner token
+        self._claims = itertools.count()
+        self._held: dict[str, tuple[str, list[int]]] = {}  # owner -> (job id, seqs)
+        self._renewed = 0.0  # monotonic time of the last lease renewal
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Resume unfinished jobs (their running items go back to pending) and drive them."""
-        try:
-            for job_id in self.store.unfinished():
-                if reset := self.store.reset_running(job_id):
-                    log.info(
-                        "job %s: %d items were running when we stopped; resumed", job_id, reset
-                    )
-        except MmragError as error:
-            log.warning("cannot resume jobs yet: %s", error)  # the loop tries again
+        """Drive unfinished jobs; items a dead driver left running come back as their
+        leases run out."""
         self._thread = threading.Thread(target=self._loop, name="job-driver", daemon=True)
         self._thread.start()
 
@@ -86,6 +86,7 @@ class JobDriver:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
+                self._renew_leases()
                 self._step()
             except MmragError as error:  # the job store away (Redis restarting): wait
                 log.warning("job driver: %s", error)
@@ -101,9 +102,7 @@ class JobDriver:
             job = self.store.get(job_id)
             if job.state == "cancelling":
                 if not self._running(job_id):
-                    self.store.set_state(
-                        job_id, "cancelled", frozenset({"cancelling"}), time.time()
-                    )
+                    self._end(job_id, "cancelled", frozenset({"cancelling"}))
                 continue
             if job.state == "queued":
                 self.store.set_state(job_id, "running", frozenset({"queued"}), time.time())
@@ -113,6 +112,17 @@ class JobDriver:
                 finished = counts["pending"] == 0 and counts["running"] == 0
                 if finished and self._end(job_id, "completed", frozenset({"running"})):
                     log.info("job %s completed: %s", job_id, dict(counts))
+
+    def _renew_leases(self) -> None:
+        """Extend the leases of the batches in flight, every third of a lease."""
+        if time.monotonic() - self._renewed < self.settings.lease_s / 3:
+            return
+        with self._lock:
+            held = list(self._held.items())
+        until = time.time() + self.settings.lease_s
+        for owner, (job_id, seqs) in held:
+            self.store.renew(job_id, owner, seqs, until)
+        self._renewed = time.monotonic()
 
     def _end(self, job_id: str, state: JobState, expected: frozenset[JobState]) -> bool:
         """Move the job to its final state; only the driver that moved it tells anyone."""
@@ -127,12 +137,17 @@ class JobDriver:
     def _fill(self, job: JobRecord) -> None:
         """Claim batches of ``job`` while there are free slots (higher priority came first)."""
         while not self._stop.is_set() and self._free_slots() > 0:
-            items = self.store.claim(job.id, job.spec.options.batch_size, time.time())
+            owner = f"{self._token}:{next(self._claims)}"
+            now = time.time()
+            items = self.store.claim(
+                job.id, job.spec.options.batch_size, now, owner, now + self.settings.lease_s
+            )
             if not items:
                 return
             with self._lock:
                 self._in_flight[job.id] += 1
-            self._pool.submit(self._run_batch, job, items)
+                self._held[owner] = (job.id, [item.seq for item in items])
+            self._pool.submit(self._run_batch, job, owner, items)
 
     def _free_slots(self) -> int:
         with self._lock:
@@ -142,7 +157,7 @@ class JobDriver:
         with self._lock:
             return self._in_flight[job_id] > 0
 
-    def _run_batch(self, job: JobRecord, items: Sequence[ItemRecord]) -> None:
+    def _run_batch(self, job: JobRecord, owner: str, items: Sequence[ItemRecord]) -> None:
         try:
             try:
                 outcome = self.processor.run(job, items)
@@ -155,23 +170,26 @@ class JobDriver:
                     else MmragError(f"internal error: {type(error).__name__}")
                 )
                 settled, timings = self.processor.retry_all(job, items, reason), {}
-            self._save(job.id, settled, timings)
+            self._save(job.id, owner, settled, timings)
         finally:
             with self._lock:
                 self._in_flight[job.id] -= 1
+                del self._held[owner]
             self._wake.set()
 
-    def _save(self, job_id: str, items: list[ItemRecord], timings: dict[str, float]) -> None:
+    def _save(
+        self, job_id: str, owner: str, items: list[ItemRecord], timings: dict[str, float]
+    ) -> None:
         for attempt in range(_SAVE_ATTEMPTS):
             try:
-                self.store.save_items(job_id, items)
+                self.store.save_items(job_id, items, owner)
                 break
             except MmragError as error:
                 if attempt == 0:
                     log.warning("cannot save a batch of job %s (%s); retrying", job_id, error)
                 time.sleep(_SAVE_RETRY_S)
         else:
-            log.error("gave up saving a batch of job %s; it runs again after a restart", job_id)
+            log.error("gave up saving a batch of job %s; it runs again when its lease ends", job_id)
             return
         try:
             self.store.add_timings(job_id, timings)

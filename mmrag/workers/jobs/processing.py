@@ -6,9 +6,13 @@ write-back puts captions, labels, boxes and counts into the index. Every step is
 idempotent (ids are content hashes; write-back replaces what it wrote before), so a batch
 run twice after a crash leaves the index as one run does.
 
-An item fails alone: its error is kept as its reason. Errors a retry may cure (a worker
-or the broker away, a URL that timed out) send it back to pending with a backoff until its
-attempts run out; anything else fails it at once.
+An item fails alone: its error is kept as its reason. Errors a retry may cure (a URL
+that timed out, a task that gave no result) send it back to pending with a backoff until
+its attempts run out; anything else fails it at once. An outage of the tool backend (no
+worker, the broker down, or a task lost while its worker went away) is nobody's item's
+fault: the items go back to pending with a longer backoff and spend no attempt. A batch
+whose whole tool call failed while the workers are up is run again one image per call, so
+only a poison image fails, not its batch-mates.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmrag.errors import MmragError, NotFound, SourceUnreachable, Unavailable
+from mmrag.errors import BackendDown, MmragError, NotFound, SourceUnreachable, Unavailable
 from mmrag.retrieval.annotations import count_key, normalise_label
 from mmrag.services import Services
 from mmrag.workers.client import ImageRequest
@@ -43,10 +47,19 @@ class _Work:
     error: MmragError | None = None
     annotated: bool = False  # the index already holds what the tasks would write
     twin_of: int | None = None  # the seq of the job's item with the same image
+    outage: bool = False  # the error is the tool backend's being down, not this item's
+    resumed: bool = False  # this item ran before in this job (its driver died before saving)
 
     @property
     def skipped(self) -> bool:
+        """Nothing to run for it: another item's image, or already in the index."""
         return self.annotated or self.twin_of is not None
+
+    @property
+    def done_elsewhere(self) -> bool:
+        """Settled as skipped: its results are someone else's work, not this job's run of
+        this item (results found in the index after a crash of its own run are done)."""
+        return self.twin_of is not None or (self.annotated and not self.resumed)
 
 
 @dataclass(frozen=True)
@@ -83,7 +96,8 @@ class BatchProcessor:
         self, job: JobRecord, items: Sequence[ItemRecord], error: MmragError
     ) -> list[ItemRecord]:
         """Every item back to pending (or failed, out of attempts) with ``error``."""
-        return [self._settle(job, _Work(item, error=error)) for item in items]
+        outage = isinstance(error, BackendDown)
+        return [self._settle(job, _Work(item, error=error, outage=outage)) for item in items]
 
     # -- stages ----------------------------------------------------------------------------
 
@@ -112,9 +126,11 @@ class BatchProcessor:
         is annotated and exported once: the later items are skipped, saying which."""
         alive = [work for work in works if work.error is None]
         pairs = [(str(work.image_id), work.item.seq) for work in alive]
-        for work, owner in zip(alive, self.store.claim_images(job.id, pairs), strict=True):
+        for work, (owner, new) in zip(alive, self.store.claim_images(job.id, pairs), strict=True):
             if owner != work.item.seq:
                 work.twin_of = owner
+            elif not new:
+                work.resumed = True
 
     def _skip_annotated(self, job: JobRecord, works: list[_Work]) -> None:
         """Images that already carry what this job would write (a job run again, or another
@@ -140,9 +156,13 @@ class BatchProcessor:
         found: dict[str, Any] = {}
         for task in job.spec.tasks:
             match task:
-                case CaptionTask():
+                case CaptionTask(detail=detail):
                     spec = self.services.tools.model_for("caption", models.vlm)
-                    if payload.get("caption_model") != spec or "model_caption" not in payload:
+                    if (
+                        payload.get("caption_model") != spec
+                        or payload.get("caption_detail") != detail
+                        or "model_caption" not in payload
+                    ):
                         return None
                     found["caption"] = payload["model_caption"]
                 case DetectTask(labels=labels) | GroundTask(phrases=labels):
@@ -212,11 +232,9 @@ class BatchProcessor:
         if not requests:
             return []
         try:
-            results = self.services.tools.run(tool, requests, model)
+            results = self.services.tools.run(tool, requests, model, index_errors="report")
         except MmragError as error:  # the whole call: no worker, broker down, timeout
-            for work in works:
-                work.error = error
-            return []
+            return self._call_failed(tool, requests, works, model, error)
         answered = []
         for work, result in zip(works, results, strict=True):
             envelope = result.get("error")
@@ -224,6 +242,30 @@ class BatchProcessor:
                 answered.append((work, result))
             else:
                 work.error = rebuild_error(str(envelope.get("type")), str(envelope.get("detail")))
+        return answered
+
+    def _call_failed(
+        self,
+        tool: ToolName,
+        requests: list[ImageRequest],
+        works: list[_Work],
+        model: str | None,
+        error: MmragError,
+    ) -> list[tuple[_Work, ItemResult]]:
+        """A tool call that failed as a whole: an outage, or maybe one poison image."""
+        outage = isinstance(error, BackendDown) or (
+            # A task lost with its worker (no result in time) while no worker beats any more.
+            isinstance(error, Unavailable) and self.services.tools.runner.readiness(tool) != "ok"
+        )
+        if outage or len(works) == 1:
+            for work in works:
+                work.error = error
+                work.outage = outage
+            return []
+        log.info("a %s call over %d images failed (%s): one by one", tool, len(works), error)
+        answered = []
+        for request, work in zip(requests, works, strict=True):
+            answered.extend(self._call(tool, [request], [work], model))
         return answered
 
     def _describe(self, works: list[_Work]) -> None:
@@ -243,11 +285,24 @@ class BatchProcessor:
     def _settle(self, job: JobRecord, work: _Work) -> ItemRecord:
         attempts = work.item.attempts + 1
         error = work.error
+        jobs = self.settings.jobs
+        if error is not None and work.outage:
+            outages = work.item.outages
+            wait = min(jobs.outage_backoff_s * 2**outages, jobs.outage_backoff_max_s)
+            log.info("item %s of job %s: %s; again in %.1f s", work.item.key, job.id, error, wait)
+            return work.item.model_copy(
+                update={
+                    "state": "pending",
+                    "outages": outages + 1,
+                    "reason": error.detail,
+                    "not_before": self.clock() + wait,
+                }
+            )
         if error is None:
             twin = work.twin_of
             return work.item.model_copy(
                 update={
-                    "state": "skipped" if work.skipped else "done",
+                    "state": "skipped" if work.done_elsewhere else "done",
                     "attempts": attempts,
                     "reason": "" if twin is None else f"the same image as item {twin}",
                     "image_id": work.image_id,
@@ -260,7 +315,6 @@ class BatchProcessor:
             return work.item.model_copy(
                 update={"state": "failed", "attempts": attempts, "reason": error.detail}
             )
-        jobs = self.settings.jobs
         wait = min(jobs.retry_backoff_s * 2 ** (attempts - 1), jobs.retry_backoff_max_s)
         log.info("item %s of job %s: %s; retry in %.1f s", work.item.key, job.id, error, wait)
         return work.item.model_copy(

@@ -39,6 +39,7 @@ class ItemRecord(BaseModel):
     key: str
     state: ItemState = "pending"
     attempts: int = 0
+    outages: int = 0  # times the tool backend was down for it (no attempt spent)
     not_before: float = 0.0  # a retry waits until then (backoff)
     reason: str = ""
     image_id: str | None = None

@@ -1,8 +1,10 @@
 """Where jobs and their per-item state live: :class:`JobStore` and how to open one.
 
 SQLite in the data dir in the embedded mode, Redis in the distributed mode (DESIGN.md).
-Item state is written per batch, so a restart loses at most the batches in flight, and
-those come back as pending (:meth:`JobStore.reset_running`).
+Item state is written per batch, so a restart loses at most the batches in flight. A claim
+holds its items under a lease that its driver renews while it works on them; a lease that
+runs out (the driver died, or lost the store) puts the items back to pending at the next
+claim, by whichever driver, and a late save of the old claim changes nothing.
 """
 
 from __future__ import annotations
@@ -39,24 +41,29 @@ class JobStore(Protocol):
         ``started`` (first move to running) or ``finished`` (completed, cancelled)."""
         ...
 
-    def claim(self, job_id: str, limit: int, now: float) -> list[ItemRecord]:
-        """Up to ``limit`` pending items due by ``now``, marked running, in order. An item
-        is claimed once, whoever else claims at the same time."""
+    def claim(
+        self, job_id: str, limit: int, now: float, owner: str, lease_until: float
+    ) -> list[ItemRecord]:
+        """Up to ``limit`` pending items due by ``now``, marked running under ``owner`` (a
+        token per claim) until ``lease_until``, in order. Items whose lease ran out by
+        ``now`` are pending again first. An item is claimed once, whoever else claims at
+        the same time."""
         ...
 
-    def save_items(self, job_id: str, items: Sequence[ItemRecord]) -> None:
-        """Write back claimed items in their new state (done, failed, skipped, or pending
-        again for a retry)."""
+    def renew(self, job_id: str, owner: str, seqs: Sequence[int], lease_until: float) -> None:
+        """Extend the leases ``owner`` still holds on ``seqs``."""
         ...
 
-    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[int]:
+    def save_items(self, job_id: str, items: Sequence[ItemRecord], owner: str) -> None:
+        """Write back items claimed by ``owner`` in their new state (done, failed, skipped,
+        or pending again for a retry); items ``owner`` no longer holds are left alone."""
+        ...
+
+    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[tuple[int, bool]]:
         """For each ``(image_id, seq)`` in order, the seq of the job's item that owns the
-        image: ``seq`` itself when it is the first of the job to bring it (same bytes twice
-        in a source are one image, annotated and exported once)."""
-        ...
-
-    def reset_running(self, job_id: str) -> int:
-        """Items left running by a process that died go back to pending; how many."""
+        image (``seq`` itself when it is the first of the job to bring it: same bytes twice
+        in a source are one image, annotated and exported once), and whether this call
+        made it the owner (``False`` for an item that ran before: a crash, then again)."""
         ...
 
     def counts(self, job_id: str) -> dict[ItemState, int]: ...

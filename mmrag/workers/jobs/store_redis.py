@@ -2,13 +2,16 @@
 
 Keys per job (``mmrag:job:{id}:...``): ``record`` (the spec, JSON), ``meta`` (a hash:
 state, started, finished), ``items`` (a hash seq -> item JSON), ``pending`` (a sorted set
-seq -> not_before), ``running`` (a set of seqs), ``counts`` (a hash state -> n),
+seq -> not_before), ``running`` (a sorted set seq -> lease deadline), ``owners`` (a hash
+seq -> the token of the claim that holds it), ``counts`` (a hash state -> n),
 ``images`` (a hash image id -> the seq of the item that brought it) and ``timings`` (a hash
 stage -> seconds). ``mmrag:jobs`` orders jobs by creation; ``mmrag:jobs:open`` holds
 the unfinished ones, so drivers never scan finished jobs.
 
 Claims and saves are Lua scripts, atomic in Redis: an item is claimed by one driver
 only, and a restart of Redis in the middle of either leaves no item in neither set.
+Members of ``pending`` and ``running`` are zero-padded seqs: every pending score is 0 until
+a retry, and Redis orders ties by member bytes, so "10" would come before "2".
 """
 
 from __future__ import annotations
@@ -32,16 +35,27 @@ _OPEN = "mmrag:jobs:open"  # ids of jobs not yet completed or cancelled: what dr
 
 # Scripts run atomically in Redis: a claim or a save cut short by a restart either
 # happened whole or not at all, so no item is left in neither set, and counts stay true.
-# KEYS: pending, running, counts, items. ARGV: now, limit. Moves due items pending ->
-# running and returns their records. (Only a reply lost on the way leaves items running
-# with nobody on them; the next start of a driver puts them back: reset_running.)
+# KEYS: pending, running, counts, items, owners. ARGV: now, limit, owner, lease deadline.
+# Items whose lease ran out (their driver died, or its claim's reply was lost) go back to
+# pending first; then due items move pending -> running under this claim's lease.
 _CLAIM = """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
+for _, member in ipairs(expired) do
+  redis.call('ZREM', KEYS[2], member)
+  redis.call('HDEL', KEYS[5], member)
+  redis.call('ZADD', KEYS[1], 0, member)
+end
+if #expired > 0 then
+  redis.call('HINCRBY', KEYS[3], 'running', -#expired)
+  redis.call('HINCRBY', KEYS[3], 'pending', #expired)
+end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 local records = {}
-for i, seq in ipairs(due) do
-  redis.call('ZREM', KEYS[1], seq)
-  redis.call('SADD', KEYS[2], seq)
-  records[i] = redis.call('HGET', KEYS[4], seq)
+for i, member in ipairs(due) do
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('ZADD', KEYS[2], ARGV[4], member)
+  redis.call('HSET', KEYS[5], member, ARGV[3])
+  records[i] = redis.call('HGET', KEYS[4], tostring(tonumber(member)))
 end
 if #due > 0 then
   redis.call('HINCRBY', KEYS[3], 'pending', -#due)
@@ -49,18 +63,31 @@ if #due > 0 then
 end
 return records
 """
-# KEYS: items, pending, running, counts. ARGV: (seq, state, not_before, record) per item.
-# Only items still running move (a save repeated after a lost reply changes nothing).
+# KEYS: running, owners. ARGV: owner, lease deadline, members... Extends the leases the
+# owner still holds (one that ran out and went to another claim stays there).
+_RENEW = """
+for i = 3, #ARGV do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[i])
+  end
+end
+return 1
+"""
+# KEYS: items, pending, running, counts, owners. ARGV: owner, then (member, state,
+# not_before, record) per item. Only items still running under this owner's claim move: a
+# save repeated after a lost reply, or one whose lease ran out, changes nothing.
 _SAVE = """
-for i = 1, #ARGV, 4 do
-  local seq, state = ARGV[i], ARGV[i + 1]
-  if redis.call('SREM', KEYS[3], seq) == 1 then
+for i = 2, #ARGV, 4 do
+  local member, state = ARGV[i], ARGV[i + 1]
+  local held = redis.call('HGET', KEYS[5], member) == ARGV[1]
+  if held and redis.call('ZREM', KEYS[3], member) == 1 then
+    redis.call('HDEL', KEYS[5], member)
     redis.call('HINCRBY', KEYS[4], 'running', -1)
     redis.call('HINCRBY', KEYS[4], state, 1)
     if state == 'pending' then
-      redis.call('ZADD', KEYS[2], ARGV[i + 2], seq)
+      redis.call('ZADD', KEYS[2], ARGV[i + 2], member)
     end
-    redis.call('HSET', KEYS[1], seq, ARGV[i + 3])
+    redis.call('HSET', KEYS[1], tostring(tonumber(member)), ARGV[i + 3])
   end
 end
 return 1
@@ -72,10 +99,16 @@ def _key(job_id: str, part: str) -> str:
     return f"mmrag:job:{job_id}:{part}"
 
 
+def _member(seq: int) -> str:
+    """A seq as a member of ``pending``/``running``: padded, so ties sort by number."""
+    return f"{seq:010d}"
+
+
 class RedisJobStore:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._claim = client.register_script(_CLAIM)
+        self._renew = client.register_script(_RENEW)
         self._save = client.register_script(_SAVE)
 
     @classmethod
@@ -95,7 +128,7 @@ class RedisJobStore:
                         for seq, key in zip(seqs, chunk, strict=True)
                     },
                 )
-                pipe.zadd(_key(job.id, "pending"), {str(seq): 0.0 for seq in seqs})
+                pipe.zadd(_key(job.id, "pending"), {_member(seq): 0.0 for seq in seqs})
                 pipe.execute()
             # The job becomes visible last: a driver never sees a job whose items are missing.
             pipe = self._redis.pipeline(transaction=True)
@@ -152,15 +185,18 @@ class RedisJobStore:
                 except redis.WatchError:
                     continue  # the other writer won; read again
 
-    def claim(self, job_id: str, limit: int, now: float) -> list[ItemRecord]:
+    def claim(
+        self, job_id: str, limit: int, now: float, owner: str, lease_until: float
+    ) -> list[ItemRecord]:
         keys = [
             _key(job_id, "pending"),
             _key(job_id, "running"),
             _key(job_id, "counts"),
             _key(job_id, "items"),
+            _key(job_id, "owners"),
         ]
         with _Available():
-            records = self._claim(keys=keys, args=[now, limit])
+            records = self._claim(keys=keys, args=[now, limit, owner, lease_until])
         # A stored record keeps saying "pending" while it runs: the sets are what count.
         return [
             ItemRecord.model_validate_json(record).model_copy(update={"state": "running"})
@@ -168,7 +204,14 @@ class RedisJobStore:
             if record
         ]
 
-    def save_items(self, job_id: str, items: Sequence[ItemRecord]) -> None:
+    def renew(self, job_id: str, owner: str, seqs: Sequence[int], lease_until: float) -> None:
+        if not seqs:
+            return
+        keys = [_key(job_id, "running"), _key(job_id, "owners")]
+        with _Available():
+            self._renew(keys=keys, args=[owner, lease_until, *map(_member, seqs)])
+
+    def save_items(self, job_id: str, items: Sequence[ItemRecord], owner: str) -> None:
         if not items:
             return
         keys = [
@@ -176,14 +219,15 @@ class RedisJobStore:
             _key(job_id, "pending"),
             _key(job_id, "running"),
             _key(job_id, "counts"),
+            _key(job_id, "owners"),
         ]
-        args: list[str | float] = []
+        args: list[str | float] = [owner]
         for item in items:
-            args.extend([str(item.seq), item.state, item.not_before, item.model_dump_json()])
+            args.extend([_member(item.seq), item.state, item.not_before, item.model_dump_json()])
         with _Available():
             self._save(keys=keys, args=args)
 
-    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[int]:
+    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[tuple[int, bool]]:
         if not pairs:
             return []
         with _Available():
@@ -192,21 +236,9 @@ class RedisJobStore:
                 pipe.hsetnx(_key(job_id, "images"), image_id, seq)
                 pipe.hget(_key(job_id, "images"), image_id)
             replies = pipe.execute()
-        return [int(owner) for owner in replies[1::2]]
-
-    def reset_running(self, job_id: str) -> int:
-        with _Available():
-            seqs = [_text(seq) for seq in self._redis.smembers(_key(job_id, "running"))]
-            if not seqs:
-                return 0
-            records = self._redis.hmget(_key(job_id, "items"), seqs)
-            items = [
-                ItemRecord.model_validate_json(record).model_copy(update={"state": "pending"})
-                for record in records
-                if record is not None
-            ]
-        self.save_items(job_id, items)
-        return len(items)
+        return [
+            (int(owner), bool(new)) for new, owner in zip(replies[::2], replies[1::2], strict=True)
+        ]
 
     def counts(self, job_id: str) -> dict[ItemState, int]:
         with _Available():

@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS items (
     state TEXT NOT NULL,
     not_before REAL NOT NULL DEFAULT 0,
     record TEXT NOT NULL,
+    owner TEXT,  -- the claim that holds a running item
+    lease_until REAL,  -- past it, the item goes back to pending (its driver died)
     PRIMARY KEY (job_id, seq)
 );
 CREATE INDEX IF NOT EXISTS items_by_state ON items (job_id, state, seq);
@@ -56,6 +58,8 @@ CREATE TABLE IF NOT EXISTS timings (
 );
 """
 _CHUNK = 1_000
+# Columns added since the first schema: a data dir made before gets them at open.
+_ADDED_COLUMNS = {"owner": "TEXT", "lease_until": "REAL"}
 
 
 class SqliteJobStore:
@@ -65,6 +69,10 @@ class SqliteJobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE items ADD COLUMN {column} {kind}")
         self._lock = threading.Lock()
 
     @contextmanager
@@ -130,8 +138,17 @@ class SqliteJobStore:
             ).rowcount
         return bool(moved)
 
-    def claim(self, job_id: str, limit: int, now: float) -> list[ItemRecord]:
+    def claim(
+        self, job_id: str, limit: int, now: float, owner: str, lease_until: float
+    ) -> list[ItemRecord]:
         with self._transaction() as db:
+            # Leases that ran out: their driver died, so the items are due again.
+            db.execute(
+                "UPDATE items SET state = 'pending', owner = NULL, not_before = 0, "
+                "record = json_set(record, '$.state', 'pending') "
+                "WHERE job_id = ? AND state = 'running' AND lease_until < ?",
+                (job_id, now),
+            )
             rows = db.execute(
                 "SELECT record FROM items WHERE job_id = ? AND state = 'pending' "
                 "AND not_before <= ? ORDER BY seq LIMIT ?",
@@ -142,51 +159,50 @@ class SqliteJobStore:
                 for (record,) in rows
             ]
             db.executemany(
-                "UPDATE items SET state = 'running', record = ? WHERE job_id = ? AND seq = ?",
-                [(item.model_dump_json(), job_id, item.seq) for item in claimed],
+                "UPDATE items SET state = 'running', record = ?, owner = ?, lease_until = ? "
+                "WHERE job_id = ? AND seq = ?",
+                [
+                    (item.model_dump_json(), owner, lease_until, job_id, item.seq)
+                    for item in claimed
+                ],
             )
         return claimed
 
-    def save_items(self, job_id: str, items: Sequence[ItemRecord]) -> None:
+    def renew(self, job_id: str, owner: str, seqs: Sequence[int], lease_until: float) -> None:
         with self._transaction() as db:
             db.executemany(
-                "UPDATE items SET state = ?, not_before = ?, record = ? "
-                "WHERE job_id = ? AND seq = ?",
+                "UPDATE items SET lease_until = ? "
+                "WHERE job_id = ? AND seq = ? AND state = 'running' AND owner = ?",
+                [(lease_until, job_id, seq, owner) for seq in seqs],
+            )
+
+    def save_items(self, job_id: str, items: Sequence[ItemRecord], owner: str) -> None:
+        # Only items still running under this claim move: one whose lease ran out belongs
+        # to another claim now, and a repeated save changes nothing.
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE items SET state = ?, not_before = ?, record = ?, owner = NULL "
+                "WHERE job_id = ? AND seq = ? AND state = 'running' AND owner = ?",
                 [
-                    (item.state, item.not_before, item.model_dump_json(), job_id, item.seq)
+                    (item.state, item.not_before, item.model_dump_json(), job_id, item.seq, owner)
                     for item in items
                 ],
             )
 
-    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[int]:
+    def claim_images(self, job_id: str, pairs: Sequence[tuple[str, int]]) -> list[tuple[int, bool]]:
         owners = []
         with self._transaction() as db:
             for image_id, seq in pairs:
-                db.execute(
+                new = db.execute(
                     "INSERT OR IGNORE INTO job_images (job_id, image_id, seq) VALUES (?, ?, ?)",
                     (job_id, image_id, seq),
-                )
+                ).rowcount
                 (owner,) = db.execute(
                     "SELECT seq FROM job_images WHERE job_id = ? AND image_id = ?",
                     (job_id, image_id),
                 ).fetchone()
-                owners.append(int(owner))
+                owners.append((int(owner), new == 1))
         return owners
-
-    def reset_running(self, job_id: str) -> int:
-        with self._transaction() as db:
-            rows = db.execute(
-                "SELECT record FROM items WHERE job_id = ? AND state = 'running'", (job_id,)
-            ).fetchall()
-            items = [
-                ItemRecord.model_validate_json(record).model_copy(update={"state": "pending"})
-                for (record,) in rows
-            ]
-            db.executemany(
-                "UPDATE items SET state = 'pending', record = ? WHERE job_id = ? AND seq = ?",
-                [(item.model_dump_json(), job_id, item.seq) for item in items],
-            )
-        return len(items)
 
     def counts(self, job_id: str) -> dict[ItemState, int]:
         with self._lock:
