@@ -61,7 +61,6 @@ def api(
             MMRAG_WORKERS__RESULT_WAIT_S="8",
             MMRAG_WORKERS__TASK_TIME_LIMIT_S=str(celery.workers.task_time_limit_s),
             MMRAG_WORKERS__VISIBILITY_TIMEOUT_S=str(celery.workers.visibility_timeout_s),
-            MMRAG_WORKERS__RETRY_BACKOFF_MAX_S=str(celery.workers.retry_backoff_max_s),
             MMRAG_WORKERS__HEARTBEAT_S=str(celery.workers.heartbeat_s),
             MMRAG_WORKERS__RETRY_BACKOFF_MAX_S=str(celery.workers.retry_backoff_max_s),
         )
