@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,12 +11,15 @@ from pydantic import BaseModel
 
 from mmrag.errors import InvalidInput
 from mmrag.services import Services
+from mmrag.workers.jobs.archive import forget_archive
 from mmrag.workers.jobs.driver import JobDriver
 from mmrag.workers.jobs.records import UNFINISHED, ItemRecord, ItemState, JobRecord, JobState
 from mmrag.workers.jobs.sources import check_webhook, list_keys
 from mmrag.workers.jobs.spec import ArchiveSource, JobSpec
 from mmrag.workers.jobs.store import JobStore, open_job_store
 from mmrag.workers.jobs.webhook import WebhookSender
+
+log = logging.getLogger(__name__)
 
 EXPORT_PAGE = 500
 
@@ -54,6 +58,12 @@ class JobService:
         status = self.status(job_id)
         if status.spec.options.webhook:
             self.webhooks.send_later(status.spec.options.webhook, status.model_dump_json().encode())
+        if isinstance(status.spec.source, ArchiveSource):
+            # Its items are settled and exported from the store: the upload is not needed.
+            try:
+                forget_archive(Path(status.spec.source.path))
+            except OSError as error:
+                log.warning("job %s: cannot delete its archive: %s", job_id, error)
 
     @classmethod
     def open(cls, services: Services) -> JobService:
