@@ -63,10 +63,12 @@ class JobDriver:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._only: str | None = None
 
-    def start(self) -> None:
-        """Drive unfinished jobs; items a dead driver left running come back as their
-        leases run out."""
+    def start(self, only: str | None = None) -> None:
+        """Drive unfinished jobs (or only the job ``only``: the CLI's own); items a dead
+        driver left running come back as their leases run out."""
+        self._only = only
         self._thread = threading.Thread(target=self._loop, name="job-driver", daemon=True)
         self._thread.start()
 
@@ -99,6 +101,8 @@ class JobDriver:
         for job_id in self.store.unfinished():
             if self._stop.is_set():
                 return
+            if self._only is not None and job_id != self._only:
+                continue
             try:
                 self._drive(job_id)
             except MmragError:

@@ -70,8 +70,9 @@ class JobService:
     def open(cls, services: Services) -> JobService:
         return cls(services, open_job_store(services.settings))
 
-    def start(self) -> None:
-        self.driver.start()
+    def start(self, only: str | None = None) -> None:
+        """Drive the unfinished jobs, or only the job ``only``."""
+        self.driver.start(only)
 
     def close(self) -> None:
         self.driver.stop()
