@@ -48,8 +48,8 @@ def run_annotate(
     services = Services.open(settings)
     jobs = JobService.open(services)
     try:
-        jobs.start()
         job = jobs.submit(spec, archive)
+        jobs.start(only=job.id)  # other jobs in the data dir are the server's to drive
         status = _follow(jobs, job.id, stderr)
         if export_to is not None and export_format is not None:
             _write_export(jobs, job.id, export_format, export_to[1])

@@ -240,6 +240,9 @@ class JobSettings(BaseModel):
     max_archive_members: int = Field(10_000, ge=1)
     max_archive_total_bytes: int = Field(4 * 1024**3, ge=1024)
     max_member_ratio: float = Field(200.0, ge=1)  # uncompressed over compressed, per member
+    # Signs job webhooks; unset, a key derived from secret_key (see workers/jobs/webhook.py),
+    # so receivers never hold the secret that signs the service's other tokens.
+    webhook_secret: SecretStr | None = None
 
 
 class Settings(BaseSettings):

@@ -207,7 +207,9 @@ def coco_ap50(coco: dict[str, Any], scenes: list[ShapeScene], by_file: dict[str,
     return float(evaluation.stats[1])
 
 
-def test_an_archive_job_fails_non_image_members_alone(api: httpx.Client) -> None:
+def test_an_archive_job_fails_non_image_members_alone(
+    api: httpx.Client, settings: Settings
+) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for index, scene in enumerate(held_out(3)):
@@ -231,6 +233,11 @@ def test_an_archive_job_fails_non_image_members_alone(api: httpx.Client) -> None
     assert readme["state"] == "failed"
     assert readme["reason"]  # why, in words
     assert readme["attempts"] == 1
+    # The upload is deleted once the job ended (the export reads the job store).
+    deadline = time.monotonic() + 10
+    while list((settings.jobs_dir / "archives").iterdir()):
+        assert time.monotonic() < deadline, list((settings.jobs_dir / "archives").iterdir())
+        time.sleep(0.05)
 
 
 def bomb() -> bytes:

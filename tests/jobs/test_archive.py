@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 import time
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -70,10 +71,34 @@ def test_a_zip_bomb_is_refused_by_ratio_and_by_total_size(
         archive_members(plain, small)
 
 
+def test_a_tar_gz_bomb_is_refused_before_anything_is_unpacked(
+    tmp_path: Path, settings: Settings
+) -> None:
+    bomb = tar_of(tmp_path / "bomb.tar.gz", {"zeros.png": bytes(20_000_000)}, "w:gz")
+    size = bomb.stat().st_size
+    with pytest.raises(TooLarge, match="bomb"):
+        archive_members(bomb, settings)
+    assert bomb.stat().st_size == size  # not rewritten as a plain tar
+    assert not (tmp_path / "bomb.tar.gz.plain").exists()
+
+
 def test_a_flood_of_empty_members_is_refused(tmp_path: Path, settings: Settings) -> None:
     names = {f"e{i}.png": b"" for i in range(100_000)}
+    flood = zip_of(tmp_path / "flood.zip", names)
+    tracemalloc.start()
+    try:
+        with pytest.raises(TooLarge, match="over 10000 members"):
+            archive_members(flood, settings)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000  # refused from the end record, no object per entry
+    zip64 = tmp_path / "flood64.zip"  # the zip64 end record, as big archives carry
+    with zipfile.ZipFile(zip64, "w", allowZip64=True) as archive:
+        for index in range(70_000):
+            archive.writestr(f"e{index}.png", b"")
     with pytest.raises(TooLarge, match="over 10000 members"):
-        archive_members(zip_of(tmp_path / "flood.zip", names), settings)
+        archive_members(zip64, settings)
     with pytest.raises(TooLarge, match="over 10000 members"):
         archive_members(tar_of(tmp_path / "flood.tar", names), settings)
 

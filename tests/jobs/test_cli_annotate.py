@@ -11,7 +11,11 @@ from jobs.conftest import write_scenes
 from typer.testing import CliRunner
 
 from mmrag.cli import app
+from mmrag.config import Settings
 from mmrag.models.fixtures import default_cache_dir
+from mmrag.workers.jobs.records import JobRecord
+from mmrag.workers.jobs.spec import JobSpec
+from mmrag.workers.jobs.store_sqlite import SqliteJobStore
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +46,13 @@ def env(
 
 
 def test_annotate_a_folder_and_export_coco(env: Path, tmp_path: Path) -> None:
+    # A job the server queued in the same data dir: the CLI drives only its own.
+    path = Settings(allowed_roots=[env]).data_dir / "jobs.sqlite3"
+    store = SqliteJobStore(path)
+    spec = JobSpec.model_validate({"source": {"kind": "indexed"}, "tasks": [{"task": "embed"}]})
+    queued = JobRecord(spec=spec, total=1)
+    store.create(queued, ["0" * 32])
+    store.close()
     out = tmp_path / "out.json"
     result = runner.invoke(
         app,
@@ -57,6 +68,10 @@ def test_annotate_a_folder_and_export_coco(env: Path, tmp_path: Path) -> None:
     assert len(coco["images"]) == 5
     assert [c["name"] for c in coco["categories"]] == ["red circle", "blue square"]
     assert all("caption" in image for image in coco["images"])
+    store = SqliteJobStore(path)
+    assert store.get(queued.id).state == "queued"
+    assert store.counts(queued.id)["pending"] == 1
+    store.close()
 
 
 @pytest.mark.parametrize(

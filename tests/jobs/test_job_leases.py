@@ -4,6 +4,7 @@ the API before Redis)."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -45,3 +46,32 @@ def test_a_store_away_when_the_driver_starts_still_completes_the_job(
         finally:
             jobs.close()
             services.close()
+
+
+def test_a_job_whose_record_does_not_read_back_does_not_starve_the_others(
+    settings: Settings,
+) -> None:
+    data = settings.model_dump()
+    data["jobs"].update(poll_s=0.05)
+    services = Services.open(Settings.model_validate(data))
+    jobs = JobService.open(services)
+    try:
+        root = settings.allowed_roots[0]
+        write_scenes(root / "first", 2)
+        write_scenes(root / "second", 2, start=2)
+        first = spec({"kind": "paths", "paths": [str(root / "first")]}, {"task": "embed"})
+        urgent = first.options.model_copy(update={"priority": 9})
+        broken = jobs.submit(first.model_copy(update={"options": urgent}))
+        other = jobs.submit(
+            spec({"kind": "paths", "paths": [str(root / "second")]}, {"task": "embed"})
+        )
+        # The first job's record no longer validates (written by another version, say).
+        db = sqlite3.connect(settings.data_dir / "jobs.sqlite3")
+        with db:
+            db.execute("UPDATE jobs SET record = '{}' WHERE id = ?", (broken.id,))
+        db.close()
+        jobs.start()
+        assert wait_for(jobs, other.id, {"completed"}, timeout_s=20).counts["done"] == 2
+    finally:
+        jobs.close()
+        services.close()

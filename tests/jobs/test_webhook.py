@@ -11,12 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from jobs.conftest import write_scenes
 from jobs.helpers import spec, wait_for
+from pydantic import SecretStr
 
 from mmrag.errors import ForbiddenSource
 from mmrag.retrieval.addresses import AddressPolicy
 from mmrag.retrieval.sources import UrlFetcher
 from mmrag.workers.jobs.service import JobService
-from mmrag.workers.jobs.webhook import signature
+from mmrag.workers.jobs.webhook import signature, webhook_secret
 
 pytestmark = pytest.mark.slow
 
@@ -80,13 +81,20 @@ def test_a_finished_job_posts_its_signed_status(
     job_id = hooked_job(jobs, url, monkeypatch, 3)
     wait_for(jobs, job_id, {"completed"})
     headers, sent = the_only_post(received)
-    secret = jobs.services.settings.secret_key.get_secret_value()
+    settings = jobs.services.settings
+    secret = webhook_secret(settings)
     assert headers["X-Mmrag-Signature"] == signature(secret, headers["X-Mmrag-Timestamp"], sent)
-    assert headers["X-Mmrag-Signature"] != signature(
-        "another secret", headers["X-Mmrag-Timestamp"], sent
-    )
+    master = settings.secret_key.get_secret_value()  # never handed to receivers
+    for other in (master, "another secret"):
+        assert headers["X-Mmrag-Signature"] != signature(other, headers["X-Mmrag-Timestamp"], sent)
     status = json.loads(sent)
     assert status["id"] == job_id
+    # The hook's path (a token, often) is shown to no reader of the job.
+    assert (
+        status["spec"]["options"]["webhook"]
+        == f"http://127.0.0.1:{url.split(':')[2].split('/')[0]}/…"
+    )
+    assert jobs.status(job_id).spec.options.webhook == status["spec"]["options"]["webhook"]
     assert status["state"] == "completed"
     assert status["counts"]["done"] == 3
 
@@ -117,3 +125,12 @@ def test_webhooks_to_other_schemes_are_refused_at_submit(jobs: JobService) -> No
 
 def test_a_webhook_to_a_private_address_is_never_sent(jobs: JobService) -> None:
     assert not jobs.webhooks.send("http://10.1.2.3/hook", b"{}")
+
+
+def test_a_webhook_secret_of_its_own_is_used_when_set(jobs: JobService) -> None:
+    settings = jobs.services.settings
+    own = settings.model_copy(
+        update={"jobs": settings.jobs.model_copy(update={"webhook_secret": SecretStr("hooks")})}
+    )
+    assert webhook_secret(own) == "hooks"
+    assert webhook_secret(settings) not in ("hooks", settings.secret_key.get_secret_value())

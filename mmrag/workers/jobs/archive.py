@@ -1,11 +1,13 @@
 """Uploaded zip and tar archives as job sources, read safely.
 
 Checked once at submit time, before any work: member names that climb out (``../x.jpg``,
-absolute paths), more members than ``max_archive_members`` (100k empty files), a declared
-total over ``max_archive_total_bytes`` or a zip member compressed more than
-``max_member_ratio`` times (zip bombs). Members are never extracted to disk: each is read
-into memory when its item runs, at most ``max_image_bytes`` of it, so a header that lies
-about a size cannot make us read more. Members that are not images fail as items.
+absolute paths), more members than ``max_archive_members`` (100k empty files: a zip's
+count is read from its end record before its directory is), a declared total over
+``max_archive_total_bytes``, a zip member compressed more than ``max_member_ratio`` times,
+or a compressed tar whose members add up to more than that ratio of its size (bombs).
+Members are never extracted to disk: each is read into memory when its item runs, at most
+``max_image_bytes`` of it, so a header that lies about a size cannot make us read more.
+Members that are not images fail as items.
 
 Reading one member must not cost the whole archive: the directory is read once per process
 and a compressed tar is unpacked to a plain one at submit (members then read at offsets).
@@ -14,6 +16,7 @@ and a compressed tar is unpacked to a plain one at submit (members then read at 
 from __future__ import annotations
 
 import os
+import struct
 import tarfile
 import threading
 import zipfile
@@ -87,9 +90,49 @@ def _index(path: Path) -> zipfile.ZipFile | _TarIndex:
         return index
 
 
+_EOCD = b"PK\x05\x06"  # end of central directory record
+_ZIP64_LOCATOR = b"PK\x06\x07"
+_ZIP64_EOCD = b"PK\x06\x06"
+_EOCD_SEARCH = 22 + 65_535  # the record, and the longest comment that may follow it
+
+
+def _zip_entry_count(path: Path) -> int:
+    """How many entries the zip's end record declares, read without its directory (a
+    ``ZipFile`` builds an object per entry first: hundreds of MB for a flood)."""
+    with path.open("rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        start = max(0, size - _EOCD_SEARCH)
+        file.seek(start)
+        tail = file.read()
+        at = tail.rfind(_EOCD)
+        if at < 0 or at + 22 > len(tail):
+            raise UnsupportedMedia("unreadable zip archive: no end of central directory")
+        (count,) = struct.unpack_from("<H", tail, at + 10)
+        if count != 0xFFFF or at < 20 or tail[at - 20 : at - 16] != _ZIP64_LOCATOR:
+            return int(count)
+        (record_at,) = struct.unpack_from("<Q", tail, at - 20 + 8)
+        file.seek(record_at)
+        record = file.read(56)
+    if len(record) < 56 or record[:4] != _ZIP64_EOCD:
+        raise UnsupportedMedia("unreadable zip archive: bad zip64 end record")
+    (count64,) = struct.unpack_from("<Q", record, 32)
+    return int(count64)
+
+
+def forget_archive(path: Path) -> None:
+    """A finished job's archive: its cached directory closed, the file deleted."""
+    with _indexes_lock:
+        for key in [key for key in _INDEXES if key[0] == str(path)]:
+            dropped = _INDEXES.pop(key)
+            if isinstance(dropped, zipfile.ZipFile):
+                dropped.close()
+    path.unlink(missing_ok=True)
+
+
 def _zip_members(path: Path, settings: Settings) -> list[str]:
     jobs = settings.jobs
     try:
+        _check_count(_zip_entry_count(path), settings)
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
     except (zipfile.BadZipFile, OSError) as error:
@@ -119,6 +162,9 @@ def _tar_members(path: Path, settings: Settings) -> list[str]:
     names: list[str] = []
     total = 0
     seen = 0
+    # A compressed tar may expand at most this much overall (per member, as zips are, is
+    # not knowable before decompressing it).
+    expansion = jobs.max_member_ratio * max(path.stat().st_size, 1)
     try:
         compressed = _is_compressed_tar(path)
         with tarfile.open(path) as archive:
@@ -135,6 +181,11 @@ def _tar_members(path: Path, settings: Settings) -> list[str]:
                 if total > jobs.max_archive_total_bytes:
                     raise TooLarge(
                         f"the archive unpacks to over {jobs.max_archive_total_bytes} bytes"
+                    )
+                if compressed and total > expansion:
+                    raise TooLarge(
+                        f"the archive expands over {jobs.max_member_ratio:g} times its size: "
+                        "refused as a bomb"
                     )
                 names.append(member.name)
         if compressed:

@@ -63,10 +63,12 @@ class JobDriver:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._only: str | None = None
 
-    def start(self) -> None:
-        """Drive unfinished jobs; items a dead driver left running come back as their
-        leases run out."""
+    def start(self, only: str | None = None) -> None:
+        """Drive unfinished jobs (or only the job ``only``: the CLI's own); items a dead
+        driver left running come back as their leases run out."""
+        self._only = only
         self._thread = threading.Thread(target=self._loop, name="job-driver", daemon=True)
         self._thread.start()
 
@@ -99,19 +101,29 @@ class JobDriver:
         for job_id in self.store.unfinished():
             if self._stop.is_set():
                 return
-            job = self.store.get(job_id)
-            if job.state == "cancelling":
-                if not self._running(job_id):
-                    self._end(job_id, "cancelled", frozenset({"cancelling"}))
+            if self._only is not None and job_id != self._only:
                 continue
-            if job.state == "queued":
-                self.store.set_state(job_id, "running", frozenset({"queued"}), time.time())
-            self._fill(job)
+            try:
+                self._drive(job_id)
+            except MmragError:
+                raise  # the store away: every job waits alike
+            except Exception:  # this job's bug or bad record: the jobs after it go on
+                log.exception("job %s: driving it failed; the other jobs go on", job_id)
+
+    def _drive(self, job_id: str) -> None:
+        job = self.store.get(job_id)
+        if job.state == "cancelling":
             if not self._running(job_id):
-                counts = self.store.counts(job_id)
-                finished = counts["pending"] == 0 and counts["running"] == 0
-                if finished and self._end(job_id, "completed", frozenset({"running"})):
-                    log.info("job %s completed: %s", job_id, dict(counts))
+                self._end(job_id, "cancelled", frozenset({"cancelling"}))
+            return
+        if job.state == "queued":
+            self.store.set_state(job_id, "running", frozenset({"queued"}), time.time())
+        self._fill(job)
+        if not self._running(job_id):
+            counts = self.store.counts(job_id)
+            finished = counts["pending"] == 0 and counts["running"] == 0
+            if finished and self._end(job_id, "completed", frozenset({"running"})):
+                log.info("job %s completed: %s", job_id, dict(counts))
 
     def _renew_leases(self) -> None:
         """Extend the leases of the batches in flight, every third of a lease."""
@@ -174,6 +186,8 @@ class JobDriver:
         finally:
             with self._lock:
                 self._in_flight[job.id] -= 1
+                if not self._in_flight[job.id]:
+                    del self._in_flight[job.id]  # jobs that ran once do not pile up
                 del self._held[owner]
             self._wake.set()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,12 +11,15 @@ from pydantic import BaseModel
 
 from mmrag.errors import InvalidInput
 from mmrag.services import Services
+from mmrag.workers.jobs.archive import forget_archive
 from mmrag.workers.jobs.driver import JobDriver
 from mmrag.workers.jobs.records import UNFINISHED, ItemRecord, ItemState, JobRecord, JobState
 from mmrag.workers.jobs.sources import check_webhook, list_keys
 from mmrag.workers.jobs.spec import ArchiveSource, JobSpec
 from mmrag.workers.jobs.store import JobStore, open_job_store
-from mmrag.workers.jobs.webhook import WebhookSender
+from mmrag.workers.jobs.webhook import WebhookSender, redact, webhook_secret
+
+log = logging.getLogger(__name__)
 
 EXPORT_PAGE = 500
 
@@ -43,7 +47,7 @@ class JobService:
         self.services = services
         self.store = store
         self.driver = JobDriver(services, store, self._job_ended)
-        secret = services.settings.secret_key.get_secret_value()
+        secret = webhook_secret(services.settings)
         # Looked up at each send, as for ingest: whoever swaps the fetcher (tests) swaps both.
         self.webhooks = WebhookSender(
             secret, lambda: services.url_fetcher(), services.settings.jobs.retry_backoff_s
@@ -52,15 +56,23 @@ class JobService:
     def _job_ended(self, job_id: str) -> None:
         """Called once per job, by the driver that ended it."""
         status = self.status(job_id)
-        if status.spec.options.webhook:
-            self.webhooks.send_later(status.spec.options.webhook, status.model_dump_json().encode())
+        url = self.store.get(job_id).spec.options.webhook  # the status shows it redacted
+        if url:
+            self.webhooks.send_later(url, status.model_dump_json().encode())
+        if isinstance(status.spec.source, ArchiveSource):
+            # Its items are settled and exported from the store: the upload is not needed.
+            try:
+                forget_archive(Path(status.spec.source.path))
+            except OSError as error:
+                log.warning("job %s: cannot delete its archive: %s", job_id, error)
 
     @classmethod
     def open(cls, services: Services) -> JobService:
         return cls(services, open_job_store(services.settings))
 
-    def start(self) -> None:
-        self.driver.start()
+    def start(self, only: str | None = None) -> None:
+        """Drive the unfinished jobs, or only the job ``only``."""
+        self.driver.start(only)
 
     def close(self) -> None:
         self.driver.stop()
@@ -107,10 +119,14 @@ class JobService:
             elapsed = (job.finished or time.time()) - job.started
             rate = settled / max(elapsed, 1e-6)
             eta = 0.0 if job.state not in UNFINISHED else (job.total - settled) / rate
+        spec = job.spec
+        if spec.options.webhook:  # its path may carry the receiver's token
+            options = spec.options.model_copy(update={"webhook": redact(spec.options.webhook)})
+            spec = spec.model_copy(update={"options": options})
         return JobStatus(
             id=job.id,
             state=job.state,
-            spec=job.spec,
+            spec=spec,
             created=job.created,
             started=job.started,
             finished=job.finished,

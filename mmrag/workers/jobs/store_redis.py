@@ -16,9 +16,11 @@ a retry, and Redis orders ties by member bytes, so "10" would come before "2".
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 import redis
+from pydantic import ValidationError
 
 from mmrag.errors import NotFound, Unavailable
 from mmrag.workers.jobs.records import (
@@ -29,6 +31,8 @@ from mmrag.workers.jobs.records import (
     JobRecord,
     JobState,
 )
+
+log = logging.getLogger(__name__)
 
 _JOBS = "mmrag:jobs"
 _OPEN = "mmrag:jobs:open"  # ids of jobs not yet completed or cancelled: what drivers scan
@@ -274,6 +278,8 @@ class RedisJobStore:
                 jobs.append(self.get(job_id))
             except NotFound:
                 continue
+            except ValidationError:  # one bad record must not hide every other job
+                log.exception("job %s: its record does not read back", job_id)
         open_jobs = [job for job in jobs if job.state in UNFINISHED]
         open_jobs.sort(key=lambda job: (-job.spec.options.priority, job.created))
         return [job.id for job in open_jobs]
