@@ -86,14 +86,16 @@ def test_a_job_runs_on_the_workers_with_its_state_in_redis(
 def test_a_worker_sigkilled_half_way_loses_nothing_and_repeats_nothing(
     jobs: JobService, celery_worker: CeleryWorker, job_settings: Settings, tmp_path: Path
 ) -> None:
-    count = 40
-    job_id = folder_job(jobs, count, batch=4)
-    deadline = time.monotonic() + 60
-    while jobs.status(job_id).counts["done"] < 8:
+    count = 200  # a few hundred images, as a bulk job is
+    job_id = folder_job(jobs, count, batch=8)
+    deadline = time.monotonic() + 120
+    while jobs.status(job_id).counts["done"] < count // 2:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     celery_worker.kill()
-    assert jobs.status(job_id).counts["done"] < count  # killed with work left
+    at_kill = jobs.status(job_id).counts
+    assert at_kill["done"] < count, at_kill  # killed half-way, with work left
+    assert at_kill["running"] > 0, at_kill  # and with batches in flight
     replacement = CeleryWorker(
         worker_environment(job_settings),
         job_settings.workers.broker_url,

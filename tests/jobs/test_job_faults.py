@@ -20,7 +20,7 @@ from mmrag.models.fixtures import default_cache_dir
 
 pytestmark = pytest.mark.slow
 
-COUNT = 60
+COUNT = 200  # a few hundred images, as a bulk job is
 
 
 def api_env(settings: Settings) -> dict[str, str]:
@@ -79,15 +79,15 @@ def test_the_api_sigkilled_half_way_resumes_on_start(
     write_scenes(root / "shots", COUNT)
     with httpx.Client(base_url=api.url, timeout=30) as client:
         job_id = client.post("/v1/jobs", json=folder_spec(root)).json()["id"]
-        deadline = time.monotonic() + 90
-        while (before := counts(client, job_id))["done"] < 12:
+        deadline = time.monotonic() + 240
+        while (before := counts(client, job_id))["done"] < COUNT // 2:
             assert time.monotonic() < deadline
             time.sleep(0.05)
     api.kill()
     assert before["pending"] > 0  # killed with work left
     api.start()  # same data dir: the driver resumes the job
     with httpx.Client(base_url=api.url, timeout=30) as client:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         while (now := counts(client, job_id))["state"] != "completed":
             assert time.monotonic() < deadline, now
             time.sleep(0.1)

@@ -21,7 +21,7 @@ from mmrag.workers.jobs.spec import JobSpec
 
 pytestmark = pytest.mark.slow
 
-COUNT = 30
+COUNT = 200  # a few hundred images, as a bulk job is
 
 
 @pytest.fixture
@@ -56,8 +56,8 @@ def test_redis_restarted_half_way_loses_nothing_and_repeats_nothing(
         {**folder_spec(root), "options": {"batch_size": 4, "max_attempts": 10}}
     )
     job_id = jobs.submit(spec).id
-    deadline = time.monotonic() + 60
-    while (before := jobs.status(job_id).counts)["done"] < 8:
+    deadline = time.monotonic() + 240
+    while (before := jobs.status(job_id).counts)["done"] < COUNT // 2:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     redis_server.stop()
@@ -74,7 +74,7 @@ def test_redis_restarted_half_way_loses_nothing_and_repeats_nothing(
         hostname="test-worker-2",
     )
     with replacement:
-        status = wait_for(jobs, job_id, {"completed"}, timeout_s=120)
+        status = wait_for(jobs, job_id, {"completed"}, timeout_s=240)
     assert status.counts["done"] == COUNT, status.counts
     items = list(jobs.items(job_id))
     ids = {item.image_id for item in items}
