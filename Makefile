@@ -1,8 +1,13 @@
 # The two commands the README opens with: `make run` and `make test`.
-.PHONY: setup run test lint fixtures bench
+.PHONY: setup lock run test lint fixtures bench
 
+# .venv from requirements.lock alone: every distribution at its locked version and hash.
 setup:
 	./scripts/setup.sh
+
+# Re-resolve requirements.lock to the newest versions pyproject.toml allows, then install it.
+lock:
+	./scripts/lock.sh
 
 # The service on the embedded defaults, with the offline (fixture) models: no model hub needed.
 run: setup
@@ -23,8 +28,9 @@ test: lint fixtures
 	.venv/bin/python -m pytest
 
 # One after another (they would skew each other), each writing its JSON to bench/results/.
+BENCHES = embed_throughput ingest_throughput search_latency queue_overhead tool_throughput agent_latency job_throughput
 bench: setup
 	mkdir -p bench/results
-	for name in embed_throughput ingest_throughput search_latency queue_overhead tool_throughput agent_latency; do \
+	for name in $(BENCHES); do \
 		.venv/bin/python -m bench.$$name > bench/results/$$name.json || exit 1; \
 	done
