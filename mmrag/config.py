@@ -315,7 +315,3 @@ class Settings(BaseSettings):
     @property
     def jobs_dir(self) -> Path:
         return self.data_dir / "jobs"
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.data_dir / "cache"

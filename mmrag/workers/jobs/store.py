@@ -1,6 +1,7 @@
 """Where jobs and their per-item state live: :class:`JobStore` and how to open one.
 
-SQLite in the data dir in the embedded mode, Redis in the distributed mode (DESIGN.md).
+SQLite in the data dir in the embedded mode, Redis in the distributed mode: the same two
+backends as the service's other state, picked by ``MMRAG_WORKERS__MODE``.
 Item state is written per batch, so a restart loses at most the batches in flight. A claim
 holds its items under a lease that its driver renews while it works on them; a lease that
 runs out (the driver died, or lost the store) puts the items back to pending at the next
