@@ -67,10 +67,22 @@ class Unavailable(MmragError):
 
     title = "Service unavailable"
 
+    def __init__(self, detail: str, retry_after_s: int = 5) -> None:
+        super().__init__(detail)
+        # When to try again, as the API's Retry-After header says it.
+        self.retry_after_s = retry_after_s
+
 
 class BackendDown(Unavailable):
     """No worker serves the tool, or the task broker is unreachable: an outage, not a fault
     of the request (jobs wait it out without spending the items' attempts)."""
+
+
+class ModelBuilding(BackendDown):
+    """The model is still being built (a fixture trained on a fresh machine): the tool runs
+    once it is ready, and ``retry_after_s`` says about when."""
+
+    title = "Model building"
 
 
 class DimensionMismatchError(Unavailable):

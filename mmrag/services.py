@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,7 @@ from mmrag.config import Settings
 from mmrag.errors import MmragError, NotFound
 from mmrag.models.cache import ModelCache
 from mmrag.models.clip.embedder import ClipEmbedder, EmbedderOptions
+from mmrag.models.fixtures.background import FixtureBuilds, fixture_name
 from mmrag.models.registry import create_embedder
 from mmrag.retrieval.addresses import Resolver, system_resolver
 from mmrag.retrieval.annotations import AnnotationWriter
@@ -28,7 +29,7 @@ from mmrag.retrieval.sources import UrlFetcher
 from mmrag.retrieval.store import VectorStore
 from mmrag.retrieval.stores import open_store
 from mmrag.workers.client import ToolClient
-from mmrag.workers.protocol import TOOL_NAMES
+from mmrag.workers.protocol import TOOL_NAMES, TOOL_QUEUES
 from mmrag.workers.runner import TaskRunner, open_runner
 
 if TYPE_CHECKING:
@@ -54,12 +55,18 @@ class Services:
         self.store = store
         self.blobs = blobs
         self.models = models or ModelCache()
+        # Fixture models a fresh machine lacks, trained in the background (offline profile).
+        self.fixture_builds = FixtureBuilds(settings.models.cache_dir)
         self.search = SearchService(self.embedder, store, settings.limits)
         self.indexer = IndexScheduler(store, settings.store.hnsw)
         # Captioning, VQA, grounding: in this process or on Celery workers, per settings.
         self.runner = runner or open_runner(settings, blobs)
         self.tools = ToolClient(
-            settings, self.runner, store, AnnotationWriter(store, self.embedder)
+            settings,
+            self.runner,
+            store,
+            AnnotationWriter(store, self.embedder),
+            model_ready=self.fixture_builds.require,
         )
         self.resolver: Resolver = system_resolver  # DNS for URL ingest; tests swap it
         self._collection_ready = False
@@ -83,6 +90,7 @@ class Services:
         if failure is not None and time.monotonic() - failure[0] < MODEL_RETRY_AFTER_S:
             raise failure[1]
         spec = self.settings.embedder_spec
+        self.fixture_builds.require(spec)
         try:
             embedder = self.models.get(
                 spec, lambda: create_embedder(spec, self._embedder_options()), ClipEmbedder
@@ -161,8 +169,31 @@ class Services:
         return checks
 
     def tool_readiness(self) -> dict[str, str]:
-        """Whether each tool can run now (informational: search works without them)."""
-        return {tool: self.runner.readiness(tool) for tool in TOOL_NAMES}
+        """Whether each tool can run now (informational: search works without them):
+        ``"ok"``, ``"building"`` while its fixture model is trained, or why not."""
+        return {
+            tool: self.fixture_builds.readiness(self.settings.model_spec(TOOL_QUEUES[tool]))
+            or self.runner.readiness(tool)
+            for tool in TOOL_NAMES
+        }
+
+    def build_missing_fixtures(self, on_embedder_ready: Callable[[], None]) -> bool:
+        """Start training, in the background, every fixture model this process loads and the
+        cache lacks: the embedder's, and the tools' when they run in this process (workers
+        build their own). True when the embedder is among them: ``on_embedder_ready`` then
+        runs once it is built, and searches answer 503 until then."""
+        embedder_spec = self.settings.embedder_spec
+        specs = [embedder_spec]
+        if self.runner.mode == "embedded":
+            specs += [self.settings.model_spec(role) for role in ("vlm", "grounding")]
+        embedder_fixture = fixture_name(embedder_spec)
+
+        def on_ready(name: str) -> None:
+            if name == embedder_fixture:
+                on_embedder_ready()
+
+        queued = self.fixture_builds.start(specs, on_ready)
+        return embedder_fixture in queued
 
     def start_background(self) -> None:
         self.indexer.start()

@@ -23,15 +23,17 @@ from mmrag.workers.jobs.service import JobService
 log = logging.getLogger(__name__)
 
 
-def _warm_up(services: Services) -> bool:
-    """Load the embedder before the first request. A model that cannot load does not stop
-    the server: /readyz and every search then answer 503 with the reason."""
+def _prepare_search(services: Services) -> None:
+    """Load the embedder before the first search, then index the sample gallery. A model that
+    cannot load does not stop the server: /readyz and every search then answer 503 with the
+    reason."""
     try:
         services.embedder()
     except MmragError as error:
         log.error("the embedder is not available: %s", error.detail)
-        return False
-    return True
+        return
+    if services.settings.samples.enabled:
+        seed_sample_gallery(services)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,8 +46,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         metrics.watch(services)
         try:
-            if await run_in_threadpool(_warm_up, services) and settings.samples.enabled:
-                await run_in_threadpool(seed_sample_gallery, services)
+            # On a fresh machine the fixture models train in the background: the server
+            # answers at once, /readyz says what is building, tools answer 503 meanwhile.
+            if not services.build_missing_fixtures(lambda: _prepare_search(services)):
+                await run_in_threadpool(_prepare_search, services)
             services.start_background()
             # Jobs resume at start-up: the driver takes up whatever was left unfinished.
             app.state.jobs = job_service = await run_in_threadpool(JobService.open, services)

@@ -53,7 +53,9 @@ def problem(
 async def _domain_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, errors.MmragError)
     status = status_of(error)
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers = None
+    if isinstance(error, errors.Unavailable):
+        headers = {"Retry-After": str(error.retry_after_s)}
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
     return problem(status, error.title, error.detail, headers)

@@ -150,11 +150,23 @@ class SearchResponse(BaseModel):
     encode_ms: float
 
 
+class FixtureBuild(BaseModel):
+    """A fixture model being trained in the background (a fresh machine's first run)."""
+
+    state: Literal["queued", "building", "ready", "failed"]
+    progress: float = Field(ge=0, le=1, description="fraction of training steps done")
+    eta_s: float | None = Field(None, description="seconds left, from the rate so far")
+    detail: str
+
+
 class Readiness(BaseModel):
     ready: bool
     checks: dict[str, str]
-    # Whether each model tool can run now; informational, search is ready without them.
+    # Whether each model tool can run now ("ok", "building", or why not); informational,
+    # search is ready without them.
     tools: dict[str, str] = {}
+    # The fixture models this process has built or is building, by name.
+    builds: dict[str, FixtureBuild] = {}
 
 
 # -- tools on one image -----------------------------------------------------------------

@@ -7,7 +7,7 @@ whether the work runs in this process or on a Celery worker.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -53,11 +53,15 @@ class ToolClient:
         runner: TaskRunner,
         store: VectorStore,
         annotations: AnnotationWriter,
+        model_ready: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.runner = runner
         self._store = store
         self._annotations = annotations
+        # Raises at once while a model cannot load yet (a fixture still being built), so a
+        # request is not left waiting on a build for its whole result timeout.
+        self._model_ready = model_ready
 
     def model_for(self, tool: ToolName, requested: str | None) -> str:
         """The spec to run ``tool`` with: the configured one, or an allowed choice."""
@@ -111,6 +115,8 @@ class ToolClient:
         ``"report"`` (a job, whose items must be in the index when done, retries it).
         """
         spec = self.model_for(tool, model)
+        if self._model_ready is not None:
+            self._model_ready(spec)
         payloads = self._store.get([request.image_id for request in requests])
         items = []
         for request in requests:

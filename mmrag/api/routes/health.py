@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from mmrag.api.deps import ServicesDep
-from mmrag.api.schemas import Readiness
+from mmrag.api.schemas import FixtureBuild, Readiness
 
 router = APIRouter(tags=["health"])
 
@@ -25,7 +25,16 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     checks = await run_in_threadpool(services.readiness)
     tools = await run_in_threadpool(services.tool_readiness)
     ready = all(value == "ok" for value in checks.values())
-    body = Readiness(ready=ready, checks=checks, tools=tools).model_dump()
+    builds = {
+        name: FixtureBuild(
+            state=build.state,
+            progress=round(build.progress, 3),
+            eta_s=None if build.eta_s is None else round(build.eta_s, 1),
+            detail=build.describe(),
+        )
+        for name, build in services.fixture_builds.states().items()
+    }
+    body = Readiness(ready=ready, checks=checks, tools=tools, builds=builds).model_dump()
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
