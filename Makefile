@@ -22,7 +22,7 @@ lint: setup
 # cache (about 15 minutes on two cores the first time, nothing after), ahead of the suite so no
 # single test pays for a build.
 fixtures: setup
-	.venv/bin/python -m mmrag.models.fixtures --build-only > /dev/null
+	.venv/bin/python -m mmrag.models.fixtures --build-only
 
 test: lint fixtures
 	.venv/bin/python -m pytest

@@ -30,6 +30,7 @@ def test_health_readiness_metrics_and_docs(live_api: httpx.Client) -> None:
         "ready": True,
         "checks": {"store": "ok", "embedder": "ok"},
         "tools": tools,
+        "builds": {},  # every fixture model was in the cache at start: nothing to build
     }
 
     live_api.post("/v1/images", files=[("files", ("a.png", png_bytes(), "image/png"))])
