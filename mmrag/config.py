@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from mmrag.models.spec import Scheme
 
 DEFAULT_SECRET = "change-me"
 
@@ -50,6 +53,18 @@ PROFILE_MODELS: dict[Profile, dict[ModelRole, str]] = {
 }
 
 
+def _checked_spec(text: str, schemes: tuple[Scheme, ...]) -> str:
+    """The canonical form of a model spec, or a ValueError that names what is wrong with it.
+    Imported lazily: settings load in every process, the model modules in few."""
+    from mmrag.errors import UnknownModel
+    from mmrag.models.spec import check_spec
+
+    try:
+        return str(check_spec(text, schemes))
+    except UnknownModel as error:
+        raise ValueError(error.detail) from None
+
+
 class ModelSettings(BaseModel):
     """Model specs; an empty spec takes the profile's default."""
 
@@ -59,16 +74,26 @@ class ModelSettings(BaseModel):
     # Further vision specs a request may pick with "model"; nothing else is ever loaded.
     allowed: list[str] = []
 
+    @field_validator("embedder")
+    @classmethod
+    def _known_embedder(cls, value: str) -> str:
+        from mmrag.models.spec import EMBEDDER_SCHEMES
+
+        return _checked_spec(value, EMBEDDER_SCHEMES) if value else value
+
+    @field_validator("vlm", "grounding")
+    @classmethod
+    def _known_vision_model(cls, value: str) -> str:
+        from mmrag.models.spec import VISION_SCHEMES
+
+        return _checked_spec(value, VISION_SCHEMES) if value else value
+
     @field_validator("allowed")
     @classmethod
     def _canonical_specs(cls, value: list[str]) -> list[str]:
-        from mmrag.errors import UnknownModel
-        from mmrag.models.spec import parse_spec
+        from mmrag.models.spec import VISION_SCHEMES
 
-        try:
-            return [str(parse_spec(spec)) for spec in value]
-        except UnknownModel as error:
-            raise ValueError(error.detail) from None
+        return [_checked_spec(spec, VISION_SCHEMES) for spec in value]
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int = Field(0, ge=0, le=256, description="0 = one per usable core")
