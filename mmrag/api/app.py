@@ -33,7 +33,9 @@ def _prepare_search(services: Services) -> None:
         log.error("the embedder is not available: %s", error.detail)
         return
     if services.settings.samples.enabled:
-        seed_sample_gallery(services)
+        seed_sample_gallery(
+            services.settings.data_dir, services.settings.samples.shapes, services.ingest
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
