@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from mmrag import __version__
-from mmrag.api import problems
+from mmrag.api import openapi, problems
 from mmrag.api.body_limit import BodySizeLimit
 from mmrag.api.metrics import Metrics
 from mmrag.api.routes import agent, health, images, jobs, search, tools
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     problems.install(app)
+    openapi.install(app, settings)
     # Innermost, so the HTTPException it raises from receive() reaches FastAPI's body
     # parsing directly and not through the metrics middleware's task group.
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
