@@ -10,9 +10,9 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from mmrag.errors import InvalidInput
-from mmrag.services import Services
 from mmrag.workers.jobs.archive import forget_archive
 from mmrag.workers.jobs.driver import JobDriver
+from mmrag.workers.jobs.ports import JobServices
 from mmrag.workers.jobs.records import UNFINISHED, ItemRecord, ItemState, JobRecord, JobState
 from mmrag.workers.jobs.sources import check_webhook, list_keys
 from mmrag.workers.jobs.spec import ArchiveSource, JobSpec
@@ -43,7 +43,7 @@ class JobStatus(BaseModel):
 
 
 class JobService:
-    def __init__(self, services: Services, store: JobStore) -> None:
+    def __init__(self, services: JobServices, store: JobStore) -> None:
         self.services = services
         self.store = store
         self.driver = JobDriver(services, store, self._job_ended)
@@ -67,7 +67,7 @@ class JobService:
                 log.warning("job %s: cannot delete its archive: %s", job_id, error)
 
     @classmethod
-    def open(cls, services: Services) -> JobService:
+    def open(cls, services: JobServices) -> JobService:
         return cls(services, open_job_store(services.settings))
 
     def start(self, only: str | None = None) -> None:
