@@ -71,7 +71,15 @@ class SingleWorkspace:
                 )
             return self._identity
 
-    def __call__(self, enterprise_id: str | None, team_id: str | None) -> AuthorizeResult | None:
+    def authorize_function(self) -> Callable[[str | None, str | None], AuthorizeResult | None]:
+        """A plain function: Bolt passes arguments by the names it finds in the signature."""
+
+        def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult | None:
+            return self.authorize(enterprise_id, team_id)
+
+        return authorize
+
+    def authorize(self, enterprise_id: str | None, team_id: str | None) -> AuthorizeResult | None:
         me = self.identity()
         if team_id != me.team_id:
             log.warning("slack: a request from workspace %s, which is not this bot's", team_id)
@@ -104,7 +112,8 @@ def build_app(bot: SlackBot, settings: SlackSettings, seen: SeenStore, data_dir:
         )
     else:
         assert settings.bot_token is not None
-        options["authorize"] = SingleWorkspace(client, settings.bot_token.get_secret_value())
+        single = SingleWorkspace(client, settings.bot_token.get_secret_value())
+        options["authorize"] = single.authorize_function()
     app = App(
         signing_secret=settings.signing_secret.get_secret_value(),
         client=client,
@@ -146,15 +155,18 @@ def _listen(app: App, bot: SlackBot) -> None:
         place = Place(str(command["team_id"]), str(command["channel_id"]), str(command["user_id"]))
         match parsed:
             case commands.Help(problem=problem):
-                ack(text=render.help_text(problem))  # a slash command's ack is ephemeral
+                ack(text=render.help_text(problem), response_type="ephemeral")
             case commands.Search(text=text):
-                ack(text=f":mag: Searching for _{render.quoted(text)}_…")
+                ack(text=f":mag: Searching for _{render.quoted(text)}_…", response_type="ephemeral")
                 bot.submit("search", lambda: bot.search(client, place, text))
             case commands.Ask(question=question):
                 ack()
                 bot.submit("ask", lambda: bot.ask(client, place, question))
             case commands.Annotate() | commands.Status():
-                ack(text=render.failure("annotate and status are not available from Slack yet"))
+                ack(
+                    text=render.failure("annotate and status are not available from Slack yet"),
+                    response_type="ephemeral",
+                )
 
     @app.event("app_mention")
     def mentioned(event: dict[str, Any], context: Any, client: WebClient) -> None:

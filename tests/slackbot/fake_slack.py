@@ -1,0 +1,194 @@
+"""Slack's Web API and file hosts, played by a small HTTP server on loopback.
+
+It speaks the real protocol the bot's ``slack_sdk.WebClient`` uses: ``POST /api/<method>``
+with a Bearer token and a JSON, form or query body, answered with ``{"ok": ...}`` JSON. It
+records every call, hands out upload URLs on itself (``files.getUploadURLExternal``), keeps
+what is POSTed there, and serves shared files (``GET /files/<name>``) to the bot's token only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+TEAM = "T0TEAM0001"
+BOT_USER = "U0BOT00001"
+BOT_ID = "B0BOT00001"
+BOT_TOKEN = "xoxb-test-token-never-logged"
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    token: str | None
+    reply: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Served:
+    """A file the fake hosts serve: bytes, or a redirect elsewhere."""
+
+    body: bytes = b""
+    redirect: str | None = None
+    content_type: str = "image/png"
+    hide_length: bool = False  # no Content-Length: the body ends when the connection closes
+
+
+@dataclass
+class FakeSlack:
+    calls: list[Call] = field(default_factory=list)
+    uploads: dict[str, bytes] = field(default_factory=dict)  # file id -> bytes POSTed
+    files: dict[str, Served] = field(default_factory=dict)  # /files/<name>
+    downloads: list[tuple[str, str | None]] = field(default_factory=list)  # (path, auth)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    url: str = ""
+    _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    # -- what tests read -----------------------------------------------------------------------
+
+    def of(self, method: str) -> list[Call]:
+        with self.lock:
+            return [call for call in self.calls if call.method == method]
+
+    def wait_for(self, condition: Callable[[FakeSlack], Any], timeout: float = 120.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = condition(self)
+            if found:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"timed out; calls so far: {[c.method for c in self.calls]}")
+
+    def file_url(self, name: str) -> str:
+        return f"{self.url}/files/{name}"
+
+    # -- the protocol --------------------------------------------------------------------------
+
+    def answer(self, method: str, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        call = Call(method, args, token)
+        with self.lock:
+            serial = next(self._counter)
+            call.reply = self._reply(method, args, token, serial)
+            self.calls.append(call)
+        return call.reply
+
+    def _reply(
+        self, method: str, args: dict[str, Any], token: str | None, serial: int
+    ) -> dict[str, Any]:
+        if token != BOT_TOKEN:
+            return {"ok": False, "error": "invalid_auth"}
+        ts = f"{1_700_000_000 + serial}.{serial:06d}"
+        match method:
+            case "response_url":
+                return {"ok": True}
+            case "auth.test":
+                return {"ok": True, "team_id": TEAM, "user_id": BOT_USER, "bot_id": BOT_ID}
+            case "chat.postMessage":
+                return {"ok": True, "channel": args.get("channel"), "ts": ts}
+            case "chat.update":
+                return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts")}
+            case "chat.postEphemeral":
+                return {"ok": True, "message_ts": ts}
+            case "files.getUploadURLExternal":
+                file_id = f"F{serial:09d}"
+                return {
+                    "ok": True,
+                    "file_id": file_id,
+                    "upload_url": f"{self.url}/upload/{file_id}",
+                }
+            case "files.completeUploadExternal":
+                files = json.loads(args["files"])
+                return {
+                    "ok": True,
+                    "files": [{"id": f["id"], "title": f.get("title")} for f in files],
+                }
+        return {"ok": False, "error": "unknown_method"}
+
+
+def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # quiet: the test reads the recorded calls instead
+
+        def _body(self) -> bytes:
+            return self.rfile.read(int(self.headers.get("content-length") or 0))
+
+        def _send(
+            self, status: int, body: bytes, headers: dict[str, str], length: bool = True
+        ) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            if length:
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            split = urlsplit(self.path)
+            raw = self._body()
+            if split.path == "/respond":  # a slash command's response_url
+                fake.answer("response_url", json.loads(raw or b"{}"), BOT_TOKEN)
+                self._send(200, b"ok", {"Content-Type": "text/plain"})
+                return
+            if split.path.startswith("/upload/"):
+                with fake.lock:
+                    fake.uploads[split.path.rsplit("/", 1)[1]] = raw
+                self._send(200, b"OK", {"Content-Type": "text/plain"})
+                return
+            if not split.path.startswith("/api/"):
+                self._send(404, b"", {})
+                return
+            args: dict[str, Any] = dict(parse_qsl(split.query))
+            kind = self.headers.get("content-type", "")
+            if "json" in kind:
+                args.update(json.loads(raw or b"{}"))
+            else:
+                args.update(parse_qsl(raw.decode()))
+            auth = self.headers.get("authorization", "")
+            token = auth[7:] if auth.startswith("Bearer ") else args.pop("token", None)
+            answer = fake.answer(split.path[len("/api/") :], args, token)
+            self._send(200, json.dumps(answer).encode(), {"Content-Type": "application/json"})
+
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path
+            with fake.lock:
+                fake.downloads.append((path, self.headers.get("authorization")))
+            served = fake.files.get(path.removeprefix("/files/"))
+            if served is None:
+                self._send(404, b"", {})
+            elif self.headers.get("authorization") != f"Bearer {BOT_TOKEN}":
+                self._send(403, b"<html>sign in</html>", {"Content-Type": "text/html"})
+            elif served.redirect is not None:
+                self._send(302, b"", {"Location": served.redirect})
+            else:
+                headers = {"Content-Type": served.content_type}
+                self._send(200, served.body, headers, length=not served.hide_length)
+
+    return Handler
+
+
+class FakeSlackServer:
+    def __init__(self) -> None:
+        self.fake = FakeSlack()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.fake))
+        self._server.daemon_threads = True
+        self.fake.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeSlack:
+        self._thread.start()
+        return self.fake
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)

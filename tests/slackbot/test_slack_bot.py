@@ -1,0 +1,235 @@
+"""The Slack bot over real HTTP: signed requests to the live API, Slack played by a fake on
+loopback, the fixture models answering."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+
+import numpy as np
+from PIL import Image
+from slackbot.fake_slack import BOT_ID, BOT_TOKEN, BOT_USER, TEAM, FakeSlack, Served
+from slackbot.harness import CHANNEL, HUMAN, MAX_FILE_BYTES, Bot, content_id, mention
+from slackbot.signing import command_body, event_body, signed_headers
+from workers.shapes_scenes import png_of
+
+from mmrag.models.fixtures.evaluate_grounding import box_iou
+from mmrag.slack.boxes import BOX_RGB
+
+_IMAGE_ID = re.compile(r"\[([0-9a-f]{32})\]")
+
+
+def posted_texts(fake: FakeSlack, method: str = "chat.postMessage") -> list[str]:
+    return [str(call.args.get("text", "")) for call in fake.of(method)]
+
+
+def quiet_for(fake: FakeSlack, seconds: float = 1.0) -> int:
+    """How many calls the bot made in total, after it stayed idle for ``seconds``."""
+    count = -1
+    while count != len(fake.calls):
+        count = len(fake.calls)
+        time.sleep(seconds)
+    return count
+
+
+def test_bad_signature_stale_timestamp_and_replay_get_401(bot: Bot) -> None:
+    body, headers = command_body("help", TEAM, f"{bot.fake.url}/respond")
+    forged = bot.http.post(
+        "/slack/events", content=body, headers={**headers, **signed_headers(body, "wrong")}
+    )
+    assert forged.status_code == 401
+    stale = signed_headers(body, ts=int(time.time()) - 6 * 60)
+    assert (
+        bot.http.post("/slack/events", content=body, headers={**headers, **stale}).status_code
+        == 401
+    )
+    fresh = {**headers, **signed_headers(body)}
+    first = bot.http.post("/slack/events", content=body, headers=fresh)
+    assert first.status_code == 200
+    assert "search" in first.json()["text"]
+    replayed = bot.http.post("/slack/events", content=body, headers=fresh)
+    assert replayed.status_code == 401
+    assert "replayed" in replayed.text
+
+
+def test_unknown_subcommand_gets_the_help_ephemerally(bot: Bot) -> None:
+    before = len(bot.fake.of("chat.postMessage"))
+    response = bot.command("frobnicate the photos")
+    assert response.status_code == 200
+    answer = response.json()
+    assert "unknown command `frobnicate`" in answer["text"]
+    assert "/mmrag search" in answer["text"]
+    assert answer["response_type"] == "ephemeral"
+    quiet_for(bot.fake, 0.5)
+    assert len(bot.fake.of("chat.postMessage")) == before
+
+
+def test_slash_search_posts_thumbnails_of_this_workspace_only(bot: Bot) -> None:
+    started = time.perf_counter()
+    response = bot.command("search a red circle")
+    assert time.perf_counter() - started < 3
+    assert response.status_code == 200
+    message = bot.fake.wait_for(
+        lambda f: [c for c in f.of("chat.postMessage") if "red circle" in c.args["text"]]
+    )[0]
+    assert message.args["channel"] == CHANNEL
+    shown = re.findall(r"`([0-9a-f]{32})`", json.dumps(message.args["blocks"]))
+    assert shown
+    assert set(shown) <= set(bot.scenes)
+    complete = bot.fake.wait_for(lambda f: f.of("files.completeUploadExternal"))[0]
+    assert complete.args["channel_id"] == CHANNEL
+    assert complete.args["thread_ts"] == message.reply["ts"]  # in the results' thread
+    files = json.loads(complete.args["files"])
+    assert len(files) == min(len(shown), 4)
+    for entry in files:
+        Image.open(io.BytesIO(bot.fake.uploads[entry["id"]])).verify()
+    assert files[0]["title"].startswith("1. score")
+
+
+def magenta_box(png: bytes) -> tuple[tuple[float, float, float, float], Image.Image]:
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    pixels = np.asarray(image)
+    ys, xs = np.nonzero(np.all(pixels == BOX_RGB, axis=-1))
+    assert len(xs), "no box drawn"
+    return (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)), image
+
+
+def wait_for_tool(bot: Bot, tool: str, timeout: float = 1800.0) -> None:
+    """On a cold fixture cache the grounding model is still being trained: wait for it."""
+    deadline = time.monotonic() + timeout
+    while bot.http.get("/readyz").json()["tools"][tool] != "ok":
+        assert time.monotonic() < deadline, f"{tool} never became ready"
+        time.sleep(2)
+
+
+def test_mention_with_an_image_grounds_it_and_draws_the_box(bot: Bot) -> None:
+    wait_for_tool(bot, "ground")
+    image_id, scene = next((i, s) for i, s in bot.scenes.items() if s.find("blue", "triangle"))
+    shared = bot.share("shelf.png", png_of(scene))
+    uploads_before = len(bot.fake.of("files.completeUploadExternal"))
+    event = mention("where is the blue triangle?", "1700000100.000100", files=[shared])
+    assert bot.event(event).status_code == 200
+    answer = bot.fake.wait_for(lambda f: [c for c in f.of("chat.update") if c.args.get("blocks")])[
+        -1
+    ]
+    working = [c for c in bot.fake.of("chat.postMessage") if "Working on it" in c.args["text"]]
+    working_message = next(c for c in working if "blue triangle" in c.args["text"])
+    assert working_message.args["thread_ts"] == "1700000100.000100"
+    progress = [c.args["text"] for c in bot.fake.of("chat.update")]
+    assert any("Plan: ground" in text for text in progress)
+    assert image_id in answer.args["text"]
+    complete = bot.fake.wait_for(lambda f: f.of("files.completeUploadExternal")[uploads_before:])[0]
+    assert complete.args["thread_ts"] == "1700000100.000100"
+    [entry] = json.loads(complete.args["files"])
+    drawn, image = magenta_box(bot.fake.uploads[entry["id"]])
+    scale = image.width / scene.image.width
+    truth = tuple(v * scale for v in scene.find("blue", "triangle")[0].box)
+    assert box_iou(drawn, truth) >= 0.5  # type: ignore[arg-type]
+    # Downloaded with the bot's token; indexed with its Slack origin, for this workspace.
+    assert ("/files/shelf.png", f"Bearer {BOT_TOKEN}") in bot.fake.downloads
+    metadata = bot.http.get(f"/v1/images/{image_id}").json()["metadata"]
+    assert metadata["slack"]["team"] == TEAM
+    assert metadata["slack"]["file"].startswith("F")
+    services = bot.server.app.state.services
+    assert services.image(image_id)["tenants"] == [f"slack:{TEAM}"]
+
+
+def test_follow_ups_in_a_thread_continue_the_conversation(bot: Bot) -> None:
+    root = "1700000200.000200"
+    assert bot.event(mention("show me a green square", root)).status_code == 200
+
+    def answers(f: FakeSlack) -> list[str]:
+        ours = {c.reply["ts"] for c in f.of("chat.postMessage") if c.args.get("thread_ts") == root}
+        return [
+            str(c.args["text"])
+            for c in f.of("chat.update")
+            if c.args.get("blocks") and c.args["ts"] in ours
+        ]
+
+    first = bot.fake.wait_for(answers)[0]
+    first_ids = _IMAGE_ID.findall(first)
+    assert len(set(first_ids)) >= 2
+    assert set(first_ids) <= set(bot.scenes)
+    follow = mention("and the second one?", "1700000201.000201", thread_ts=root)
+    assert bot.event(follow).status_code == 200
+    both = bot.fake.wait_for(lambda f: len(answers(f)) >= 2 and answers(f))
+    second_ids = set(_IMAGE_ID.findall(both[1]))
+    assert second_ids == {list(dict.fromkeys(first_ids))[1]}
+
+
+def test_a_retried_event_is_done_once(bot: Bot) -> None:
+    body, headers = event_body(
+        mention("describe a yellow square", "1700000300.000300"), "EvRETRY0001", TEAM
+    )
+    assert bot.send(body, headers).status_code == 200
+    time.sleep(1.1)  # a retry carries a new timestamp, so a new signature
+    retried = bot.send(
+        body, headers, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    )
+    assert retried.status_code == 200
+    quiet_for(bot.fake)
+    working = [t for t in posted_texts(bot.fake) if "yellow square" in t and "Working" in t]
+    assert len(working) == 1
+
+
+def test_bots_and_other_workspaces_start_nothing(bot: Bot) -> None:
+    quiet_for(bot.fake, 0.5)
+    before = len(bot.fake.calls)
+    other_bot = mention("find a red circle", "1700000400.000400", bot_id="B0OTHER001")
+    itself = {
+        **mention("find a red circle", "1700000401.000401"),
+        "user": BOT_USER,
+        "bot_id": BOT_ID,
+    }
+    assert bot.event(other_bot).status_code == 200
+    assert bot.event(itself).status_code == 200
+    stranger = bot.event(mention("find a red circle", "1700000402.000402"), team="T0STRANGER")
+    assert stranger.status_code == 200
+    quiet_for(bot.fake)
+    methods = [call.method for call in bot.fake.calls[before:]]
+    assert "chat.postMessage" not in methods
+    assert "chat.update" not in methods
+    refused = bot.command("search a red circle", team="T0STRANGER")
+    assert refused.status_code == 200
+    quiet_for(bot.fake, 0.5)
+    assert [c.args for c in bot.fake.of("response_url")][-1]["text"]
+    assert "chat.postMessage" not in [call.method for call in bot.fake.calls[before:]]
+
+
+def test_files_off_slack_oversized_or_corrupt_are_refused_ephemerally(bot: Bot) -> None:
+    scene = next(iter(bot.scenes.values()))
+    off_slack = bot.share("x.png", png_of(scene))
+    redirected = bot.share("redirected.png", b"")
+    bot.fake.files["redirected.png"] = Served(redirect="http://localhost:1/evil.png")
+    # Declared small, served large: caught by the Content-Length, or while reading.
+    lying = bot.share("lying.png", b"\x89PNG" + b"\0" * (MAX_FILE_BYTES + 10))
+    unbounded = bot.share("unbounded.png", b"\x89PNG" + b"\0" * (MAX_FILE_BYTES + 10))
+    bot.fake.files["unbounded.png"].hide_length = True
+    files = [
+        {**off_slack, "url_private_download": "http://example.com/x.png"},
+        redirected,
+        {**bot.share("huge.png", b"0"), "size": MAX_FILE_BYTES + 1},
+        {**lying, "size": 1000},
+        {**unbounded, "size": 1000},
+        bot.share("corrupt.png", b"\x89PNG\r\n\x1a\n this is not an image"),
+    ]
+    event = mention("what is on this shelf?", "1700000500.000500", files=files)
+    assert bot.event(event).status_code == 200
+    note = bot.fake.wait_for(
+        lambda f: [c for c in f.of("chat.postEphemeral") if "could not use" in c.args["text"]]
+    )[-1]
+    text = note.args["text"]
+    assert note.args["user"] == HUMAN
+    assert "example.com is not one of Slack's hosts" in text
+    assert "localhost is not one of Slack's hosts" in text
+    assert f"huge.png is {MAX_FILE_BYTES + 1} bytes" in text
+    assert f"lying.png is {MAX_FILE_BYTES + 14} bytes" in text
+    assert f"unbounded.png is over {MAX_FILE_BYTES} bytes" in text
+    assert "corrupt.png" in text
+    assert BOT_TOKEN not in text
+    quiet_for(bot.fake)
+    assert not [t for t in posted_texts(bot.fake) if "this shelf" in t]
+    assert not [d for d in bot.fake.downloads if "evil" in d[0]]
+    assert content_id(png_of(scene)) in bot.scenes
