@@ -291,6 +291,9 @@ class SlackSettings(BaseModel):
     workers: int = Field(4, ge=1, le=64)
     # Progress posts of a bulk job started from Slack come at most this often.
     job_progress_s: float = Field(30.0, gt=0)
+    # The API's address as people reach it, for the export links of jobs; unset, the links
+    # are paths only.
+    public_url: str | None = Field(None, pattern=r"^https?://")
 
     @model_validator(mode="after")
     def _complete(self) -> SlackSettings:

@@ -55,7 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Jobs resume at start-up: the driver takes up whatever was left unfinished.
             app.state.jobs = job_service = await run_in_threadpool(JobService.open, services)
             job_service.start()
-            app.state.slack = slack_runtime = await run_in_threadpool(SlackRuntime.open, services)
+            app.state.slack = slack_runtime = await run_in_threadpool(
+                SlackRuntime.open, services, job_service
+            )
             try:
                 yield
             finally:

@@ -21,6 +21,7 @@ from slack_sdk.oauth.installation_store.sqlite3 import SQLite3InstallationStore
 from slack_sdk.oauth.state_store.sqlite3 import SQLite3OAuthStateStore
 
 from mmrag.config import SlackSettings
+from mmrag.errors import MmragError
 from mmrag.slack import commands, render
 from mmrag.slack.bot import SlackBot
 from mmrag.slack.dedupe import SeenStore
@@ -162,11 +163,15 @@ def _listen(app: App, bot: SlackBot) -> None:
             case commands.Ask(question=question):
                 ack()
                 bot.submit("ask", lambda: bot.ask(client, place, question))
-            case commands.Annotate() | commands.Status():
-                ack(
-                    text=render.failure("annotate and status are not available from Slack yet"),
-                    response_type="ephemeral",
-                )
+            case commands.Annotate() as annotate:
+                ack(text=f":gear: Collecting this channel's last {annotate.last} images…")
+                bot.submit("annotate", lambda: bot.annotate(client, place, annotate))
+            case commands.Status(job_id=job_id):
+                # One read of the job store: quick enough to answer in the ack itself.
+                try:
+                    ack(text=bot.status(place, job_id), response_type="ephemeral")
+                except MmragError as error:
+                    ack(text=render.failure(error.detail), response_type="ephemeral")
 
     @app.event("app_mention")
     def mentioned(event: dict[str, Any], context: Any, client: WebClient) -> None:

@@ -17,15 +17,18 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from mmrag.config import SlackSettings
-from mmrag.errors import MmragError
+from mmrag.errors import MmragError, Unavailable
 from mmrag.retrieval.decode import decode_image
 from mmrag.retrieval.items import IngestItem
 from mmrag.retrieval.search import SearchQuery
 from mmrag.services import Services
-from mmrag.slack import render
+from mmrag.slack import commands, render
 from mmrag.slack.boxes import DrawnBox, draw_boxes
 from mmrag.slack.files import SlackFile, SlackFiles
 from mmrag.slack.poster import Place, Poster, Upload
+from mmrag.workers.jobs.records import UNFINISHED
+from mmrag.workers.jobs.service import JobService
+from mmrag.workers.jobs.spec import CaptionTask, DetectTask, IndexedSource, JobSpec, JobTask
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +44,12 @@ def question_of(text: str) -> str:
 
 
 class SlackBot:
-    def __init__(self, services: Services, settings: SlackSettings) -> None:
+    def __init__(
+        self, services: Services, settings: SlackSettings, jobs: JobService | None = None
+    ) -> None:
         self.services = services
         self.settings = settings
+        self.jobs = jobs
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="slack")
         schemes = ("https", "http") if settings.api_url.startswith("http://") else ("https",)
         self.files = SlackFiles(
@@ -114,6 +120,13 @@ class SlackBot:
         (about the first image that came with it, if any) in the thread."""
         poster = Poster(client, place)
         question = question_of(text)
+        if question.lower().startswith("annotate"):
+            parsed = commands.parse(question)
+            if isinstance(parsed, commands.Annotate):
+                self.annotate(client, place, parsed, shared)
+            else:
+                poster.ephemeral(render.help_text(getattr(parsed, "problem", None)))
+            return
         image_ids = self.index_files(client, place, shared)
         if not question:
             if image_ids:
@@ -228,3 +241,80 @@ class SlackBot:
                 render.failure("I could not use: " + "; ".join(refusals))
             )
         return ids
+
+    # -- bulk jobs ------------------------------------------------------------------------------
+
+    def job_service(self) -> JobService:
+        if self.jobs is None:
+            raise Unavailable("bulk jobs run only in `mmrag serve`, not in this process")
+        return self.jobs
+
+    def status(self, place: Place, job_id: str) -> str:
+        """A job's status line, for this workspace's jobs only."""
+        status = self.job_service().status(job_id, place.tenant)
+        return render.job_status(job_id, status.state, status.settled, status.total, status.counts)
+
+    def annotate(
+        self,
+        client: WebClient,
+        place: Place,
+        command: commands.Annotate,
+        shared: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Index the files that came with the request (else the channel's last N images) for
+        the workspace, run a bulk job on them, and post its progress and end in a thread."""
+        poster = Poster(client, place)
+        try:
+            jobs = self.job_service()
+        except MmragError as error:
+            poster.ephemeral(render.failure(error.detail))
+            return
+        files = list(shared) or self._recent_images(client, place.channel, command.last)
+        image_ids = list(dict.fromkeys(self.index_files(client, place, files)))
+        if not image_ids:
+            poster.ephemeral(render.failure("I found no images to annotate here"))
+            return
+        tasks: list[JobTask] = []
+        if command.caption:
+            tasks.append(CaptionTask(task="caption"))
+        if command.detect:
+            tasks.append(DetectTask(task="detect", labels=list(command.detect)))
+        spec = JobSpec(source=IndexedSource(kind="indexed", ids=image_ids), tasks=tasks)
+        try:
+            job = jobs.submit(spec, tenant=place.tenant)
+        except MmragError as error:
+            poster.ephemeral(render.failure(error.detail))
+            return
+        ts = poster.post(render.job_started(job.id, len(image_ids), spec.task_names()))
+        self._watch(jobs, Poster(client, place.in_thread(place.thread_ts or ts)), job.id)
+
+    def _recent_images(self, client: WebClient, channel: str, last: int) -> list[Mapping[str, Any]]:
+        """The channel's last ``last`` shared images, newest first."""
+        found: list[Mapping[str, Any]] = []
+        cursor: str | None = None
+        while len(found) < last:
+            page = client.conversations_history(channel=channel, limit=200, cursor=cursor)
+            messages: list[dict[str, Any]] = page.get("messages", [])
+            for message in messages:
+                found.extend(f for f in message.get("files", []) if SlackFile.is_image_entry(f))
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                break
+        return found[:last]
+
+    def _watch(self, jobs: JobService, poster: Poster, job_id: str) -> None:
+        """Post the job's progress every ``job_progress_s`` while it moves, then its end."""
+        tenant = poster.place.tenant
+        shown = -1
+        while True:
+            time.sleep(self.settings.job_progress_s)
+            status = jobs.status(job_id, tenant)
+            if status.state not in UNFINISHED:
+                export = f"/v1/jobs/{job_id}/export?format=coco"
+                if self.settings.public_url:
+                    export = self.settings.public_url.rstrip("/") + export
+                poster.post(render.job_finished(job_id, status.state, status.counts, export))
+                return
+            if status.settled != shown:
+                shown = status.settled
+                poster.post(render.job_progress(job_id, shown, status.total, status.counts))

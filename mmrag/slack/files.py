@@ -48,6 +48,10 @@ class SlackFile:
     def is_image(self) -> bool:
         return self.mimetype.startswith("image/")
 
+    @staticmethod
+    def is_image_entry(shared: Mapping[str, Any]) -> bool:
+        return str(shared.get("mimetype", "")).startswith("image/")
+
 
 class SlackFiles:
     """Downloads shared files. ``schemes`` is ``("https",)`` against Slack; tests that play

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mmrag.slack.commands import MAX_LAST
+from mmrag.workers.jobs.records import ItemState
 
 Blocks = list[dict[str, Any]]
 # Slack refuses a section text over 3,000 characters and a message over 50 blocks.
@@ -94,3 +95,30 @@ def search_blocks(text: str, hits: Sequence[tuple[str, float, str]]) -> tuple[st
 
 def failure(detail: str) -> str:
     return f":warning: {quoted(detail)}"
+
+
+def job_started(job_id: str, images: int, tasks: Sequence[str]) -> str:
+    return (
+        f":gear: Started job `{job_id}` on {images} image{'s' * (images != 1)}: "
+        f"{', '.join(tasks)}. I will post its progress here."
+    )
+
+
+def job_counts(counts: Mapping[ItemState, int]) -> str:
+    shown: tuple[ItemState, ...] = ("done", "failed", "skipped", "running", "pending")
+    return ", ".join(f"{counts.get(name, 0)} {name}" for name in shown if counts.get(name))
+
+
+def job_progress(job_id: str, settled: int, total: int, counts: Mapping[ItemState, int]) -> str:
+    return f"Job `{job_id}`: {settled}/{total} ({job_counts(counts)})"
+
+
+def job_finished(job_id: str, state: str, counts: Mapping[ItemState, int], export: str) -> str:
+    mark = ":white_check_mark:" if state == "completed" else ":no_entry_sign:"
+    return f"{mark} Job `{job_id}` {state}: {job_counts(counts)}. Export: <{export}|COCO JSON>"
+
+
+def job_status(
+    job_id: str, state: str, settled: int, total: int, counts: Mapping[ItemState, int]
+) -> str:
+    return f"Job `{job_id}` is {state}: {settled}/{total} ({job_counts(counts) or 'nothing yet'})"

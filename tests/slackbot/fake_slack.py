@@ -48,6 +48,7 @@ class FakeSlack:
     uploads: dict[str, bytes] = field(default_factory=dict)  # file id -> bytes POSTed
     files: dict[str, Served] = field(default_factory=dict)  # /files/<name>
     downloads: list[tuple[str, str | None]] = field(default_factory=list)  # (path, auth)
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # channel -> messages
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -104,6 +105,9 @@ class FakeSlack:
                     "file_id": file_id,
                     "upload_url": f"{self.url}/upload/{file_id}",
                 }
+            case "conversations.history":
+                messages = self.history.get(str(args.get("channel")), [])
+                return {"ok": True, "messages": messages, "has_more": False}
             case "files.completeUploadExternal":
                 files = json.loads(args["files"])
                 return {

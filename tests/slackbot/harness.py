@@ -26,6 +26,8 @@ def slack_settings(fake: FakeSlack, **overrides: Any) -> SlackSettings:
         api_url=f"{fake.url}/api/",
         file_hosts=["127.0.0.1"],
         max_file_bytes=MAX_FILE_BYTES,
+        job_progress_s=0.3,
+        public_url="https://mmrag.example.com",
         **overrides,
     )
 

@@ -9,12 +9,14 @@ import re
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 from slackbot.fake_slack import BOT_ID, BOT_TOKEN, BOT_USER, TEAM, FakeSlack, Served
 from slackbot.harness import CHANNEL, HUMAN, MAX_FILE_BYTES, Bot, content_id, mention
 from slackbot.signing import command_body, event_body, signed_headers
-from workers.shapes_scenes import png_of
+from workers.shapes_scenes import held_out, png_of
 
+from mmrag.errors import NotFound
 from mmrag.models.fixtures.evaluate_grounding import box_iou
 from mmrag.slack.boxes import BOX_RGB
 
@@ -233,3 +235,39 @@ def test_files_off_slack_oversized_or_corrupt_are_refused_ephemerally(bot: Bot) 
     assert not [t for t in posted_texts(bot.fake) if "this shelf" in t]
     assert not [d for d in bot.fake.downloads if "evil" in d[0]]
     assert content_id(png_of(scene)) in bot.scenes
+
+
+def test_annotate_runs_a_job_on_the_channels_last_images_and_reports_it(bot: Bot) -> None:
+    scenes = held_out(15)[12:]  # never indexed before: nothing to skip
+    bot.fake.history[CHANNEL] = [
+        {"ts": f"169000000{i}.000100", "files": [bot.share(f"recent-{i}.png", png_of(scene))]}
+        for i, scene in enumerate(scenes)
+    ]
+    response = bot.command("annotate 2 --caption")
+    assert response.status_code == 200
+    started = bot.fake.wait_for(
+        lambda f: [c for c in f.of("chat.postMessage") if "Started job" in c.args["text"]]
+    )[0]
+    assert "on 2 images: caption" in started.args["text"]
+    job_id = re.findall(r"`([0-9a-f]{32})`", started.args["text"])[0]
+    thread = started.reply["ts"]
+
+    def finished(f: FakeSlack) -> list[str]:
+        return [
+            str(c.args["text"])
+            for c in f.of("chat.postMessage")
+            if c.args.get("thread_ts") == thread and "completed" in c.args["text"]
+        ]
+
+    [done] = bot.fake.wait_for(finished)
+    assert "2 done" in done
+    assert f"https://mmrag.example.com/v1/jobs/{job_id}/export?format=coco" in done
+    status = bot.command(f"status {job_id}").json()
+    assert status["response_type"] == "ephemeral"
+    assert "is completed: 2/2" in status["text"]
+    # Another workspace's view of the same job: none.
+    jobs = bot.server.app.state.jobs
+    with pytest.raises(NotFound):
+        jobs.status(job_id, "slack:T0STRANGER")
+    unknown = bot.command("status " + "0" * 32).json()
+    assert "no job with id" in unknown["text"]
