@@ -22,6 +22,7 @@ TEAM = "T0TEAM0001"
 BOT_USER = "U0BOT00001"
 BOT_ID = "B0BOT00001"
 BOT_TOKEN = "xoxb-test-token-never-logged"
+APP_TOKEN = "xapp-test-app-token"
 
 
 @dataclass
@@ -51,6 +52,7 @@ class FakeSlack:
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # channel -> messages
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
+    socket_url: str = ""  # what apps.connections.open hands out (a local WebSocket server)
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # -- what tests read -----------------------------------------------------------------------
@@ -84,6 +86,10 @@ class FakeSlack:
     def _reply(
         self, method: str, args: dict[str, Any], token: str | None, serial: int
     ) -> dict[str, Any]:
+        if method == "apps.connections.open":
+            if token != APP_TOKEN:  # only the app-level token opens a connection
+                return {"ok": False, "error": "not_allowed_token_type"}
+            return {"ok": True, "url": self.socket_url}
         if token != BOT_TOKEN:
             return {"ok": False, "error": "invalid_auth"}
         ts = f"{1_700_000_000 + serial}.{serial:06d}"
