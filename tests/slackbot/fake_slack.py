@@ -8,6 +8,7 @@ what is POSTed there, and serves shared files (``GET /files/<name>``) to the bot
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import threading
@@ -23,6 +24,8 @@ BOT_USER = "U0BOT00001"
 BOT_ID = "B0BOT00001"
 BOT_TOKEN = "xoxb-test-token-never-logged"
 APP_TOKEN = "xapp-test-app-token"
+OAUTH_CLIENT_ID = "1111.2222"
+OAUTH_SECRET = "oauth-client-secret"
 
 
 @dataclass
@@ -53,6 +56,10 @@ class FakeSlack:
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
     socket_url: str = ""  # what apps.connections.open hands out (a local WebSocket server)
+    # bot token -> (team, bot user, bot id): the configured workspace, then OAuth installs
+    bots: dict[str, tuple[str, str, str]] = field(
+        default_factory=lambda: {BOT_TOKEN: (TEAM, BOT_USER, BOT_ID)}
+    )
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # -- what tests read -----------------------------------------------------------------------
@@ -90,14 +97,17 @@ class FakeSlack:
             if token != APP_TOKEN:  # only the app-level token opens a connection
                 return {"ok": False, "error": "not_allowed_token_type"}
             return {"ok": True, "url": self.socket_url}
-        if token != BOT_TOKEN:
+        if method == "oauth.v2.access":
+            return self._install(args)
+        if token not in self.bots:
             return {"ok": False, "error": "invalid_auth"}
+        team, bot_user, bot_id = self.bots[token]
         ts = f"{1_700_000_000 + serial}.{serial:06d}"
         match method:
             case "response_url":
                 return {"ok": True}
             case "auth.test":
-                return {"ok": True, "team_id": TEAM, "user_id": BOT_USER, "bot_id": BOT_ID}
+                return {"ok": True, "team_id": team, "user_id": bot_user, "bot_id": bot_id}
             case "chat.postMessage":
                 return {"ok": True, "channel": args.get("channel"), "ts": ts}
             case "chat.update":
@@ -121,6 +131,26 @@ class FakeSlack:
                     "files": [{"id": f["id"], "title": f.get("title")} for f in files],
                 }
         return {"ok": False, "error": "unknown_method"}
+
+    def _install(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The OAuth code exchange: the code names the workspace that installs (tests)."""
+        if args.get("client_id") != OAUTH_CLIENT_ID or args.get("client_secret") != OAUTH_SECRET:
+            return {"ok": False, "error": "invalid_client_id"}
+        team = str(args["code"])
+        token = f"xoxb-installed-{team}"
+        self.bots[token] = (team, f"U{team[1:]}", f"B{team[1:]}")
+        return {
+            "ok": True,
+            "app_id": "A0APP00001",
+            "access_token": token,
+            "token_type": "bot",
+            "scope": "app_mentions:read,chat:write,commands,files:read,files:write",
+            "bot_user_id": f"U{team[1:]}",
+            "team": {"id": team, "name": f"Workspace {team}"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "authed_user": {"id": "U0INSTALLER"},
+        }
 
 
 def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
@@ -164,6 +194,9 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             else:
                 args.update(parse_qsl(raw.decode()))
             auth = self.headers.get("authorization", "")
+            if auth.startswith("Basic "):  # oauth.v2.access: the client's id and secret
+                client_id, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
+                args.update(client_id=client_id, client_secret=secret)
             token = auth[7:] if auth.startswith("Bearer ") else args.pop("token", None)
             answer = fake.answer(split.path[len("/api/") :], args, token)
             self._send(200, json.dumps(answer).encode(), {"Content-Type": "application/json"})
@@ -175,7 +208,7 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             served = fake.files.get(path.removeprefix("/files/"))
             if served is None:
                 self._send(404, b"", {})
-            elif self.headers.get("authorization") != f"Bearer {BOT_TOKEN}":
+            elif self.headers.get("authorization", "")[7:] not in fake.bots:
                 self._send(403, b"<html>sign in</html>", {"Content-Type": "text/html"})
             elif served.redirect is not None:
                 self._send(302, b"", {"Location": served.redirect})

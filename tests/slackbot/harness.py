@@ -20,16 +20,16 @@ MAX_FILE_BYTES = 200_000
 
 
 def slack_settings(fake: FakeSlack, **overrides: Any) -> SlackSettings:
-    return SlackSettings(
-        signing_secret=SIGNING_SECRET,
-        bot_token=BOT_TOKEN,
-        api_url=f"{fake.url}/api/",
-        file_hosts=["127.0.0.1"],
-        max_file_bytes=MAX_FILE_BYTES,
-        job_progress_s=0.3,
-        public_url="https://mmrag.example.com",
-        **overrides,
-    )
+    fields: dict[str, Any] = {
+        "signing_secret": SIGNING_SECRET,
+        "bot_token": BOT_TOKEN,
+        "api_url": f"{fake.url}/api/",
+        "file_hosts": ["127.0.0.1"],
+        "max_file_bytes": MAX_FILE_BYTES,
+        "job_progress_s": 0.3,
+        "public_url": "https://mmrag.example.com",
+    }
+    return SlackSettings.model_validate({**fields, **overrides})
 
 
 @dataclass

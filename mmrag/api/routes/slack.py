@@ -5,7 +5,8 @@ clients, calls them, with its own signed protocol."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from slack_bolt import BoltRequest, BoltResponse
+from slack_bolt import BoltRequest
+from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from starlette.concurrency import run_in_threadpool
 
 from mmrag.errors import NotFound
@@ -22,25 +23,7 @@ def _runtime(request: Request) -> SlackRuntime:
 
 
 async def _bolt_request(request: Request) -> BoltRequest:
-    body = await request.body()
-    return BoltRequest(
-        body=body.decode("utf-8", errors="replace"),
-        query=str(request.url.query),
-        headers={name: [value] for name, value in request.headers.items()},
-    )
-
-
-def _response(answer: BoltResponse) -> Response:
-    headers = {
-        name: values[0]
-        for name, values in answer.headers.items()
-        if values and name.lower() not in ("content-length", "set-cookie")
-    }
-    response = Response(answer.body, status_code=answer.status, headers=headers)
-    for cookie in answer.cookies():
-        for name, morsel in cookie.items():
-            response.set_cookie(name, morsel.value, max_age=600, secure=True, httponly=True)
-    return response
+    return to_bolt_request(request, await request.body())
 
 
 @router.post("/events")
@@ -48,7 +31,7 @@ async def events(request: Request) -> Response:
     runtime = _runtime(request)
     # Bolt is synchronous: its dispatch (verification, ack) runs off the event loop.
     answer = await run_in_threadpool(runtime.app.dispatch, await _bolt_request(request))
-    return _response(answer)
+    return to_starlette_response(answer)
 
 
 @router.get("/install")
@@ -56,7 +39,7 @@ async def install(request: Request) -> Response:
     flow = _runtime(request).app.oauth_flow
     if flow is None:
         raise NotFound("this bot serves one workspace: there is nothing to install")
-    return _response(
+    return to_starlette_response(
         await run_in_threadpool(flow.handle_installation, await _bolt_request(request))
     )
 
@@ -66,4 +49,6 @@ async def oauth_redirect(request: Request) -> Response:
     flow = _runtime(request).app.oauth_flow
     if flow is None:
         raise NotFound("this bot serves one workspace: there is nothing to install")
-    return _response(await run_in_threadpool(flow.handle_callback, await _bolt_request(request)))
+    return to_starlette_response(
+        await run_in_threadpool(flow.handle_callback, await _bolt_request(request))
+    )
