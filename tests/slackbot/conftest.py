@@ -8,11 +8,11 @@ import httpx
 import pytest
 from agents.conftest import clear_mmrag_env, world_settings
 from api.live_server import LiveServer
-from slackbot.fake_slack import FakeSlackServer
 from slackbot.harness import HUMAN, Bot, content_id, slack_settings
 from workers.shapes_scenes import held_out, png_of
 
 from mmrag.config import Settings
+from mmrag.testing.fake_slack import FakeSlackServer
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ from typing import Any
 
 import httpx
 from api.live_server import LiveServer
-from slackbot.fake_slack import BOT_TOKEN, BOT_USER, TEAM, FakeSlack, Served
-from slackbot.signing import SIGNING_SECRET, command_body, event_body, signed_headers
 
 from mmrag.config import SlackSettings
 from mmrag.models.fixtures.shapes import ShapeScene
 from mmrag.retrieval.decode import image_id_from_sha256, sha256_hex
+from mmrag.testing.fake_slack import BOT_TOKEN, BOT_USER, TEAM, FakeSlack, Served
+from mmrag.testing.slack_signing import SIGNING_SECRET, command_body, event_body, signed_headers
 
 CHANNEL = "C0CHAN0001"
 HUMAN = "U0HUMAN001"

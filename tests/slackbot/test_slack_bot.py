@@ -11,14 +11,14 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-from slackbot.fake_slack import BOT_ID, BOT_TOKEN, BOT_USER, TEAM, FakeSlack, Served
 from slackbot.harness import CHANNEL, HUMAN, MAX_FILE_BYTES, Bot, content_id, mention
-from slackbot.signing import command_body, event_body, signed_headers
 from workers.shapes_scenes import held_out, png_of
 
 from mmrag.errors import NotFound
 from mmrag.models.fixtures.evaluate_grounding import box_iou
 from mmrag.slack.boxes import BOX_RGB
+from mmrag.testing.fake_slack import BOT_ID, BOT_TOKEN, BOT_USER, TEAM, FakeSlack, Served
+from mmrag.testing.slack_signing import command_body, event_body, signed_headers
 
 _IMAGE_ID = re.compile(r"\[([0-9a-f]{32})\]")
 

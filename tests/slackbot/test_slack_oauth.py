@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 from api.live_server import LiveServer
-from slackbot.fake_slack import OAUTH_CLIENT_ID, OAUTH_SECRET, FakeSlack, FakeSlackServer
 from slackbot.harness import CHANNEL, HUMAN, Bot, content_id, mention, slack_settings
 from workers.shapes_scenes import held_out, png_of
 
 from mmrag.config import Settings
+from mmrag.testing.fake_slack import OAUTH_CLIENT_ID, OAUTH_SECRET, FakeSlack, FakeSlackServer
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import time
 
-from slackbot.fake_slack import APP_TOKEN, BOT_USER, TEAM, FakeSlackServer
 from slackbot.fake_socket import FakeSocketSlack
 from slackbot.harness import CHANNEL, HUMAN, slack_settings
 
 from mmrag.config import Settings
 from mmrag.slack.socket_mode import SocketModeRunner
+from mmrag.testing.fake_slack import APP_TOKEN, BOT_USER, TEAM, FakeSlackServer
 
 
 def test_envelopes_are_acknowledged_and_answered(settings: Settings) -> None:

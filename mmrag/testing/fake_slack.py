@@ -34,6 +34,7 @@ class Call:
     args: dict[str, Any]
     token: str | None
     reply: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.perf_counter)  # when the call arrived
 
 
 @dataclass
