@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from workers.shapes_scenes import held_out, png_of
 
-from mmrag.config import Settings
 from mmrag.errors import InvalidInput, NotFound
 from mmrag.retrieval.items import IngestItem
 from mmrag.retrieval.search import SearchQuery
 from mmrag.retrieval.tenants import tenant_filter
 from mmrag.services import Services
-
-
-@pytest.fixture
-def services(settings: Settings) -> Iterator[Services]:
-    opened = Services.open(settings)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _ingest(services: Services, tenant: str | None, scenes: list[int]) -> list[str]:

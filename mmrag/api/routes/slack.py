@@ -4,6 +4,8 @@ clients, calls them, with its own signed protocol."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Request, Response
 from slack_bolt import BoltRequest
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
@@ -36,19 +38,17 @@ async def events(request: Request) -> Response:
 
 @router.get("/install")
 async def install(request: Request) -> Response:
-    flow = _runtime(request).app.oauth_flow
-    if flow is None:
-        raise NotFound("this bot serves one workspace: there is nothing to install")
-    return to_starlette_response(
-        await run_in_threadpool(flow.handle_installation, await _bolt_request(request))
-    )
+    return await _oauth(request, "install")
 
 
 @router.get("/oauth_redirect")
 async def oauth_redirect(request: Request) -> Response:
+    return await _oauth(request, "callback")
+
+
+async def _oauth(request: Request, step: Literal["install", "callback"]) -> Response:
     flow = _runtime(request).app.oauth_flow
     if flow is None:
         raise NotFound("this bot serves one workspace: there is nothing to install")
-    return to_starlette_response(
-        await run_in_threadpool(flow.handle_callback, await _bolt_request(request))
-    )
+    handle = flow.handle_installation if step == "install" else flow.handle_callback
+    return to_starlette_response(await run_in_threadpool(handle, await _bolt_request(request)))
