@@ -124,6 +124,9 @@ def build_app(bot: SlackBot, settings: SlackSettings, seen: SeenStore, data_dir:
         **options,
     )
     app.use(_once(seen))
+    if settings.oauth:
+        # An uninstall or a revoked token deletes the workspace's installation from the store.
+        app.enable_token_revocation_listeners()
     _listen(app, bot)
     return app
 

@@ -144,6 +144,7 @@ class SlackBot:
         """Answer in ``place``'s thread; with no thread yet, the bot's message starts one."""
         poster = Poster(client, place)
         ts = poster.post(render.working(question))
+        asked = None if place.thread_ts else question
         place = place.in_thread(place.thread_ts or ts)
         poster = Poster(client, place)
         agent = self.services.agent()
@@ -167,7 +168,7 @@ class SlackBot:
             poster.update(ts, render.failure(error.detail))
             return
         assert result is not None
-        text, blocks = render.answer_blocks(result)
+        text, blocks = render.answer_blocks(result, asked)
         poster.update(ts, text, blocks)
         uploads, comment = self._evidence(result["citations"])
         poster.upload(uploads, comment)

@@ -66,14 +66,18 @@ def progress(question: str, events: Sequence[tuple[str, Mapping[str, Any]]]) -> 
     return "\n".join(lines)
 
 
-def answer_blocks(result: Mapping[str, Any]) -> tuple[str, Blocks]:
-    """The answer as the message that replaces "working on it": text, plus a context line."""
-    text = str(result["answer"]) or "I found nothing to say."
+def answer_blocks(result: Mapping[str, Any], asked: str | None = None) -> tuple[str, Blocks]:
+    """The answer as the message that replaces "working on it": text, plus a context line.
+    ``asked`` (the question) heads it when the message starts the thread (a slash command's
+    ask), so the thread says what was asked."""
+    text = quoted(str(result["answer"]) or "I found nothing to say.")
+    if asked is not None:
+        text = f"> {quoted(asked)}\n{text}"
     steps = " → ".join(str(step["tool"]) for step in result["plan"].get("steps", []))
     weak = " · evidence is weak" if result.get("weak_evidence") else ""
     context = f"{steps} · {result['took_ms']:.0f} ms{weak}"
     blocks: Blocks = [
-        section(quoted(text)),
+        section(text),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
     ]
     return clip(text), blocks

@@ -18,7 +18,7 @@ from mmrag.errors import NotFound
 from mmrag.models.fixtures.evaluate_grounding import box_iou
 from mmrag.slack.boxes import BOX_RGB
 from mmrag.testing.fake_slack import BOT_ID, BOT_TOKEN, BOT_USER, TEAM, FakeSlack, Served
-from mmrag.testing.slack_signing import command_body, event_body, signed_headers
+from mmrag.testing.slack_signing import SIGNING_SECRET, command_body, event_body, signed_headers
 
 _IMAGE_ID = re.compile(r"\[([0-9a-f]{32})\]")
 
@@ -176,7 +176,16 @@ def test_a_retried_event_is_done_once(bot: Bot) -> None:
     assert len(working) == 1
 
 
-def test_bots_and_other_workspaces_start_nothing(bot: Bot) -> None:
+def test_the_url_verification_challenge_is_answered(bot: Bot) -> None:
+    body = json.dumps({"type": "url_verification", "challenge": "c-123", "token": "x"}).encode()
+    response = bot.send(body, {"Content-Type": "application/json"})
+    assert response.status_code == 200
+    assert response.json() == {"challenge": "c-123"}
+
+
+def test_bots_and_other_workspaces_start_nothing(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
     quiet_for(bot.fake, 0.5)
     before = len(bot.fake.calls)
     other_bot = mention("find a red circle", "1700000400.000400", bot_id="B0OTHER001")
@@ -198,6 +207,9 @@ def test_bots_and_other_workspaces_start_nothing(bot: Bot) -> None:
     quiet_for(bot.fake, 0.5)
     assert [c.args for c in bot.fake.of("response_url")][-1]["text"]
     assert "chat.postMessage" not in [call.method for call in bot.fake.calls[before:]]
+    assert "T0STRANGER" in caplog.text  # the refusal was logged ...
+    assert BOT_TOKEN not in caplog.text  # ... and no secret with it
+    assert SIGNING_SECRET not in caplog.text
 
 
 def test_files_off_slack_oversized_or_corrupt_are_refused_ephemerally(bot: Bot) -> None:
@@ -245,6 +257,8 @@ def test_annotate_runs_a_job_on_the_channels_last_images_and_reports_it(bot: Bot
     ]
     response = bot.command("annotate 2 --caption")
     assert response.status_code == 200
+    # The newest two (history comes newest first) now belong to the workspace too.
+    bot.scenes.update({content_id(png_of(scene)): scene for scene in scenes[:2]})
     started = bot.fake.wait_for(
         lambda f: [c for c in f.of("chat.postMessage") if "Started job" in c.args["text"]]
     )[0]
@@ -271,3 +285,18 @@ def test_annotate_runs_a_job_on_the_channels_last_images_and_reports_it(bot: Bot
         jobs.status(job_id, "slack:T0STRANGER")
     unknown = bot.command("status " + "0" * 32).json()
     assert "no job with id" in unknown["text"]
+
+
+def test_slash_ask_starts_a_thread_with_the_question_and_its_answer(bot: Bot) -> None:
+    response = bot.command("ask show me a yellow circle")
+    assert response.status_code == 200
+    working = bot.fake.wait_for(
+        lambda f: [c for c in f.of("chat.postMessage") if "yellow circle" in c.args["text"]]
+    )[0]
+    assert working.args.get("thread_ts") is None  # a new top-level message: the thread's root
+    ts = working.reply["ts"]
+    answer = bot.fake.wait_for(
+        lambda f: [c for c in f.of("chat.update") if c.args["ts"] == ts and c.args.get("blocks")]
+    )[0]
+    assert answer.args["text"].startswith("> show me a yellow circle\n")
+    assert set(_IMAGE_ID.findall(answer.args["text"])) <= set(bot.scenes)

@@ -86,6 +86,16 @@ def test_installed_workspaces_each_see_only_their_own_images(oauth_bot: Bot) -> 
     assert searched(bot.fake, "xoxb-installed-T0FIRST01") <= set(first)
     assert searched(bot.fake, "xoxb-installed-T0SECOND1") <= set(second)
     assert searched(bot.fake, "xoxb-installed-T0FIRST01")
+    # A question that names another workspace's image: the agent never takes ids from text,
+    # and its retrieval sees only this workspace's images.
+    question = mention(f"describe image {first[0]} and show me a red circle", "1700001100.0001")
+    assert bot.event(question, team="T0SECOND1").status_code == 200
+    answer = bot.fake.wait_for(
+        lambda f: [c for c in f.of("chat.update") if c.args.get("blocks")], timeout=120
+    )[0]
+    cited = set(re.findall(r"\[([0-9a-f]{32})\]", answer.args["text"]))
+    assert cited
+    assert cited <= set(second)
     # Each workspace's messages went out with its own bot token.
     tokens = {c.token for c in bot.fake.of("chat.postMessage") if c.args["channel"] == CHANNEL}
     assert tokens == {"xoxb-installed-T0FIRST01", "xoxb-installed-T0SECOND1"}
