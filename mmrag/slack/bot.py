@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,6 +52,9 @@ class SlackBot:
         self.settings = settings
         self.jobs = jobs
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="slack")
+        # Jobs are watched on threads of their own: a long job must not hold a question's.
+        self._watchers = ThreadPoolExecutor(8, thread_name_prefix="slack-jobs")
+        self._closing = threading.Event()
         schemes = ("https", "http") if settings.api_url.startswith("http://") else ("https",)
         self.files = SlackFiles(
             settings.file_hosts,
@@ -60,9 +64,13 @@ class SlackBot:
         )
 
     def close(self) -> None:
+        self._closing.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._watchers.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, what: str, work: Callable[[], None]) -> Future[None]:
+    def submit(
+        self, what: str, work: Callable[[], None], pool: ThreadPoolExecutor | None = None
+    ) -> Future[None]:
         """Run ``work`` after the ack; a failure is logged, never raised into Bolt."""
 
         def guarded() -> None:
@@ -75,7 +83,7 @@ class SlackBot:
             except Exception:
                 log.exception("slack %s failed", what)
 
-        return self._pool.submit(guarded)
+        return (pool or self._pool).submit(guarded)
 
     # -- search -------------------------------------------------------------------------------
 
@@ -287,7 +295,8 @@ class SlackBot:
             poster.ephemeral(render.failure(error.detail))
             return
         ts = poster.post(render.job_started(job.id, len(image_ids), spec.task_names()))
-        self._watch(jobs, Poster(client, place.in_thread(place.thread_ts or ts)), job.id)
+        thread = Poster(client, place.in_thread(place.thread_ts or ts))
+        self.submit("job progress", lambda: self._watch(jobs, thread, job.id), self._watchers)
 
     def _recent_images(self, client: WebClient, channel: str, last: int) -> list[Mapping[str, Any]]:
         """The channel's last ``last`` shared images, newest first."""
@@ -307,8 +316,7 @@ class SlackBot:
         """Post the job's progress every ``job_progress_s`` while it moves, then its end."""
         tenant = poster.place.tenant
         shown = -1
-        while True:
-            time.sleep(self.settings.job_progress_s)
+        while not self._closing.wait(self.settings.job_progress_s):
             status = jobs.status(job_id, tenant)
             if status.state not in UNFINISHED:
                 export = f"/v1/jobs/{job_id}/export?format=coco"
