@@ -280,6 +280,9 @@ class SlackSettings(BaseModel):
     app_token: SecretStr | None = None  # xapp-...: Socket Mode (`mmrag slack`)
     client_id: str | None = None  # the OAuth install flow, for many workspaces
     client_secret: SecretStr | None = None
+    # Where OAuth installations (bot tokens) and states live: unset, SQLite in the data dir;
+    # a redis:// URL when several API processes serve the same app.
+    installations_url: SecretStr | None = None
     # The Web API base URL: tests and Enterprise Grid proxies point it elsewhere.
     api_url: str = Field("https://slack.com/api/", pattern=r"^https?://")
     # Hosts the bot downloads shared files from (with its token): Slack's own and no other.

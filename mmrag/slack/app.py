@@ -17,14 +17,13 @@ from slack_bolt import Ack, App, BoltRequest, BoltResponse
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
-from slack_sdk.oauth.installation_store.sqlite3 import SQLite3InstallationStore
-from slack_sdk.oauth.state_store.sqlite3 import SQLite3OAuthStateStore
 
 from mmrag.config import SlackSettings
 from mmrag.errors import MmragError
 from mmrag.slack import commands, render
 from mmrag.slack.bot import SlackBot
 from mmrag.slack.dedupe import SeenStore
+from mmrag.slack.installations import open_stores
 from mmrag.slack.poster import Place
 
 log = logging.getLogger(__name__)
@@ -101,15 +100,17 @@ def build_app(bot: SlackBot, settings: SlackSettings, seen: SeenStore, data_dir:
     if settings.oauth:
         assert settings.client_id is not None
         assert settings.client_secret is not None
-        database = str(data_dir / "installations.sqlite")
+        installations, states = open_stores(
+            settings.client_id,
+            data_dir,
+            settings.installations_url.get_secret_value() if settings.installations_url else None,
+        )
         options["oauth_settings"] = OAuthSettings(
             client_id=settings.client_id,
             client_secret=settings.client_secret.get_secret_value(),
             scopes=list(BOT_SCOPES),
-            installation_store=SQLite3InstallationStore(
-                database=database, client_id=settings.client_id
-            ),
-            state_store=SQLite3OAuthStateStore(database=database, expiration_seconds=600),
+            installation_store=installations,
+            state_store=states,
         )
     else:
         assert settings.bot_token is not None

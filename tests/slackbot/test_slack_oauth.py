@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,13 +17,28 @@ from workers.shapes_scenes import held_out, png_of
 
 from mmrag.config import Settings
 from mmrag.testing.fake_slack import OAUTH_CLIENT_ID, OAUTH_SECRET, FakeSlack, FakeSlackServer
+from mmrag.testing.redis_server import RedisServer
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def installations_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """Where installations live: SQLite in the data dir, or a real Redis on loopback."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with RedisServer(tmp_path / "redis") as server:
+        yield server.url
 
 
 @pytest.fixture
-def oauth_bot(settings: Settings) -> Iterator[Bot]:
+def oauth_bot(settings: Settings, installations_url: str | None) -> Iterator[Bot]:
     with FakeSlackServer() as fake:
         slack = slack_settings(
-            fake, bot_token=None, client_id=OAUTH_CLIENT_ID, client_secret=OAUTH_SECRET
+            fake,
+            bot_token=None,
+            client_id=OAUTH_CLIENT_ID,
+            client_secret=OAUTH_SECRET,
+            installations_url=installations_url,
         )
         configured = Settings.model_validate(
             {**settings.model_dump(exclude={"slack"}), "slack": slack}
