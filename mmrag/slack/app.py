@@ -173,7 +173,7 @@ def _listen(app: App, bot: SlackBot) -> None:
             case commands.Status(job_id=job_id):
                 # One read of the job store: quick enough to answer in the ack itself.
                 try:
-                    ack(text=bot.status(place, job_id), response_type="ephemeral")
+                    ack(text=bot.jobs.status(place, job_id), response_type="ephemeral")
                 except MmragError as error:
                     ack(text=render.failure(error.detail), response_type="ephemeral")
 
