@@ -143,12 +143,7 @@ def test_follow_ups_in_a_thread_continue_the_conversation(bot: Bot) -> None:
     assert bot.event(mention("show me a green square", root)).status_code == 200
 
     def answers(f: FakeSlack) -> list[str]:
-        ours = {c.reply["ts"] for c in f.of("chat.postMessage") if c.args.get("thread_ts") == root}
-        return [
-            str(c.args["text"])
-            for c in f.of("chat.update")
-            if c.args.get("blocks") and c.args["ts"] in ours
-        ]
+        return answers_in(f, CHANNEL, root)
 
     first = bot.fake.wait_for(answers)[0]
     first_ids = _IMAGE_ID.findall(first)
@@ -300,3 +295,38 @@ def test_slash_ask_starts_a_thread_with_the_question_and_its_answer(bot: Bot) ->
     )[0]
     assert answer.args["text"].startswith("> show me a yellow circle\n")
     assert set(_IMAGE_ID.findall(answer.args["text"])) <= set(bot.scenes)
+
+
+def answers_in(fake: FakeSlack, channel: str, thread_ts: str) -> list[str]:
+    """The answers that replaced the bot's "working on it" messages in a thread."""
+    ours = {
+        c.reply["ts"]
+        for c in fake.of("chat.postMessage")
+        if c.args["channel"] == channel and c.args.get("thread_ts") == thread_ts
+    }
+    return [
+        str(c.args["text"])
+        for c in fake.of("chat.update")
+        if c.args.get("blocks") and c.args["ts"] in ours
+    ]
+
+
+def test_a_direct_message_with_an_image_asks_about_that_image(bot: Bot) -> None:
+    image_id, scene = next(iter(bot.scenes.items()))
+    shared = bot.share("dm-shelf.png", png_of(scene))
+    ts = "1700000600.000600"
+    event = {
+        "type": "message",
+        "channel_type": "im",
+        "channel": "D0DIRECT01",
+        "user": HUMAN,
+        "text": "what is on this shelf?",
+        "ts": ts,
+        "subtype": "file_share",
+        "files": [shared],
+    }
+    assert bot.event(event).status_code == 200
+    [answer] = bot.fake.wait_for(lambda f: answers_in(f, "D0DIRECT01", ts))
+    assert _IMAGE_ID.findall(answer) == [image_id]  # about the shared image, and it alone
+    progress = [c.args["text"] for c in bot.fake.of("chat.update") if not c.args.get("blocks")]
+    assert any("what is on this shelf?" in text and "Plan: " in text for text in progress)
