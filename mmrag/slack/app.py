@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slack_bolt import Ack, App, BoltRequest, BoltResponse
+from slack_bolt import Ack, App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
@@ -120,7 +120,8 @@ def build_app(bot: SlackBot, settings: SlackSettings, seen: SeenStore, data_dir:
         signing_secret=settings.signing_secret.get_secret_value(),
         client=client,
         token_verification_enabled=False,
-        # The listeners only hand work over; a large pool would only queue acks.
+        # The 200 goes out as soon as a listener acks (an event's at once), and the listeners
+        # only hand the work to the bot's threads.
         process_before_response=False,
         **options,
     )
@@ -178,17 +179,19 @@ def _listen(app: App, bot: SlackBot) -> None:
                     ack(text=render.failure(error.detail), response_type="ephemeral")
 
     @app.event("app_mention")
-    def mentioned(event: dict[str, Any], context: Any, client: WebClient) -> None:
+    def mentioned(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
         _on_message(bot, event, context, client)
 
     @app.event("message")
-    def message(event: dict[str, Any], context: Any, client: WebClient) -> None:
+    def message(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
         # Only direct messages: a mention in a channel arrives as app_mention as well.
         if event.get("channel_type") == "im":
             _on_message(bot, event, context, client)
 
 
-def _on_message(bot: SlackBot, event: dict[str, Any], context: Any, client: WebClient) -> None:
+def _on_message(
+    bot: SlackBot, event: dict[str, Any], context: BoltContext, client: WebClient
+) -> None:
     if event.get("bot_id") or event.get("subtype") not in _HUMAN_SUBTYPES:
         return  # bots (this one included) never start work: no loops
     if not event.get("user") or not context.team_id:
