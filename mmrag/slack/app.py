@@ -17,6 +17,7 @@ from slack_bolt import Ack, App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from mmrag.config import SlackSettings
 from mmrag.errors import MmragError
@@ -96,6 +97,9 @@ class SingleWorkspace:
 def build_app(bot: SlackBot, settings: SlackSettings, seen: SeenStore, data_dir: Path) -> App:
     assert settings.signing_secret is not None, "SlackSettings refuses a bot without one"
     client = WebClient(base_url=settings.api_url)
+    # chat.update is rate limited (about one a second per channel): on HTTP 429 the client
+    # waits for Retry-After and tries again instead of dropping a progress update.
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
     options: dict[str, Any] = {}
     if settings.oauth:
         assert settings.client_id is not None

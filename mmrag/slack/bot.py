@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 _MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
 SEARCH_LIMIT = 5
-# The "working on it" message is updated at most this often while the agent runs.
-PROGRESS_EVERY_S = 0.5
+# The "working on it" message is updated at most this often while the agent runs (chat.update
+# allows about one call a second per channel); the plan is always shown at once.
+PROGRESS_EVERY_S = 1.0
 
 
 def question_of(text: str) -> str:
@@ -151,7 +152,7 @@ class SlackBot:
                     events.append((event, data))
                     now = time.monotonic()
                     if now - shown_at >= PROGRESS_EVERY_S or event == "plan":
-                        poster.update(ts, render.progress(question, events))
+                        self._progress(poster, ts, render.progress(question, events))
                         shown_at = now
         except MmragError as error:
             poster.update(ts, render.failure(error.detail))
@@ -161,6 +162,15 @@ class SlackBot:
         poster.update(ts, text, blocks)
         uploads, comment = self.evidence.for_citations(result["citations"], place.tenant)
         poster.upload(uploads, comment)
+
+    @staticmethod
+    def _progress(poster: Poster, ts: str, text: str) -> None:
+        """A progress update is worth no more than itself: one Slack refuses (rate limited
+        past the retries, the message deleted) is logged and the answer still comes."""
+        try:
+            poster.update(ts, text)
+        except SlackApiError as error:
+            log.warning("slack: a progress update was refused: %s", error.response.get("error"))
 
     # -- bulk jobs ------------------------------------------------------------------------------
 

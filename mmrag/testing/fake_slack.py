@@ -54,6 +54,9 @@ class FakeSlack:
     files: dict[str, Served] = field(default_factory=dict)  # /files/<name>
     downloads: list[tuple[str, str | None]] = field(default_factory=list)  # (path, auth)
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # channel -> messages
+    # method -> how many of its next calls get HTTP 429 (Slack's rate limit), and the count
+    throttle: dict[str, int] = field(default_factory=dict)
+    throttled: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
     socket_url: str = ""  # what apps.connections.open hands out (a local WebSocket server)
@@ -199,7 +202,17 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                 client_id, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
                 args.update(client_id=client_id, client_secret=secret)
             token = auth[7:] if auth.startswith("Bearer ") else args.pop("token", None)
-            answer = fake.answer(split.path[len("/api/") :], args, token)
+            method = split.path[len("/api/") :]
+            with fake.lock:
+                limited = fake.throttle.get(method, 0) > 0
+                if limited:
+                    fake.throttle[method] -= 1
+                    fake.throttled.append(method)
+            if limited:
+                body = json.dumps({"ok": False, "error": "ratelimited"}).encode()
+                self._send(429, body, {"Content-Type": "application/json", "Retry-After": "1"})
+                return
+            answer = fake.answer(method, args, token)
             self._send(200, json.dumps(answer).encode(), {"Content-Type": "application/json"})
 
         def do_GET(self) -> None:

@@ -330,3 +330,12 @@ def test_a_direct_message_with_an_image_asks_about_that_image(bot: Bot) -> None:
     assert _IMAGE_ID.findall(answer) == [image_id]  # about the shared image, and it alone
     progress = [c.args["text"] for c in bot.fake.of("chat.update") if not c.args.get("blocks")]
     assert any("what is on this shelf?" in text and "Plan: " in text for text in progress)
+
+
+def test_a_rate_limited_update_is_sent_again(bot: Bot) -> None:
+    bot.fake.throttle["chat.update"] = 1
+    root = "1700000700.000700"
+    assert bot.event(mention("show me a blue square", root)).status_code == 200
+    [answer] = bot.fake.wait_for(lambda f: answers_in(f, CHANNEL, root))
+    assert bot.fake.throttled == ["chat.update"]
+    assert _IMAGE_ID.findall(answer)
