@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from mmrag.cli import app
 from mmrag.config import SlackSettings
 from mmrag.models.fixtures.evaluate_grounding import box_iou
 from mmrag.models.fixtures.shapes import generate_scene
@@ -119,3 +122,24 @@ def test_secrets_never_show_in_the_settings_repr() -> None:
     settings = SlackSettings(signing_secret="sekrit-1", bot_token="xoxb-sekrit-2")
     assert "sekrit" not in repr(settings)
     assert "sekrit" not in str(settings.model_dump())
+
+
+def test_mmrag_slack_refuses_to_start_without_its_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("MMRAG_") and name != "MMRAG_FIXTURE_CACHE":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MMRAG_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    off = runner.invoke(app, ["slack"])
+    assert off.exit_code != 0
+    assert "MMRAG_SLACK__SIGNING_SECRET" in off.output
+    monkeypatch.setenv("MMRAG_SLACK__BOT_TOKEN", "xoxb-do-not-print")
+    half = runner.invoke(app, ["slack"])
+    assert half.exit_code != 0
+    assert "SIGNING_SECRET is required" in half.output
+    assert "do-not-print" not in half.output
+    monkeypatch.setenv("MMRAG_SLACK__SIGNING_SECRET", "s")
+    no_app_token = runner.invoke(app, ["slack"])
+    assert "MMRAG_SLACK__APP_TOKEN" in no_app_token.output
