@@ -10,8 +10,9 @@ before the last answer count):
 - ack: time from sending a signed request to its HTTP 200, for the mentions themselves and
   for the slash commands sent while the questions are being answered (Slack allows 3 s);
 - answer: time from sending a mention to the bot's ``chat.update`` that replaces "working on
-  it" with the answer (retrieval with shapes-clip; with shapes-grounding built, half the
-  questions also ground a box and upload the drawn image, which is counted too).
+  it" with the answer, after one warm-up question of each kind (retrieval with shapes-clip;
+  with shapes-grounding built, half the questions also ground a box and upload the drawn
+  image, which is counted too).
 
     .venv/bin/python -m bench.slack_bot            # 16 questions, 200 acks
     .venv/bin/python -m bench.slack_bot --quick    # 16 questions, 50 acks
@@ -26,6 +27,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +132,19 @@ def _measure(
     fake.wait_for(lambda f: f.of("chat.postMessage"), timeout=600)
     ground = http.get("/readyz").json()["tools"].get("ground") == "ok"
     asked = QUESTIONS if ground else QUESTIONS[:1]
+    # Warm-up, not counted: the first question builds the agent (LangGraph's import takes
+    # seconds) and loads the tools' models.
+    for index, question in enumerate(asked):
+        ts = f"1700000000.{index:06d}"
+        warm = {
+            "type": "app_mention",
+            "user": "U0H",
+            "channel": CHANNEL,
+            "ts": ts,
+            "text": f"<@{BOT_USER}> {question}",
+        }
+        _signed_post(http, *event_body(warm, f"EvWARM{index}", TEAM))
+        fake.wait_for(partial(_answered, thread_ts=ts), timeout=600)
 
     sent: dict[str, float] = {}
     mention_acks: list[float] = []
@@ -173,10 +188,12 @@ def _measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--questions", type=int, default=16, help="mentions sent at once")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    acks = 50 if args.quick else 200
     with tempfile.TemporaryDirectory() as scratch:
-        emit("slack_bot", run(16, 50 if args.quick else 200, 24, Path(scratch) / "data"))
+        emit("slack_bot", run(args.questions, acks, 24, Path(scratch) / "data"))
 
 
 if __name__ == "__main__":
