@@ -300,6 +300,10 @@ class SlackSettings(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> SlackSettings:
+        for name in ("signing_secret", "bot_token", "app_token", "client_secret"):
+            secret: SecretStr | None = getattr(self, name)
+            if secret is not None and not secret.get_secret_value().strip():
+                raise ValueError(f"slack: MMRAG_SLACK__{name.upper()} is set but empty")
         has_client = self.client_id is not None or self.client_secret is not None
         if has_client and (self.client_id is None or self.client_secret is None):
             raise ValueError("slack: set both MMRAG_SLACK__CLIENT_ID and __CLIENT_SECRET")

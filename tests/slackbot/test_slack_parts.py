@@ -116,6 +116,8 @@ def test_slack_settings_refuse_half_a_configuration() -> None:
         SlackSettings(signing_secret="s")
     with pytest.raises(ValidationError, match="both"):
         SlackSettings(signing_secret="s", client_id="1.2")
+    with pytest.raises(ValidationError, match="SIGNING_SECRET is set but empty"):
+        SlackSettings(signing_secret=" ", bot_token="xoxb-1")
 
 
 def test_secrets_never_show_in_the_settings_repr() -> None:
