@@ -182,6 +182,19 @@ def _listen(app: App, bot: SlackBot) -> None:
                 except MmragError as error:
                     ack(text=render.failure(error.detail), response_type="ephemeral")
 
+    @app.action(render.MORE_LIKE_THIS)
+    def more_like(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        message = body.get("message") or {}
+        thread = str(message.get("thread_ts") or message.get("ts") or "") or None
+        place = Place(
+            str(body["team"]["id"]), str(body["channel"]["id"]), str(body["user"]["id"]), thread
+        )
+        image_id = str(action.get("value", ""))
+        bot.submit("more like this", lambda: bot.more_like(client, place, image_id))
+
     @app.event("app_mention")
     def mentioned(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
         _on_message(bot, event, context, client)

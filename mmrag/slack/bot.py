@@ -81,16 +81,23 @@ class SlackBot:
     # -- search -------------------------------------------------------------------------------
 
     def search(self, client: WebClient, place: Place, text: str) -> None:
-        poster = Poster(client, place)
+        query = SearchQuery(text=text, limit=SEARCH_LIMIT)
+        self._results(Poster(client, place), query, f"_{render.quoted(text)}_")
+
+    def more_like(self, client: WebClient, place: Place, image_id: str) -> None:
+        """The "More like this" button: the images most like one result, in its thread."""
+        query = SearchQuery(image_id=image_id, limit=SEARCH_LIMIT)
+        self._results(Poster(client, place), query, f"images like `{image_id}`")
+
+    def _results(self, poster: Poster, query: SearchQuery, wanted: str) -> None:
+        place, client = poster.place, poster.client
         try:
-            results = self.services.search_for(
-                place.tenant, SearchQuery(text=text, limit=SEARCH_LIMIT)
-            )
+            results = self.services.search_for(place.tenant, query)
         except MmragError as error:
             poster.ephemeral(render.failure(error.detail))
             return
         hits = [(hit.image_id, hit.score, caption_of(hit.payload)) for hit in results.hits]
-        summary, blocks = render.search_blocks(text, hits)
+        summary, blocks = render.search_blocks(wanted, hits)
         ts = poster.post(summary, blocks)
         shown = hits[: self.settings.max_images]
         uploads = [

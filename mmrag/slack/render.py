@@ -88,13 +88,26 @@ def hit_line(rank: int, image_id: str, score: float, caption: str) -> str:
     return f"*{rank}.* `{image_id}` · score {score:.3f}{shown}"
 
 
-def search_blocks(text: str, hits: Sequence[tuple[str, float, str]]) -> tuple[str, Blocks]:
+# The action id of the "More like this" button each search result carries.
+MORE_LIKE_THIS = "mmrag_more_like_this"
+
+
+def search_blocks(wanted: str, hits: Sequence[tuple[str, float, str]]) -> tuple[str, Blocks]:
+    """``wanted`` is already mrkdwn (the caller quotes what came from a person)."""
     if not hits:
-        message = f"No images match _{quoted(text)}_ in this workspace."
+        message = f"No images match {wanted} in this workspace."
         return message, [section(message)]
-    header = f"Top {len(hits)} for _{quoted(text)}_:"
-    lines = [hit_line(rank, *hit) for rank, hit in enumerate(hits, start=1)]
-    return header, [section(header), section("\n".join(lines))]
+    header = f"Top {len(hits)} for {wanted}:"
+    blocks: Blocks = [section(header)]
+    for rank, (image_id, score, caption) in enumerate(hits, start=1):
+        button = {
+            "type": "button",
+            "text": {"type": "plain_text", "text": "More like this"},
+            "action_id": MORE_LIKE_THIS,
+            "value": image_id,
+        }
+        blocks.append({**section(hit_line(rank, image_id, score, caption)), "accessory": button})
+    return header, blocks
 
 
 def failure(detail: str) -> str:

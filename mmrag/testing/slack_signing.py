@@ -55,3 +55,31 @@ def command_body(
         }
     ).encode()
     return body, {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def action_body(
+    action_id: str, value: str, team: str, channel: str, user: str, message_ts: str, url: str
+) -> tuple[bytes, dict[str, str]]:
+    """A button click (``block_actions``) as Slack posts it: a form with one JSON payload."""
+    payload = {
+        "type": "block_actions",
+        "team": {"id": team},
+        "user": {"id": user},
+        "channel": {"id": channel},
+        "api_app_id": "A0APP00001",
+        "trigger_id": f"trigger-{time.monotonic_ns()}",
+        "response_url": url,
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
+        "message": {"type": "message", "ts": message_ts, "text": ""},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "b1",
+                "value": value,
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    return body, {"Content-Type": "application/x-www-form-urlencoded"}

@@ -7,6 +7,7 @@ import io
 import json
 import re
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,13 @@ from mmrag.errors import NotFound
 from mmrag.models.fixtures.evaluate_grounding import box_iou
 from mmrag.slack.boxes import BOX_RGB
 from mmrag.testing.fake_slack import BOT_ID, BOT_TOKEN, BOT_USER, TEAM, FakeSlack, Served
-from mmrag.testing.slack_signing import SIGNING_SECRET, command_body, event_body, signed_headers
+from mmrag.testing.slack_signing import (
+    SIGNING_SECRET,
+    action_body,
+    command_body,
+    event_body,
+    signed_headers,
+)
 
 _IMAGE_ID = re.compile(r"\[([0-9a-f]{32})\]")
 
@@ -339,3 +346,34 @@ def test_a_rate_limited_update_is_sent_again(bot: Bot) -> None:
     [answer] = bot.fake.wait_for(lambda f: answers_in(f, CHANNEL, root))
     assert bot.fake.throttled == ["chat.update"]
     assert _IMAGE_ID.findall(answer)
+
+
+def test_more_like_this_searches_by_example_in_the_results_thread(bot: Bot) -> None:
+    bot.command("search a green circle")
+    results = bot.fake.wait_for(
+        lambda f: [c for c in f.of("chat.postMessage") if "green circle" in c.args["text"]]
+    )[0]
+    button = results.args["blocks"][1]["accessory"]
+    assert button["text"]["text"] == "More like this"
+    example, ts = button["value"], results.reply["ts"]
+    click = action_body(button["action_id"], example, TEAM, CHANNEL, HUMAN, ts, bot.fake.url)
+    assert bot.send(*click).status_code == 200
+
+    def similar(f: FakeSlack) -> list[Any]:
+        return [c for c in f.of("chat.postMessage") if f"images like `{example}`" in c.args["text"]]
+
+    [more] = bot.fake.wait_for(similar)
+    assert more.args["thread_ts"] == ts
+    shown = re.findall(r"`([0-9a-f]{32})`", json.dumps(more.args["blocks"][1:]))
+    assert shown
+    assert example not in shown  # the example itself is left out
+    assert set(shown) <= set(bot.scenes)
+    # A forged click naming an image of no workspace's: nothing of it is shown.
+    outsider = next(iter(bot.outsiders))
+    forged = action_body(button["action_id"], outsider, TEAM, CHANNEL, HUMAN, ts, bot.fake.url)
+    assert bot.send(*forged).status_code == 200
+    note = bot.fake.wait_for(
+        lambda f: [c for c in f.of("chat.postEphemeral") if outsider in c.args["text"]]
+    )[0]
+    assert "no image with id" in note.args["text"]
+    assert not [c for c in bot.fake.of("chat.postMessage") if outsider in c.args["text"]]
