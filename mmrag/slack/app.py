@@ -174,7 +174,7 @@ def _listen(app: App, bot: SlackBot) -> None:
                 bot.submit("ask", lambda: bot.ask(client, place, question))
             case commands.Annotate() as annotate:
                 ack(text=f":gear: Collecting this channel's last {annotate.last} images…")
-                bot.submit("annotate", lambda: bot.annotate(client, place, annotate))
+                bot.submit("annotate", lambda: bot.jobs.annotate(client, place, annotate))
             case commands.Status(job_id=job_id):
                 # One read of the job store: quick enough to answer in the ack itself.
                 try:

@@ -54,7 +54,13 @@ class SlackBot:
         self._closing = threading.Event()
         self.intake = Intake(services, settings)
         self.evidence = Evidence(services, settings.max_images)
-        self.jobs = SlackJobs(jobs, settings, self.intake, self._closing)
+        self.jobs = SlackJobs(
+            jobs,
+            settings,
+            self.intake,
+            self._closing,
+            lambda watch: self.submit("job progress", watch, self._watchers),
+        )
 
     def close(self) -> None:
         self._closing.set()
@@ -120,7 +126,7 @@ class SlackBot:
         if question.lower().startswith("annotate"):
             parsed = commands.parse(question)
             if isinstance(parsed, commands.Annotate):
-                self.annotate(client, place, parsed, shared)
+                self.jobs.annotate(client, place, parsed, shared)
             else:
                 poster.ephemeral(render.help_text(getattr(parsed, "problem", None)))
             return
@@ -178,17 +184,3 @@ class SlackBot:
             poster.update(ts, text)
         except SlackApiError as error:
             log.warning("slack: a progress update was refused: %s", error.response.get("error"))
-
-    # -- bulk jobs ------------------------------------------------------------------------------
-
-    def annotate(
-        self,
-        client: WebClient,
-        place: Place,
-        command: commands.Annotate,
-        shared: Sequence[Mapping[str, Any]] = (),
-    ) -> None:
-        started = self.jobs.annotate(client, place, command, shared)
-        if started is not None:
-            thread, job_id = started
-            self.submit("job progress", lambda: self.jobs.watch(thread, job_id), self._watchers)

@@ -4,7 +4,7 @@ its progress and end in a thread; ``/mmrag status`` reads one of the workspace's
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from slack_sdk import WebClient
@@ -26,11 +26,13 @@ class SlackJobs:
         settings: SlackSettings,
         intake: Intake,
         closing: threading.Event,
+        in_background: Callable[[Callable[[], None]], object],
     ) -> None:
         self._jobs = jobs
         self._settings = settings
         self._intake = intake
         self._closing = closing  # set when the bot stops: watching ends
+        self._in_background = in_background  # runs a job's watch on a thread of its own
 
     def service(self) -> JobService:
         if self._jobs is None:
@@ -48,9 +50,9 @@ class SlackJobs:
         place: Place,
         command: commands.Annotate,
         shared: Sequence[Mapping[str, Any]] = (),
-    ) -> tuple[Poster, str] | None:
+    ) -> None:
         """Index the files that came with the request (else the channel's last N images) for
-        the workspace and start a bulk job on them; the thread to watch it in and its id."""
+        the workspace, start a bulk job on them and watch it in a thread."""
         poster = Poster(client, place)
         try:
             jobs = self.service()
@@ -58,7 +60,7 @@ class SlackJobs:
             image_ids = list(dict.fromkeys(self._intake.index(client, place, files)))
             if not image_ids:
                 poster.ephemeral(render.failure("I found no images to annotate here"))
-                return None
+                return
             tasks: list[JobTask] = []
             if command.caption:
                 tasks.append(CaptionTask(task="caption"))
@@ -68,9 +70,10 @@ class SlackJobs:
             job = jobs.submit(spec, tenant=place.tenant)
         except MmragError as error:
             poster.ephemeral(render.failure(error.detail))
-            return None
+            return
         ts = poster.post(render.job_started(job.id, len(image_ids), spec.task_names()))
-        return Poster(client, place.in_thread(place.thread_ts or ts)), job.id
+        thread = Poster(client, place.in_thread(place.thread_ts or ts))
+        self._in_background(lambda: self.watch(thread, job.id))
 
     def watch(self, poster: Poster, job_id: str) -> None:
         """Post the job's progress every ``job_progress_s`` while it moves, then its end."""
