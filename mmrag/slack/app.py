@@ -7,6 +7,7 @@ threads, so Slack gets its ack in milliseconds whatever the work costs.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -204,6 +205,12 @@ def _listen(app: App, bot: SlackBot) -> None:
         # Only direct messages: a mention in a channel arrives as app_mention as well.
         if event.get("channel_type") == "im":
             _on_message(bot, event, context, client)
+
+    @app.event(re.compile(".*"))
+    def anything_else(event: dict[str, Any]) -> None:
+        # Registered last: an event type the bot has no use for still gets its 200, since
+        # Slack retries failures and turns off the subscriptions of an app that keeps failing.
+        log.debug("slack: ignored a %s event", event.get("type"))
 
 
 def _on_message(

@@ -185,6 +185,11 @@ def test_the_url_verification_challenge_is_answered(bot: Bot) -> None:
     assert response.json() == {"challenge": "c-123"}
 
 
+def test_an_event_the_bot_has_no_use_for_still_gets_its_200(bot: Bot) -> None:
+    event = {"type": "app_home_opened", "user": HUMAN, "channel": "D0DIRECT01", "tab": "home"}
+    assert bot.event(event).status_code == 200
+
+
 def test_bots_and_other_workspaces_start_nothing(
     bot: Bot, caplog: pytest.LogCaptureFixture
 ) -> None:
