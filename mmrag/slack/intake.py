@@ -40,7 +40,7 @@ class Intake:
         refusals: list[str] = []
         for entry in shared:
             try:
-                found = SlackFile.from_event(entry)
+                found = SlackFile.from_event(_described(client, entry))
                 if not found.is_image:
                     refusals.append(f"{found.name}: not an image")
                     continue
@@ -63,6 +63,15 @@ class Intake:
                 render.failure("I could not use: " + "; ".join(refusals))
             )
         return ids
+
+
+def _described(client: WebClient, entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The file as ``files.info`` describes it when the event left it out (Slack sends only
+    the id, with ``file_access: check_file_info``, for files shared from elsewhere)."""
+    if entry.get("url_private_download") or entry.get("url_private") or not entry.get("id"):
+        return entry
+    found: Mapping[str, Any] = client.files_info(file=str(entry["id"]))["file"]
+    return found
 
 
 def recent_images(client: WebClient, channel: str, last: int) -> list[Mapping[str, Any]]:

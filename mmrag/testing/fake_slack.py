@@ -54,6 +54,7 @@ class FakeSlack:
     files: dict[str, Served] = field(default_factory=dict)  # /files/<name>
     downloads: list[tuple[str, str | None]] = field(default_factory=list)  # (path, auth)
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # channel -> messages
+    file_info: dict[str, dict[str, Any]] = field(default_factory=dict)  # files.info: id -> file
     # method -> how many of its next calls get HTTP 429 (Slack's rate limit), and the count
     throttle: dict[str, int] = field(default_factory=dict)
     throttled: list[str] = field(default_factory=list)
@@ -125,6 +126,11 @@ class FakeSlack:
                     "file_id": file_id,
                     "upload_url": f"{self.url}/upload/{file_id}",
                 }
+            case "files.info":
+                described = self.file_info.get(str(args.get("file")))
+                if described is None:
+                    return {"ok": False, "error": "file_not_found"}
+                return {"ok": True, "file": described}
             case "conversations.history":
                 messages = self.history.get(str(args.get("channel")), [])
                 return {"ok": True, "messages": messages, "has_more": False}

@@ -337,9 +337,13 @@ def test_a_direct_message_with_an_image_asks_about_that_image(bot: Bot) -> None:
         "subtype": "file_share",
         "files": [shared],
     }
+    # Shared from elsewhere: the event names the file only, files.info describes it.
+    bot.fake.file_info[shared["id"]] = shared
+    event["files"] = [{"id": shared["id"], "file_access": "check_file_info"}]
     assert bot.event(event).status_code == 200
     [answer] = bot.fake.wait_for(lambda f: answers_in(f, "D0DIRECT01", ts))
     assert _IMAGE_ID.findall(answer) == [image_id]  # about the shared image, and it alone
+    assert bot.fake.of("files.info")[-1].args["file"] == shared["id"]
     progress = [c.args["text"] for c in bot.fake.of("chat.update") if not c.args.get("blocks")]
     assert any("what is on this shelf?" in text and "Plan: " in text for text in progress)
 
