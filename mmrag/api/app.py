@@ -13,11 +13,12 @@ from mmrag import __version__
 from mmrag.api import openapi, problems
 from mmrag.api.body_limit import BodySizeLimit
 from mmrag.api.metrics import Metrics
-from mmrag.api.routes import agent, health, images, jobs, search, tools
+from mmrag.api.routes import agent, health, images, jobs, search, slack, tools
 from mmrag.config import Settings
 from mmrag.errors import MmragError
 from mmrag.retrieval.samples import seed_sample_gallery
 from mmrag.services import Services
+from mmrag.slack.runtime import SlackRuntime
 from mmrag.workers.jobs.service import JobService
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Jobs resume at start-up: the driver takes up whatever was left unfinished.
             app.state.jobs = job_service = await run_in_threadpool(JobService.open, services)
             job_service.start()
+            app.state.slack = slack_runtime = await run_in_threadpool(
+                SlackRuntime.open, services, job_service
+            )
             try:
                 yield
             finally:
+                if slack_runtime is not None:
+                    await run_in_threadpool(slack_runtime.close)
                 await run_in_threadpool(job_service.close)
         finally:
             await run_in_threadpool(services.close)
@@ -83,4 +89,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tools.router)
     app.include_router(agent.router)
     app.include_router(jobs.router)
+    app.include_router(slack.router)
     return app
