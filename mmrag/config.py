@@ -154,7 +154,9 @@ class LimitSettings(BaseModel):
 class ApiKey(BaseModel):
     """An API key as stored in settings: only its SHA-256, never the key itself."""
 
-    name: str
+    # No ":": a key's name owns its agent conversations, and Slack workspaces own theirs as
+    # "slack:<team>"; a key named like one must not read that workspace's threads.
+    name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     scopes: set[Literal["read", "write", "admin"]] = {"read"}
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mmrag.config import PROFILE_MODELS, Profile, Settings, StoreBackend
+from mmrag.config import PROFILE_MODELS, ApiKey, Profile, Settings, StoreBackend
 
 
 def test_env_prefix_and_nested_delimiter(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -98,3 +98,10 @@ def test_known_specs_are_kept_in_canonical_form(monkeypatch: pytest.MonkeyPatch)
     settings = Settings()
     assert settings.model_spec("vlm") == "fixture:shapes-vlm"
     assert settings.model_spec("grounding") == "hf:google/owlv2-base-patch16-ensemble@main"
+
+
+def test_an_api_key_cannot_be_named_like_a_slack_workspace() -> None:
+    # A key named "slack:T1" would own, and so read, that workspace's agent conversations.
+    with pytest.raises(ValidationError, match="name"):
+        ApiKey(name="slack:T1", sha256="0" * 64)
+    assert ApiKey(name="ci-bot_2.prod@team", sha256="0" * 64).name == "ci-bot_2.prod@team"

@@ -150,11 +150,11 @@ class SlackBot:
         asked = None if place.thread_ts else question
         place = place.in_thread(place.thread_ts or ts)
         poster = Poster(client, place)
-        agent = self.services.agent()
         events: list[tuple[str, dict[str, Any]]] = []
         result: dict[str, Any] | None = None
         shown_at = 0.0
         try:
+            agent = self.services.agent()
             stream = agent.stream(
                 question, image_id, place.conversation, place.tenant, place.tenant
             )
@@ -170,7 +170,14 @@ class SlackBot:
         except MmragError as error:
             poster.update(ts, render.failure(error.detail))
             return
-        assert result is not None
+        except Exception:
+            # Never leave "working on it" standing: say it failed, log why.
+            log.exception("answering in %s failed", place.channel)
+            poster.update(ts, render.failure("something went wrong; it was logged"))
+            return
+        if result is None:
+            poster.update(ts, render.failure("the agent gave no answer"))
+            return
         text, blocks = render.answer_blocks(result, asked)
         poster.update(ts, text, blocks)
         uploads, comment = self.evidence.for_citations(result["citations"], place.tenant)

@@ -6,11 +6,13 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from mmrag.workers.protocol import MAX_PHRASE_CHARS, MAX_PHRASES
+
 # The channel's last N images an annotate takes when no file comes with it, and its bound:
 # more belongs in a bulk job started from the API with a folder or an archive.
 DEFAULT_LAST = 20
 MAX_LAST = 200
-MAX_LABELS = 64
+MAX_LABELS = MAX_PHRASES
 
 
 @dataclass(frozen=True)
@@ -95,4 +97,6 @@ def _annotate(rest: str) -> Command:
         return Help("`annotate` needs `--caption`, `--detect a,b` or both")
     if len(detect) > MAX_LABELS:
         return Help(f"`annotate --detect` takes at most {MAX_LABELS} labels")
+    if any(len(label) > MAX_PHRASE_CHARS for label in detect):
+        return Help(f"`annotate --detect` labels are at most {MAX_PHRASE_CHARS} characters")
     return Annotate(last, caption, detect)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 
@@ -15,12 +16,17 @@ from mmrag.slack import render
 from mmrag.slack.files import SlackFile, SlackFiles
 from mmrag.slack.poster import Place, Poster
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
 
 class Intake:
     def __init__(self, services: Services, settings: SlackSettings) -> None:
         self.services = services
-        # Plain HTTP only where the Web API itself is plain HTTP (a fake Slack on loopback).
-        schemes = ("https", "http") if settings.api_url.startswith("http://") else ("https",)
+        # Plain HTTP only for a Web API that is plain HTTP on this machine (a fake Slack in
+        # tests): anywhere else the bot token must never cross a network unencrypted.
+        api = urlsplit(settings.api_url)
+        local = api.scheme == "http" and api.hostname in LOOPBACK_HOSTS
+        schemes = ("https", "http") if local else ("https",)
         self.files = SlackFiles(
             settings.file_hosts,
             min(settings.max_file_bytes, services.settings.limits.max_image_bytes),

@@ -57,12 +57,15 @@ def progress(question: str, events: Sequence[tuple[str, Mapping[str, Any]]]) -> 
         elif event == "tool_start":
             count = len(data.get("image_ids", []))
             on = f" on {count} image{'s' * (count != 1)}" if count else ""
-            lines.append(f"• {data['tool']}{on}…")
+            lines.append(f"• {quoted(str(data['tool']))}{on}…")
         elif event == "tool_end":
+            # A tool's error can echo the question: shown as data, like every text from it.
             outcome = (
-                f"failed: {data['error']}" if "error" in data else f"done in {data['ms']:g} ms"
+                f"failed: {quoted(str(data['error']))}"
+                if "error" in data
+                else f"done in {data['ms']:g} ms"
             )
-            lines[-1] = f"• {data['tool']}: {outcome}"
+            lines[-1] = f"• {quoted(str(data['tool']))}: {outcome}"
     return "\n".join(lines)
 
 

@@ -51,6 +51,7 @@ def test_commands_parse(text: str, expected: commands.Command) -> None:
         ("annotate --last 9999 --caption", "--last` takes 1 to"),
         ("annotate --what", "does not know `--what`"),
         ('annotate --detect "open', "`annotate`:"),
+        ("annotate --detect " + "x" * 201, "at most 200 characters"),
     ],
 )
 def test_bad_commands_get_help_saying_why(text: str, problem: str) -> None:
