@@ -13,7 +13,8 @@ from mmrag import __version__
 from mmrag.api import problems
 from mmrag.api.body_limit import BodySizeLimit
 from mmrag.api.metrics import Metrics
-from mmrag.api.routes import agent, health, images, jobs, search, tools
+from mmrag.api.routes import agent, health, images, jobs, search, tools, web
+from mmrag.api.security_headers import SecurityHeaders
 from mmrag.config import Settings
 from mmrag.errors import MmragError
 from mmrag.retrieval.samples import seed_sample_gallery
@@ -74,10 +75,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # parsing directly and not through the metrics middleware's task group.
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
     metrics.install(app)
+    # Outermost: every response carries the headers, errors from the inner layers included.
+    app.add_middleware(SecurityHeaders)
     app.include_router(health.router)
     app.include_router(images.router)
     app.include_router(search.router)
     app.include_router(tools.router)
     app.include_router(agent.router)
     app.include_router(jobs.router)
+    web.install(app)
     return app
