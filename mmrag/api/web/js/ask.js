@@ -102,7 +102,14 @@ function keep(result) {
     citations: result.citations,
     weak_evidence: result.weak_evidence,
     plan: result.plan,
-    trace: result.trace.map(({ step, tool, ms, error, note }) => ({ step, tool, ms, error, note })),
+    trace: result.trace.map(({ step, tool, image_ids, ms, error, note }) => ({
+      step,
+      tool,
+      image_ids,
+      ms,
+      error,
+      note,
+    })),
     thread_id: result.thread_id,
   };
 }

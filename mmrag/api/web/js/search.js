@@ -142,6 +142,8 @@ export function runSearch(given = null, describing = null) {
       return;
     }
   }
+  // Hybrid adds BM25 over captions, which needs words: an image query searches images.
+  if (query.target === "hybrid" && !query.text) query.target = "image";
   state.query = query;
   state.offset = 0;
   state.exhausted = false;

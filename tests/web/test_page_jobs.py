@@ -1,0 +1,144 @@
+"""Upload and annotate in a real browser: uploads (a corrupt file's error shown, an oversize
+one refused before it is sent), a bulk job followed to completion, its COCO export
+downloaded, an archive job's per-item failure shown with its reason."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from agents.conftest import clear_mmrag_env, world_settings
+from api.live_server import LiveServer
+from web.browser import open_page, ready, screenshots
+from workers.shapes_scenes import held_out, png_of
+
+from mmrag.config import LimitSettings
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, FilePayload, Page
+
+pytestmark = pytest.mark.slow
+
+MAX_IMAGE_BYTES = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def jobs_server(
+    tmp_path_factory: pytest.TempPathFactory, browser: Browser
+) -> Iterator[tuple[str, httpx.Client]]:
+    with pytest.MonkeyPatch.context() as patch:
+        clear_mmrag_env(patch)
+        settings = world_settings(
+            tmp_path_factory.mktemp("web-jobs") / "data", "fixture:shapes-vlm"
+        ).model_copy(update={"limits": LimitSettings(max_image_bytes=MAX_IMAGE_BYTES)})
+        with LiveServer(settings) as server, httpx.Client(base_url=server.url) as client:
+            yield server.url, client
+
+
+def upload(page: Page, files: list[tuple[str, bytes]]) -> str:
+    payloads: list[FilePayload] = [
+        {"name": name, "mimeType": "image/png", "buffer": data} for name, data in files
+    ]
+    page.set_input_files("#upload-files", payloads)
+    page.click("#upload-submit")
+    page.wait_for_function("document.querySelector('#upload-status').textContent.length > 0")
+    page.wait_for_function(
+        "!document.querySelector('#upload-status').classList.contains('loading')"
+    )
+    return page.inner_text("#upload-status")
+
+
+def wait_for_job_end(page: Page) -> str:
+    page.wait_for_function(
+        "/: (completed|cancelled)$/.test(document.querySelector('#job-title').textContent)",
+        timeout=120_000,
+    )
+    return page.inner_text("#job-title")
+
+
+def test_upload_then_a_job_to_completion_and_its_coco_export(
+    browser: Browser, jobs_server: tuple[str, httpx.Client]
+) -> None:
+    url, client = jobs_server
+    page, errors = open_page(browser, f"{url}/#jobs")
+    ready(page)
+    scenes = held_out(4)
+    status = upload(page, [(f"scene-{scene.seed}.png", png_of(scene)) for scene in scenes])
+    assert status == "4 images indexed."
+
+    # A corrupt file: the API's problem detail is shown as it is, never a stack trace.
+    corrupt = b"this is not a PNG at all"
+    expected = client.post("/v1/images", files=[("files", ("corrupt.png", corrupt, "image/png"))])
+    assert expected.status_code >= 400
+    status = upload(page, [("corrupt.png", corrupt)])
+    assert status == f"Upload failed: {expected.json()['detail']}"
+    assert "Traceback" not in status
+    assert "error" in (page.get_attribute("#upload-status", "class") or "")
+
+    # Over the size limit: refused in the page, before a byte is sent.
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url))
+    status = upload(page, [("huge.png", b"\0" * (MAX_IMAGE_BYTES + 1))])
+    assert "huge.png is 64 kB; an image may be at most 64 kB" in status
+    assert not [address for address in sent if address.endswith("/v1/images")]
+    screenshots(page, "upload")
+
+    page.check("input[name=job-source][value=uploaded]")
+    page.uncheck("#job-caption")
+    page.check("#job-detect")
+    page.fill("#job-labels", "circle, square, triangle")
+    page.click("#job-submit")
+    assert wait_for_job_end(page).endswith(": completed")
+    summary = page.inner_text("#job-summary")
+    assert summary.startswith("4 of 4 settled")
+    assert page.inner_text("#job-counts").split() == [
+        "done", "4", "failed", "0", "skipped", "0", "running", "0", "pending", "0",
+    ]  # fmt: skip
+    screenshots(page, "job")
+
+    with page.expect_download() as pending:
+        page.click("#job-exports button[data-format=coco]")
+    download = pending.value
+    assert download.suggested_filename.endswith("-coco.json")
+    coco = json.loads(download.path().read_text())
+    assert len(coco["images"]) == 4
+    assert {category["name"] for category in coco["categories"]} >= {"circle", "square"}
+    assert coco["annotations"]
+    assert not errors.errors
+
+
+def test_an_archive_job_shows_each_failed_item_with_its_reason(
+    browser: Browser, jobs_server: tuple[str, httpx.Client]
+) -> None:
+    url, _ = jobs_server
+    page, errors = open_page(browser, f"{url}/#jobs")
+    ready(page)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as members:
+        for scene in held_out(6)[4:]:  # not the ones the other test uploads
+            members.writestr(f"good-{scene.seed}.png", png_of(scene))
+        members.writestr("broken.png", b"not an image")
+    page.set_input_files(
+        "#upload-files",
+        {"name": "shots.zip", "mimeType": "application/zip", "buffer": archive.getvalue()},
+    )
+    page.click("#upload-submit")
+    page.wait_for_function("document.querySelector('#upload-status').textContent.includes('zip')")
+    assert page.is_checked("input[name=job-source][value=archive]")
+    page.check("#job-caption")
+    page.uncheck("#job-detect")
+    page.click("#job-submit")
+    assert wait_for_job_end(page).endswith(": completed")
+    page.wait_for_selector("#job-failures li")
+    [failure] = page.eval_on_selector_all(
+        "#job-failures li", "items => items.map(i => i.textContent)"
+    )
+    assert failure.startswith("broken.png: ")
+    assert len(failure) > len("broken.png: ") + 5  # a reason, not an empty line
+    assert page.inner_text("#job-counts").split()[:4] == ["done", "2", "failed", "1"]
+    assert not errors.errors

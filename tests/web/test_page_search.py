@@ -1,0 +1,117 @@
+"""Search in a real browser: text, image to image, the detail view, untrusted text."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from web.browser import open_page, ready, screenshots
+from web.conftest import World
+from workers.shapes_scenes import png_of
+
+from mmrag.models.fixtures.shapes import HELD_OUT_SEEDS, generate_scene
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+pytestmark = pytest.mark.slow
+
+
+def result_ids(page: Page) -> list[str]:
+    ids: list[str] = page.eval_on_selector_all(
+        "#results li.result", "items => items.map(item => item.dataset.imageId)"
+    )
+    return ids
+
+
+def search(page: Page, text: str) -> list[str]:
+    page.fill("#search-text", text)
+    page.press("#search-text", "Enter")
+    page.wait_for_selector("#results li.result img[src]")
+    return result_ids(page)
+
+
+def test_a_text_search_shows_red_circles_first(browser: Browser, world: World) -> None:
+    page, errors = open_page(browser, world.url)
+    ready(page)
+    ids = search(page, "a red circle")
+    assert len(ids) == 24  # a full first page; more come on scrolling
+    first = [world.scenes[image_id] for image_id in ids[:4]]
+    assert all(scene.has("red", "circle") for scene in first), [s.shapes for s in first]
+    # Thumbnails sit in squares reserved before they load: every cell is as tall as it is wide.
+    sizes = page.eval_on_selector_all(
+        "#results .thumb", "cells => cells.map(c => [c.clientWidth, c.clientHeight])"
+    )
+    assert all(abs(width - height) <= 1 for width, height in sizes)
+    alts = page.eval_on_selector_all("#results img", "imgs => imgs.map(i => i.alt)")
+    assert all(alts)
+    assert "24 results" in page.inner_text("#search-status")
+    screenshots(page, "search")
+
+    # Infinite scroll: the sentinel under the grid brings the next page.
+    page.eval_on_selector("#results-sentinel", "node => node.scrollIntoView()")
+    page.wait_for_function("document.querySelectorAll('#results li.result').length > 24")
+    assert len(set(result_ids(page))) == len(result_ids(page))  # no result twice
+    assert not errors.errors
+
+
+def test_a_result_opens_large_with_more_like_this(browser: Browser, world: World) -> None:
+    page, errors = open_page(browser, world.url)
+    ready(page)
+    ids = search(page, "a green square")
+    # Keyboard: the first result is a button; Enter opens it.
+    page.focus("#results li.result button")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#detail[open] .figure img[src]")
+    assert page.inner_text("#detail-body").count("Size") == 1
+    scene = world.scenes[ids[0]]
+    assert f"{scene.size} × {scene.size} px" in page.inner_text("#detail-body")
+    screenshots(page, "detail")
+    page.click("#detail button:has-text('More like this')")
+    page.wait_for_function("!document.querySelector('#detail').open")
+    page.wait_for_selector("#results li.result")
+    page.wait_for_function("document.querySelector('#search-status').textContent.includes('like')")
+    # Images like it, the image itself left out.
+    assert ids[0] not in result_ids(page)
+    assert not errors.errors
+
+
+def test_an_image_dropped_in_finds_images_like_it(browser: Browser, world: World) -> None:
+    page, errors = open_page(browser, world.url)
+    ready(page)
+    image_id, scene = next(iter(world.scenes.items()))
+    page.set_input_files(
+        "#search-file", {"name": "query.png", "mimeType": "image/png", "buffer": png_of(scene)}
+    )
+    page.wait_for_selector("#query-image:not([hidden])")
+    page.wait_for_function("document.querySelector('#search-status').textContent.includes('like')")
+    assert result_ids(page)[0] == image_id
+    assert not errors.errors
+
+
+def test_captions_and_metadata_show_as_text_and_never_run(browser: Browser, world: World) -> None:
+    hostile = "<img src=x onerror=alert(1)></script><script>alert(2)</script>"
+    scene = generate_scene(HELD_OUT_SEEDS.start + 800_500_000)
+    response = world.client.post(
+        "/v1/images",
+        files=[("files", ("hostile.png", png_of(scene), "image/png"))],
+        data={"captions": [hostile], "metadata": '{"note": "</script><b onclick=alert(3)>x"}'},
+    )
+    assert response.status_code == 201, response.text
+    world.scenes[response.json()["items"][0]["id"]] = scene
+    page, errors = open_page(browser, world.url)
+    ready(page)
+    page.check("input[name=target][value=caption]")
+    search(page, hostile)
+    first = page.locator("#results li.result").first
+    assert first.locator(".caption").inner_text() == hostile
+    first.locator("button").click()
+    page.wait_for_selector("#detail[open] .figure img[src]")
+    body = page.inner_text("#detail-body")
+    assert hostile in body
+    assert "</script><b onclick=alert(3)>x" in body
+    page.wait_for_timeout(300)  # an injected handler would have run by now
+    assert page.locator("img[src='x']").count() == 0
+    assert page.locator("#detail b, #results b, script:not([src])").count() == 0
+    assert errors.dialogs == []
+    screenshots(page, "untrusted-text")
