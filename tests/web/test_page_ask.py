@@ -52,11 +52,11 @@ def ask(page: Page, question: str) -> None:
     page.fill("#ask-text", question)
     page.press("#ask-text", "Enter")
     page.wait_for_function(
-        f"""(() => {{
+        f"""() => {{
           const turn = document.querySelectorAll('#chat li.turn')[{turns}];
           return turn && turn.querySelector('.answer').textContent.length > 0
             && !document.querySelector('#ask-form button[type=submit]').disabled;
-        }})()""",
+        }}""",
         timeout=120_000,
     )
 
@@ -65,7 +65,8 @@ def figures(page: Page, turn: int) -> list[dict[str, Any]]:
     selector = f"#chat li.turn:nth-child({turn + 1}) .evidence figure"
     page.wait_for_selector(f"{selector} .figure img[src]")
     page.wait_for_function(
-        f"[...document.querySelectorAll('{selector} img')].every(i => i.complete && i.naturalWidth)"
+        f"() => [...document.querySelectorAll('{selector} img')]"
+        ".every(i => i.complete && i.naturalWidth)"
     )
     found: list[dict[str, Any]] = page.eval_on_selector_all(f"{selector} .figure", _READ_FIGURES)
     return found

@@ -56,7 +56,7 @@ def test_a_read_only_key_searches_and_sees_uploads_disabled(
     requests: list[tuple[str, dict[str, str]]] = []
     page.on("request", lambda request: requests.append((request.url, request.headers)))
     sign_in(page, "not-a-key")
-    page.wait_for_function("document.querySelector('#login-error').textContent.length > 0")
+    page.wait_for_function("() => document.querySelector('#login-error').textContent.length > 0")
     assert page.inner_text("#login-error") == "unknown API key"
     screenshots(page, "sign-in")
     sign_in(page, "bob-secret-key")

