@@ -10,7 +10,8 @@ import { el, svg } from "./dom.js";
  * ([{label, score, box: [x1, y1, x2, y2]}]); `alt` describes it for screen readers.
  */
 export function figureWithBoxes({ imageId, width, height, boxes = [], alt, src }) {
-  const img = el("img", { alt, decoding: "async" });
+  // Tiny images (the offline shapes are 64 px) are blown up: show their pixels, not a blur.
+  const img = el("img", { alt, decoding: "async", className: pixelated(width, height) });
   const figure = el("div", { className: "figure", "data-image-id": imageId });
   figure.style.aspectRatio = `${width} / ${height}`;
   const overlay = svg("svg", {
@@ -51,6 +52,11 @@ export function figureWithBoxes({ imageId, width, height, boxes = [], alt, src }
   figure.append(img, overlay);
   showImage(img, src || `/v1/images/${imageId}/content`);
   return figure;
+}
+
+/** The class that keeps a small image's pixels sharp when it is shown much larger. */
+export function pixelated(width, height) {
+  return Math.max(width, height) <= 128 ? "pixelated" : null;
 }
 
 function describe(boxes) {

@@ -3,6 +3,7 @@
 import { postJson, showImage } from "./api.js";
 import { currentConfig } from "./auth.js";
 import { busy, byId, bytes, clear, el, say } from "./dom.js";
+import { pixelated } from "./boxes.js";
 import { openDetail, setMoreLikeThis } from "./detail.js";
 
 const PAGE = 24;
@@ -196,6 +197,7 @@ function card(result, position) {
     alt: result.caption ? `Image: ${result.caption}` : `Image ${position + 1}, no caption`,
     loading: position < 12 ? "eager" : "lazy",
     decoding: "async",
+    className: pixelated(result.width, result.height),
   });
   showImage(img, result.thumbnail_url);
   const button = el(
