@@ -73,10 +73,15 @@ async function ask(question) {
     let result = null;
     await busy(view.status, () =>
       readEvents(response, (name, data) => {
-        if (name === "plan") showPlan(view, data);
-        else if (name === "tool_start") stepState(view, data, "running");
+        if (name === "plan") {
+          showPlan(view, data);
+          view.status.textContent = "Running the plan…";
+        } else if (name === "tool_start") stepState(view, data, "running");
         else if (name === "tool_end") stepState(view, data, data.error ? "failed" : "done");
-        else if (name === "token") view.answer.append(data.text);
+        else if (name === "token") {
+          view.status.textContent = "";
+          view.answer.append(data.text);
+        }
         else if (name === "answer") result = data;
         else if (name === "error") throw problemError(data);
       }),
