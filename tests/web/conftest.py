@@ -32,8 +32,10 @@ class World:
 
 
 def upload_scenes(client: httpx.Client, scenes: list[ShapeScene]) -> list[str]:
+    """Index the scenes, each with its first true caption (the grid shows captions)."""
     files = [("files", (f"scene-{scene.seed}.png", png_of(scene), "image/png")) for scene in scenes]
-    response = client.post("/v1/images", files=files)
+    captions = [scene.captions[0] for scene in scenes]
+    response = client.post("/v1/images", files=files, data={"captions": captions})
     assert response.status_code == 201, response.text
     return [item["id"] for item in response.json()["items"]]
 
