@@ -94,7 +94,9 @@ def test_ask_draws_the_blue_triangle_where_it_is(browser: Browser, world: World)
         scene = world.scenes[figure["imageId"]]
         assert figure["viewBox"] == figure["natural"] == [scene.size, scene.size]
         truth = scene.find("blue", "triangle")[0].box
-        [box] = [b for b in figure["boxes"] if b["label"] == "blue triangle"]
+        assert figure["boxes"], figure
+        box = max(figure["boxes"], key=lambda b: box_iou(tuple(b["attributes"]), truth))
+        assert "triangle" in box["label"], box
         assert box_iou(tuple(box["attributes"]), truth) >= 0.5, (box, truth)
         # Drawn at a few hundred pixels for a 64-pixel image: the overlay scales with it.
         assert box_iou(tuple(box["onScreen"]), truth) >= 0.5, (box, truth)

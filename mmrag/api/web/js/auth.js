@@ -2,7 +2,7 @@
 // life only (not localStorage, not sessionStorage: another script of this origin or a shared
 // machine's next user could read those), sent as `Authorization: Bearer`.
 import { ApiError, getJson, onUnauthorized, setKey } from "./api.js";
-import { byId, el, clear } from "./dom.js";
+import { busy, byId, clear, el } from "./dom.js";
 
 let config = null;
 
@@ -59,7 +59,7 @@ function askOnce(changed, message) {
       }
       setKey(key);
       try {
-        const checked = await getJson("/web/config.json");
+        const checked = await busy(error, getJson("/web/config.json"), "Checking the key…");
         if (!checked.key) throw new ApiError(401, "Unauthorized", "The key was not accepted.");
         config = checked;
       } catch (failure) {
