@@ -49,19 +49,20 @@ function refusal(images, archives) {
     return `${images.length} images chosen; one upload takes at most ${limits.max_upload_files}.`;
   }
   const big = images.find((file) => file.size > limits.max_image_bytes);
-  if (big) return `${big.name} is ${bytes(big.size)}; an image may be at most ${bytes(limits.max_image_bytes)}.`;
+  if (big) return `${big.name} is larger than ${bytes(limits.max_image_bytes)}, the most an image may be.`;
   const total = images.reduce((sum, file) => sum + file.size, 0);
   if (total > limits.max_request_bytes) {
     return `The images add up to ${bytes(total)}; one upload may be at most ${bytes(limits.max_request_bytes)}.`;
   }
   if (archives.length && archives[0].size > limits.max_request_bytes) {
-    return `${archives[0].name} is ${bytes(archives[0].size)}; an archive may be at most ${bytes(limits.max_request_bytes)}.`;
+    return `${archives[0].name} is larger than ${bytes(limits.max_request_bytes)}, the most an archive may be.`;
   }
   return null;
 }
 
 async function upload() {
   const status = byId("upload-status");
+  say(status, ""); // the last upload's outcome goes; this one's comes
   const failures = clear(byId("upload-failures"));
   const files = [...byId("upload-files").files];
   if (!files.length) {

@@ -75,7 +75,7 @@ export function setUpSearch(showPanel) {
 function useImage(file) {
   const limit = currentConfig().limits.max_image_bytes;
   if (file.size > limit) {
-    say(byId("search-status"), `${file.name} is ${bytes(file.size)}; the limit is ${bytes(limit)}.`, true);
+    say(byId("search-status"), `${file.name} is larger than ${bytes(limit)}, the most an image may be.`, true);
     return;
   }
   const reader = new FileReader();
