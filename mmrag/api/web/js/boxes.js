@@ -41,9 +41,11 @@ export function figureWithBoxes({ imageId, width, height, boxes = [], alt, src }
         },
         svg("title", { text: title }),
       ),
+      // Over the box, kept inside the image: a box in the right half labels from its right.
       svg("text", {
-        x: x1 + fontSize * 0.2,
+        x: x1 > width / 2 ? x2 : x1,
         y: Math.max(fontSize, y1 - fontSize * 0.25),
+        "text-anchor": x1 > width / 2 ? "end" : "start",
         "font-size": fontSize,
         text: found.label,
       }),

@@ -182,6 +182,7 @@ async function follow(job) {
   const { signal } = following;
   current = job;
   byId("job-view").hidden = false;
+  byId("job-view").scrollIntoView({ block: "nearest" });
   byId("job-exports").hidden = true;
   clear(byId("job-failures"));
   byId("job-failures-title").hidden = true;
