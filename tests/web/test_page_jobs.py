@@ -109,6 +109,10 @@ def test_upload_then_a_job_to_completion_and_its_coco_export(
     assert len(coco["images"]) == 4
     assert {category["name"] for category in coco["categories"]} >= {"circle", "square"}
     assert coco["annotations"]
+    # A reload goes on showing the job.
+    page.reload()
+    ready(page)
+    assert wait_for_job_end(page).endswith(": completed")
     assert not errors.errors
 
 

@@ -17,6 +17,21 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 
+# A file dropped on the drop zone or pasted into the search panel, as the browser delivers it.
+_DISPATCH = """
+([kind, bytes]) => {
+  const file = new File([new Uint8Array(bytes)], "dropped.png", {type: "image/png"});
+  const data = new DataTransfer();
+  data.items.add(file);
+  const init = {bubbles: true, cancelable: true};
+  const event = kind === "drop"
+    ? new DragEvent("drop", {...init, dataTransfer: data})
+    : new ClipboardEvent("paste", {...init, clipboardData: data});
+  document.querySelector(kind === "drop" ? "#drop-zone" : "#search-text").dispatchEvent(event);
+}
+"""
+
+
 def result_ids(page: Page) -> list[str]:
     ids: list[str] = page.eval_on_selector_all(
         "#results li.result", "items => items.map(item => item.dataset.imageId)"
@@ -93,6 +108,15 @@ def test_an_image_dropped_in_finds_images_like_it(browser: Browser, world: World
         "() => document.querySelector('#search-status').textContent.includes('like')"
     )
     assert result_ids(page)[0] == image_id
+    # Dropped on the zone, or pasted anywhere on the panel: the same search.
+    other_id, other = list(world.scenes.items())[1]
+    for event in ("drop", "paste"):
+        page.click("#query-image-clear")
+        page.evaluate(_DISPATCH, [event, list(png_of(other))])
+        page.wait_for_function(
+            "() => document.querySelector('#search-status').textContent.includes('dropped.png')"
+        )
+        assert result_ids(page)[0] == other_id
     assert not errors.errors
 
 

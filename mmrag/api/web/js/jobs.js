@@ -175,8 +175,21 @@ async function startJob() {
 }
 
 let current = null; // the job shown
+const LAST_JOB = "mmrag.job"; // its id, so a reload goes on showing it
+
+/** After a reload, shows the job the page last followed (if the server still has it). */
+export async function resumeJob() {
+  const jobId = sessionStorage.getItem(LAST_JOB);
+  if (!jobId) return;
+  try {
+    follow(await getJson(`/v1/jobs/${jobId}`));
+  } catch {
+    sessionStorage.removeItem(LAST_JOB); // gone (another data dir, deleted): nothing to show
+  }
+}
 
 async function follow(job) {
+  sessionStorage.setItem(LAST_JOB, job.id);
   if (following) following.abort();
   following = new AbortController();
   const { signal } = following;

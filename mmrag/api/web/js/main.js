@@ -3,7 +3,7 @@ import { setUpAsk } from "./ask.js";
 import { start } from "./auth.js";
 import { setUpDetail } from "./detail.js";
 import { byId } from "./dom.js";
-import { refreshJobs, setUpJobs } from "./jobs.js";
+import { refreshJobs, resumeJob, setUpJobs } from "./jobs.js";
 import { setUpSearch } from "./search.js";
 
 const PANELS = ["search", "ask", "jobs"];
@@ -57,8 +57,9 @@ async function main() {
       refreshJobs();
       document.body.dataset.ready = "true";
     });
-    // The conversation is read once a key (if one is needed) can fetch its images.
+    // The conversation and the last job are read once a key (if one is needed) can.
     setUpAsk();
+    resumeJob();
   } catch (error) {
     showAlert(`The page could not start: ${error.detail || error.message}`);
   }

@@ -148,7 +148,8 @@ export function runSearch(given = null, describing = null) {
   state.query = query;
   state.offset = 0;
   state.exhausted = false;
-  state.generation += 1;
+  state.generation += 1; // a page of the last search still loading is dropped when it comes
+  state.loading = false;
   state.describing = describing || (state.image ? `images like ${state.image.name}` : `“${text}”`);
   clear(byId("results"));
   nextPage();
