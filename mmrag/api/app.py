@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp
 
 from mmrag import __version__
 from mmrag.api import problems
@@ -37,6 +38,13 @@ def _prepare_search(services: Services) -> None:
         seed_sample_gallery(services)
 
 
+class _App(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside even Starlette's ServerErrorMiddleware (which add_middleware cannot reach),
+        # so every response carries the security headers, a 500 included.
+        return SecurityHeaders(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
@@ -62,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await run_in_threadpool(services.close)
 
-    app = FastAPI(
+    app = _App(
         title="mmrag",
         version=__version__,
         summary="Search and question your images",
@@ -75,8 +83,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # parsing directly and not through the metrics middleware's task group.
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
     metrics.install(app)
-    # Outermost: every response carries the headers, errors from the inner layers included.
-    app.add_middleware(SecurityHeaders)
     app.include_router(health.router)
     app.include_router(images.router)
     app.include_router(search.router)

@@ -146,3 +146,23 @@ def test_captions_and_metadata_show_as_text_and_never_run(browser: Browser, worl
     assert page.locator("#detail b, #results b, script:not([src])").count() == 0
     assert errors.dialogs == []
     screenshots(page, "untrusted-text")
+
+
+def test_the_tabs_work_from_the_keyboard(browser: Browser, world: World) -> None:
+    page, errors = open_page(browser, world.url)
+    ready(page)
+    page.focus("#tab-search")
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("() => document.activeElement.id") == "tab-ask"
+    assert page.get_attribute("#tab-ask", "aria-selected") == "true"
+    assert page.is_visible("#panel-ask")
+    assert page.is_hidden("#panel-search")
+    page.keyboard.press("End")
+    assert page.evaluate("() => document.activeElement.id") == "tab-jobs"
+    assert page.url.endswith("#jobs")  # a reload stays on the tab
+    page.keyboard.press("ArrowRight")  # wraps around
+    assert page.evaluate("() => document.activeElement.id") == "tab-search"
+    # A visible focus ring: the outline the stylesheet gives :focus-visible.
+    outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"
+    assert not errors.errors

@@ -77,6 +77,21 @@ def test_image_bytes_and_api_bodies_get_nosniff_and_a_policy_that_allows_nothing
     assert body["counts"] == {}
 
 
+def test_an_unexpected_error_gets_the_headers_too(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> dict[str, str]:
+        raise RuntimeError("a bug")
+
+    with LiveServer(settings) as server, httpx.Client(base_url=server.url) as client:
+        monkeypatch.setattr(server.app.state.services, "readiness", broken)
+        response = client.get("/readyz")
+    assert response.status_code == 500
+    assert response.json()["detail"] == "the server failed; the error was logged"
+    assert_nosniff(response)
+    assert response.headers["content-security-policy"] == API_POLICY
+
+
 def test_the_config_says_the_limits_and_no_key_is_needed(
     api: httpx.Client, settings: Settings
 ) -> None:
