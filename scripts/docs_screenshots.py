@@ -15,7 +15,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "tests" / "web" / "screenshots"
 TARGET = ROOT / "docs" / "screenshots"
-CHOSEN = ("search-1920", "ask-1920", "detail-375", "job-375")
+CHOSEN = ("search-1920", "ask-1920", "detail-boxes-375", "job-375")
 MAX_WIDTH = 1280
 SCREENFUL = 16 / 9  # at most this tall for its width (a phone shot keeps about two screens)
 PHONE_SCREENFULS = 3.2

@@ -113,6 +113,38 @@ def test_upload_then_a_job_to_completion_and_its_coco_export(
     page.reload()
     ready(page)
     assert wait_for_job_end(page).endswith(": completed")
+
+    # What the job detected is a search filter now: "at least 1 circle".
+    with_circles = {
+        item["id"]
+        for item in client.get("/v1/images").json()["items"]
+        if item["counts"].get("circle", 0) >= 1
+    }
+    assert 0 < len(with_circles) < 4
+    page.click("#tab-search")
+    page.click(".filters summary")
+    page.fill("#filter-count-min", "1")
+    page.fill("#filter-count-label", "Circle")
+    page.fill("#search-text", "a shape")
+    page.press("#search-text", "Enter")
+    page.wait_for_selector("#results li.result")
+    found = page.eval_on_selector_all(
+        "#results li.result", "items => items.map(item => item.dataset.imageId)"
+    )
+    assert set(found) == with_circles
+    # Opened, a result shows the boxes the job stored, a circle among them.
+    page.click("#results li.result button")
+    page.wait_for_selector("#detail[open] .figure svg rect")
+    labels = page.eval_on_selector_all("#detail .figure rect", "rs => rs.map(r => r.dataset.label)")
+    assert "circle" in labels
+    screenshots(page, "detail-boxes")
+    page.keyboard.press("Escape")
+    page.select_option("#filter-source", "sample")  # nothing comes from the sample gallery
+    page.press("#search-text", "Enter")
+    page.wait_for_function(
+        "() => document.querySelector('#search-status').textContent.startsWith('Nothing found')"
+    )
+    assert page.locator("#results li").count() == 0
     assert not errors.errors
 
 
