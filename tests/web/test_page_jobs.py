@@ -17,7 +17,8 @@ from api.live_server import LiveServer
 from web.browser import open_page, ready, screenshots
 from workers.shapes_scenes import held_out, png_of
 
-from mmrag.config import LimitSettings
+from mmrag.config import JobSettings, LimitSettings
+from mmrag.models.fixtures.shapes import HELD_OUT_SEEDS, generate_world
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, FilePayload, Page
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 MAX_IMAGE_BYTES = 64 * 1024
+CANCELLED_SCENES = 600
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,13 @@ def jobs_server(
         clear_mmrag_env(patch)
         settings = world_settings(
             tmp_path_factory.mktemp("web-jobs") / "data", "fixture:shapes-vlm"
-        ).model_copy(update={"limits": LimitSettings(max_image_bytes=MAX_IMAGE_BYTES)})
+        ).model_copy(
+            update={
+                "limits": LimitSettings(max_image_bytes=MAX_IMAGE_BYTES),
+                # One batch at a time: a large job runs long enough to be cancelled.
+                "jobs": JobSettings(concurrency=1),
+            }
+        )
         with LiveServer(settings) as server, httpx.Client(base_url=server.url) as client:
             yield server.url, client
 
@@ -179,4 +187,35 @@ def test_an_archive_job_shows_each_failed_item_with_its_reason(
     assert failure.startswith("broken.png: ")
     assert len(failure) > len("broken.png: ") + 5  # a reason, not an empty line
     assert page.inner_text("#job-counts").split()[:4] == ["done", "2", "failed", "1"]
+    assert not errors.errors
+
+
+def test_a_running_job_can_be_cancelled(
+    browser: Browser, jobs_server: tuple[str, httpx.Client]
+) -> None:
+    url, _ = jobs_server
+    page, errors = open_page(browser, f"{url}/#jobs")
+    ready(page)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as members:
+        for scene in generate_world(CANCELLED_SCENES, seed=HELD_OUT_SEEDS.start + 800_900_000):
+            members.writestr(f"many-{scene.seed}.png", png_of(scene))
+    page.set_input_files(
+        "#upload-files",
+        {"name": "many.zip", "mimeType": "application/zip", "buffer": archive.getvalue()},
+    )
+    page.click("#upload-submit")
+    page.check("#job-caption")
+    page.check("#job-vqa")
+    page.fill("#job-questions", "what colour is the circle?")
+    page.click("#job-submit")
+    page.wait_for_function(
+        "() => /: running$/.test(document.querySelector('#job-title').textContent)"
+    )
+    page.click("#job-cancel")
+    assert wait_for_job_end(page).endswith(": cancelled")
+    done = int(page.inner_text("#job-counts").split()[1])
+    assert done < CANCELLED_SCENES
+    assert page.is_visible("#job-exports")  # what was done can still be downloaded
+    assert page.is_hidden("#job-cancel")
     assert not errors.errors
