@@ -133,3 +133,29 @@ def test_a_follow_up_keeps_the_thread_and_a_reload_keeps_the_conversation(
         == answers
     )
     assert not errors.errors
+
+
+def test_a_question_about_one_image_from_its_detail(browser: Browser, world: World) -> None:
+    page, errors = open_page(browser, world.url)
+    ready(page)
+    page.fill("#search-text", "a blue triangle")
+    page.press("#search-text", "Enter")
+    page.wait_for_selector("#results li.result")
+    ids = page.eval_on_selector_all(
+        "#results li.result", "items => items.map(i => i.dataset.imageId)"
+    )
+    image_id = next(i for i in ids if world.scenes[i].has("blue", "triangle"))
+    page.click(f"#results li.result[data-image-id='{image_id}'] button")
+    page.click("#detail button:has-text('Ask about this image')")
+    page.wait_for_selector("#ask-image:not([hidden]) img[src]")
+    assert page.get_attribute("#tab-ask", "aria-selected") == "true"
+    ask(page, "where is the blue triangle?")
+    turn = page.locator("#chat li.turn").last
+    assert [s.split(" ")[0] for s in turn.locator(".steps li").all_inner_texts()] == ["ground"]
+    assert page.is_hidden("#ask-image")  # the follow-ups go on in the thread
+    [figure] = figures(page, page.locator("#chat li.turn").count() - 1)
+    assert figure["imageId"] == image_id
+    truth = world.scenes[image_id].find("blue", "triangle")[0].box
+    best = max(box_iou(tuple(b["attributes"]), truth) for b in figure["boxes"])
+    assert best >= 0.5, (figure, truth)
+    assert not errors.errors

@@ -113,10 +113,15 @@ def test_an_image_dropped_in_finds_images_like_it(browser: Browser, world: World
     for event in ("drop", "paste"):
         page.click("#query-image-clear")
         page.evaluate(_DISPATCH, [event, list(png_of(other))])
+        # The same image as the last search: wait for this search's first result to draw.
         page.wait_for_function(
-            "() => document.querySelector('#search-status').textContent.includes('dropped.png')"
+            "() => !document.querySelector('#query-image').hidden"
+            " && document.querySelector('#results li.result')"
+            " && !document.querySelector('#search-status').classList.contains('loading')"
         )
+        page.wait_for_selector(f"#results li.result[data-image-id='{other_id}']:first-child")
         assert result_ids(page)[0] == other_id
+        assert "dropped.png" in page.inner_text("#search-status")
     assert not errors.errors
 
 

@@ -13,6 +13,7 @@ const CITATION = /\[([0-9a-f]{32})\]/g;
 
 let conversation = load();
 let running = false;
+let about = null; // the image the next question is about ({id, caption}), or the collection
 
 function load() {
   try {
@@ -42,6 +43,10 @@ export function setUpAsk() {
       form.requestSubmit();
     }
   });
+  byId("ask-image-clear").addEventListener("click", () => {
+    setAbout(null);
+    input.focus();
+  });
   byId("ask-new").addEventListener("click", () => {
     conversation = { threadId: null, turns: [] };
     save();
@@ -49,9 +54,23 @@ export function setUpAsk() {
     input.focus();
   });
   for (const turn of conversation.turns) {
-    const view = turnView(turn.question);
+    const view = turnView(turn.question, turn.about);
     renderAnswer(view, turn.result);
   }
+}
+
+/** The next question is about `image` (from a result's "Ask about this image"). */
+export function askAbout(image) {
+  setAbout({ id: image.id, caption: image.caption || image.source.uri || image.id });
+  byId("ask-text").focus();
+}
+
+function setAbout(image) {
+  about = image;
+  byId("ask-image").hidden = !image;
+  if (!image) return;
+  showImage(byId("ask-image-preview"), `/v1/images/${image.id}/thumbnail`);
+  byId("ask-image-name").textContent = `About: ${image.caption}`;
 }
 
 async function ask(question) {
@@ -60,11 +79,12 @@ async function ask(question) {
   const submit = byId("ask-form").querySelector("button[type=submit]");
   submit.disabled = true;
   byId("ask-text").value = "";
-  const view = turnView(question);
+  const view = turnView(question, about);
   view.node.scrollIntoView({ block: "nearest" });
   try {
     const body = { question, stream: true };
     if (conversation.threadId) body.thread_id = conversation.threadId;
+    if (about) body.image_id = about.id;
     const response = await busy(
       view.status,
       request("/v1/ask", { method: "POST", json: body, accept: "text/event-stream" }),
@@ -88,9 +108,10 @@ async function ask(question) {
     );
     if (!result) throw new Error("The answer stream ended early.");
     conversation.threadId = result.thread_id;
-    conversation.turns.push({ question, result: keep(result) });
+    conversation.turns.push({ question, about, result: keep(result) });
     save();
     renderAnswer(view, result);
+    setAbout(null); // follow-ups go on in the thread, which knows the image
   } catch (error) {
     say(view.status, error.detail || String(error.message || error), true);
   } finally {
@@ -119,7 +140,7 @@ function keep(result) {
   };
 }
 
-function turnView(question) {
+function turnView(question, image = null) {
   const steps = el("ol", { className: "steps", "aria-label": "Plan" });
   const answer = el("p", { className: "answer" });
   const status = el("p", { className: "status", role: "status" });
@@ -127,7 +148,12 @@ function turnView(question) {
   const node = el(
     "li",
     { className: "turn" },
-    el("p", { className: "question", text: question }),
+    el(
+      "p",
+      { className: "question" },
+      question,
+      image ? el("span", { className: "hint", text: ` (about ${image.caption})` }) : null,
+    ),
     steps,
     status,
     answer,

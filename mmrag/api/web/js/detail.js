@@ -4,11 +4,16 @@ import { getJson } from "./api.js";
 import { figureWithBoxes } from "./boxes.js";
 import { busy, byId, bytes, clear, el } from "./dom.js";
 
-let moreLikeThis = () => {};
+// What the detail's buttons do: the search panel searches by the image ("More like this"),
+// the ask panel asks about it ("Ask about this image"). Set by those panels.
+const handlers = { moreLikeThis: () => {}, askAbout: () => {} };
 
-/** What "more like this" does (the search panel searches by the image). */
 export function setMoreLikeThis(handler) {
-  moreLikeThis = handler;
+  handlers.moreLikeThis = handler;
+}
+
+export function setAskAbout(handler) {
+  handlers.askAbout = handler;
 }
 
 export function setUpDetail() {
@@ -63,7 +68,15 @@ export async function openDetail(imageId, { boxes = null, opener = null } = {}) 
       text: "More like this",
       onclick: () => {
         dialog.close();
-        moreLikeThis(image);
+        handlers.moreLikeThis(image);
+      },
+    }),
+    el("button", {
+      type: "button",
+      text: "Ask about this image",
+      onclick: () => {
+        dialog.close();
+        handlers.askAbout(image);
       },
     }),
   );

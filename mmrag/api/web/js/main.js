@@ -1,7 +1,7 @@
 // The page's entry point: tabs, the error banner, then auth and the three panels.
-import { setUpAsk } from "./ask.js";
+import { askAbout, setUpAsk } from "./ask.js";
 import { start } from "./auth.js";
-import { setUpDetail } from "./detail.js";
+import { setAskAbout, setUpDetail } from "./detail.js";
 import { byId } from "./dom.js";
 import { refreshJobs, resumeJob, setUpJobs } from "./jobs.js";
 import { setUpSearch } from "./search.js";
@@ -51,6 +51,10 @@ async function main() {
   });
   setUpDetail();
   setUpSearch(showPanel);
+  setAskAbout((image) => {
+    showPanel("ask");
+    askAbout(image);
+  });
   setUpJobs();
   try {
     await start(() => {
