@@ -14,7 +14,7 @@ import httpx
 import pytest
 from agents.conftest import clear_mmrag_env, world_settings
 from api.live_server import LiveServer
-from web.browser import open_page, ready, screenshots
+from web.browser import PageErrors, open_page, ready, screenshots
 from workers.shapes_scenes import held_out, png_of
 
 from mmrag.config import JobSettings, LimitSettings
@@ -48,6 +48,17 @@ def jobs_server(
             yield server.url, client
 
 
+@pytest.fixture
+def jobs_page(
+    browser: Browser, jobs_server: tuple[str, httpx.Client]
+) -> tuple[Page, PageErrors, httpx.Client]:
+    """The page on its jobs tab, ready, and a client of the same server."""
+    url, client = jobs_server
+    page, errors = open_page(browser, f"{url}/#jobs")
+    ready(page)
+    return page, errors, client
+
+
 def upload(page: Page, files: list[tuple[str, bytes]]) -> str:
     payloads: list[FilePayload] = [
         {"name": name, "mimeType": "image/png", "buffer": data} for name, data in files
@@ -61,6 +72,22 @@ def upload(page: Page, files: list[tuple[str, bytes]]) -> str:
     return page.inner_text("#upload-status")
 
 
+def choose_archive(page: Page, members: dict[str, bytes]) -> None:
+    """A zip of ``members`` chosen in the upload form: the next archive job's source."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as written:
+        for name, data in members.items():
+            written.writestr(name, data)
+    page.set_input_files(
+        "#upload-files",
+        {"name": "shots.zip", "mimeType": "application/zip", "buffer": archive.getvalue()},
+    )
+    page.click("#upload-submit")
+    page.wait_for_function(
+        "() => document.querySelector('#upload-status').textContent.includes('shots.zip')"
+    )
+
+
 def wait_for_job_end(page: Page) -> str:
     page.wait_for_function(
         "() => /: (completed|cancelled)$/.test(document.querySelector('#job-title').textContent)",
@@ -70,11 +97,9 @@ def wait_for_job_end(page: Page) -> str:
 
 
 def test_upload_then_a_job_to_completion_and_its_coco_export(
-    browser: Browser, jobs_server: tuple[str, httpx.Client]
+    jobs_page: tuple[Page, PageErrors, httpx.Client],
 ) -> None:
-    url, client = jobs_server
-    page, errors = open_page(browser, f"{url}/#jobs")
-    ready(page)
+    page, errors, client = jobs_page
     scenes = held_out(4)
     status = upload(page, [(f"scene-{scene.seed}.png", png_of(scene)) for scene in scenes])
     assert status == "4 images indexed."
@@ -157,24 +182,11 @@ def test_upload_then_a_job_to_completion_and_its_coco_export(
 
 
 def test_an_archive_job_shows_each_failed_item_with_its_reason(
-    browser: Browser, jobs_server: tuple[str, httpx.Client]
+    jobs_page: tuple[Page, PageErrors, httpx.Client],
 ) -> None:
-    url, _ = jobs_server
-    page, errors = open_page(browser, f"{url}/#jobs")
-    ready(page)
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as members:
-        for scene in held_out(6)[4:]:  # not the ones the other test uploads
-            members.writestr(f"good-{scene.seed}.png", png_of(scene))
-        members.writestr("broken.png", b"not an image")
-    page.set_input_files(
-        "#upload-files",
-        {"name": "shots.zip", "mimeType": "application/zip", "buffer": archive.getvalue()},
-    )
-    page.click("#upload-submit")
-    page.wait_for_function(
-        "() => document.querySelector('#upload-status').textContent.includes('zip')"
-    )
+    page, errors, _ = jobs_page
+    members = {f"good-{scene.seed}.png": png_of(scene) for scene in held_out(6)[4:]}
+    choose_archive(page, {**members, "broken.png": b"not an image"})  # other scenes than above
     assert page.is_checked("input[name=job-source][value=archive]")
     page.check("#job-caption")
     page.uncheck("#job-detect")
@@ -191,20 +203,11 @@ def test_an_archive_job_shows_each_failed_item_with_its_reason(
 
 
 def test_a_running_job_can_be_cancelled(
-    browser: Browser, jobs_server: tuple[str, httpx.Client]
+    jobs_page: tuple[Page, PageErrors, httpx.Client],
 ) -> None:
-    url, _ = jobs_server
-    page, errors = open_page(browser, f"{url}/#jobs")
-    ready(page)
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as members:
-        for scene in generate_world(CANCELLED_SCENES, seed=HELD_OUT_SEEDS.start + 800_900_000):
-            members.writestr(f"many-{scene.seed}.png", png_of(scene))
-    page.set_input_files(
-        "#upload-files",
-        {"name": "many.zip", "mimeType": "application/zip", "buffer": archive.getvalue()},
-    )
-    page.click("#upload-submit")
+    page, errors, _ = jobs_page
+    scenes = generate_world(CANCELLED_SCENES, seed=HELD_OUT_SEEDS.start + 800_900_000)
+    choose_archive(page, {f"many-{scene.seed}.png": png_of(scene) for scene in scenes})
     page.check("#job-caption")
     page.check("#job-vqa")
     page.fill("#job-questions", "what colour is the circle?")
