@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -12,7 +13,7 @@ from workers.shapes_scenes import png_of
 from mmrag.models.fixtures.shapes import HELD_OUT_SEEDS, generate_scene
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Page, Route
 
 pytestmark = pytest.mark.slow
 
@@ -170,4 +171,30 @@ def test_the_tabs_work_from_the_keyboard(browser: Browser, world: World) -> None
     # A visible focus ring: the outline the stylesheet gives :focus-visible.
     outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
     assert outline == "solid"
+    assert not errors.errors
+
+
+def test_a_slow_answer_shows_a_loading_state(browser: Browser, world: World) -> None:
+    page, errors = open_page(browser, world.url)
+    ready(page)
+    # Record every state the status line goes through (the page's CSP allows no eval, so this
+    # is a function, as playwright sends it).
+    page.evaluate(
+        """() => {
+          window.seen = [];
+          const status = document.querySelector("#search-status");
+          new MutationObserver(() => window.seen.push([status.className, status.textContent]))
+            .observe(status, {attributes: true, childList: true, characterData: true});
+        }"""
+    )
+
+    def slow(route: Route) -> None:
+        time.sleep(0.6)  # past the 200 ms after which a wait shows
+        route.continue_()
+
+    page.route("**/v1/search", slow)
+    search(page, "a red circle")
+    seen = page.evaluate("() => window.seen")
+    assert ["status loading", "Searching…"] in seen
+    assert "loading" not in (page.get_attribute("#search-status", "class") or "")
     assert not errors.errors
