@@ -65,7 +65,8 @@ def figures(page: Page, turn: int) -> list[dict[str, Any]]:
     selector = f"#chat li.turn:nth-child({turn + 1}) .evidence figure"
     page.wait_for_selector(f"{selector} .figure img[src]")
     page.wait_for_function(
-        f"() => [...document.querySelectorAll('{selector} img')]"
+        f"() => !document.querySelector('{selector} .figure-placeholder')"
+        f" && [...document.querySelectorAll('{selector} img')]"
         ".every(i => i.complete && i.naturalWidth)"
     )
     found: list[dict[str, Any]] = page.eval_on_selector_all(f"{selector} .figure", _READ_FIGURES)

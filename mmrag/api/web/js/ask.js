@@ -228,7 +228,10 @@ function citationButton(imageId) {
   return button;
 }
 
-/** Grounded claims: each cited image with a box, drawn with all of its cited boxes. */
+/**
+ * Grounded claims: each cited image with a box, drawn with all of its cited boxes. Every
+ * figure's place is held (a grey square) while its size is fetched, all at once.
+ */
 async function renderEvidence(container, citations) {
   const byImage = new Map();
   for (const citation of citations) {
@@ -241,34 +244,32 @@ async function renderEvidence(container, citations) {
     });
   }
   container.replaceChildren();
-  for (const [imageId, boxes] of byImage) {
-    const holder = el("figure", { "data-image-id": imageId });
-    container.append(holder);
-    try {
-      const image = await busy(holder, getJson(`/v1/images/${imageId}`));
-      const figure = figureWithBoxes({
-        imageId,
-        width: image.width,
-        height: image.height,
-        boxes,
-        alt: `Evidence: ${boxes.map((found) => found.label).join(", ")} in image ${imageId.slice(0, 8)}`,
-      });
-      const open = el("button", { type: "button", className: "quiet", text: "Open" });
-      open.addEventListener("click", () => openDetail(imageId, { boxes, opener: open }));
-      holder.append(
-        figure,
-        el(
-          "figcaption",
-          {},
-          boxes
-            .map((found) => `${found.label}${found.score != null ? ` (${found.score.toFixed(2)})` : ""}`)
-            .join(", "),
-          " ",
-          open,
-        ),
-      );
-    } catch (error) {
-      holder.append(el("figcaption", { className: "error", text: error.detail || String(error) }));
-    }
+  await Promise.all([...byImage].map(([imageId, boxes]) => evidenceFigure(container, imageId, boxes)));
+}
+
+async function evidenceFigure(container, imageId, boxes) {
+  const holder = el(
+    "figure",
+    { "data-image-id": imageId },
+    el("div", { className: "figure-placeholder" }),
+  );
+  container.append(holder);
+  try {
+    const image = await busy(holder, getJson(`/v1/images/${imageId}`));
+    const figure = figureWithBoxes({
+      imageId,
+      width: image.width,
+      height: image.height,
+      boxes,
+      alt: `Evidence: ${boxes.map((found) => found.label).join(", ")} in image ${imageId.slice(0, 8)}`,
+    });
+    const open = el("button", { type: "button", className: "quiet", text: "Open" });
+    open.addEventListener("click", () => openDetail(imageId, { boxes, opener: open }));
+    const labels = boxes
+      .map((found) => `${found.label}${found.score != null ? ` (${found.score.toFixed(2)})` : ""}`)
+      .join(", ");
+    holder.replaceChildren(figure, el("figcaption", {}, labels, " ", open));
+  } catch (error) {
+    holder.replaceChildren(el("figcaption", { className: "error", text: error.detail || String(error) }));
   }
 }
