@@ -4,8 +4,10 @@ origin only, no inline script or style, small)."""
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,3 +145,19 @@ def test_the_page_loads_nothing_from_elsewhere_and_runs_no_inline_code() -> None
 def test_the_page_weighs_under_200_kb_before_images() -> None:
     total = sum(Path(path).stat().st_size for path in PAGE_FILES)
     assert total < 200 * 1024, total
+
+
+def test_every_page_file_ships_in_the_package() -> None:
+    """A non-editable install (the Docker image) carries only what package-data names."""
+    pyproject = tomllib.loads((WEB_DIR.parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["mmrag"]
+    package = WEB_DIR.parents[1]
+
+    def globbed(parts: tuple[str, ...], pattern: str) -> bool:
+        # As setuptools globs: "*" stays within one directory.
+        wanted = pattern.split("/")
+        return len(parts) == len(wanted) and all(map(fnmatch.fnmatch, parts, wanted))
+
+    for path in PAGE_FILES:
+        parts = path.relative_to(package).parts
+        assert any(globbed(parts, pattern) for pattern in patterns), parts
