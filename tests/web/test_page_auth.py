@@ -49,18 +49,31 @@ def sign_in(page: Page, key: str) -> None:
     page.press("#login-key", "Enter")
 
 
+def signed_in(page: Page) -> None:
+    page.wait_for_function(
+        "() => document.querySelector('#auth-status').textContent.startsWith('Key')"
+    )
+    page.wait_for_selector("body[data-ready=true]")
+
+
 def test_a_read_only_key_searches_and_sees_uploads_disabled(
     browser: Browser, auth_server: str
 ) -> None:
     page, errors = open_page(browser, f"{auth_server}/#jobs")
     requests: list[tuple[str, dict[str, str]]] = []
     page.on("request", lambda request: requests.append((request.url, request.headers)))
+    # Dismissed, the question leaves the write controls off and offers "Sign in".
+    page.wait_for_selector("#login[open]")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.is_disabled("#upload-submit")
+    page.click("#auth-status button:has-text('Sign in')")
     sign_in(page, "not-a-key")
     page.wait_for_function("() => document.querySelector('#login-error').textContent.length > 0")
     assert page.inner_text("#login-error") == "unknown API key"
     screenshots(page, "sign-in")
     sign_in(page, "bob-secret-key")
-    page.wait_for_selector("body[data-ready=true]")
+    signed_in(page)
     assert page.inner_text("#auth-status").startswith("Key “bob” (read)")
     assert page.is_disabled("#upload-files")
     assert page.is_disabled("#upload-submit")
@@ -89,7 +102,7 @@ def test_a_read_only_key_searches_and_sees_uploads_disabled(
 def test_a_writing_key_gets_the_upload_controls(browser: Browser, auth_server: str) -> None:
     page, errors = open_page(browser, f"{auth_server}/#jobs")
     sign_in(page, "alice-secret-key")
-    page.wait_for_selector("body[data-ready=true]")
+    signed_in(page)
     assert page.is_enabled("#upload-files")
     assert page.is_enabled("#job-submit")
     assert page.is_hidden("#write-hint")

@@ -12,7 +12,8 @@ export function currentConfig() {
 }
 
 export function canWrite() {
-  if (!config || !config.auth_required) return true;
+  if (!config) return false;
+  if (!config.auth_required) return true;
   const scopes = config.key ? config.key.scopes : [];
   return scopes.includes("write") || scopes.includes("admin");
 }
@@ -68,15 +69,19 @@ function askOnce(changed, message) {
         input.focus();
         return;
       }
-      form.removeEventListener("submit", submit);
       dialog.close();
+    };
+    // Accepted or dismissed (Escape), the question ends the same way; without a key the
+    // page shows what it can (the controls a key would enable stay off) and offers
+    // "Sign in" in the header.
+    const closed = () => {
+      form.removeEventListener("submit", submit);
       render(changed);
       changed();
       resolve();
     };
     form.addEventListener("submit", submit);
-    // Without a key nothing works: Escape does not dismiss the question.
-    dialog.addEventListener("cancel", (event) => event.preventDefault(), { once: true });
+    dialog.addEventListener("close", closed, { once: true });
     if (!dialog.open) dialog.showModal();
     input.focus();
   });
@@ -86,7 +91,10 @@ function render(changed) {
   const status = clear(byId("auth-status"));
   if (!config.auth_required) return;
   if (!config.key) {
-    status.append("Not signed in");
+    status.append(
+      el("span", { text: "Not signed in" }),
+      el("button", { type: "button", text: "Sign in", onclick: () => ask(changed) }),
+    );
     return;
   }
   const scopes = config.key.scopes.join(", ");
