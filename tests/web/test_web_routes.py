@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from api.live_server import LiveServer
+from web.browser import missing
 from workers.shapes_scenes import held_out, png_of
 
 from mmrag.api.routes.web import WEB_DIR
@@ -161,3 +162,14 @@ def test_every_page_file_ships_in_the_package() -> None:
     for path in PAGE_FILES:
         parts = path.relative_to(package).parts
         assert any(globbed(parts, pattern) for pattern in patterns), parts
+
+
+def test_a_missing_browser_fails_under_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the browser tests"):
+        missing("Debian's chromium is not installed")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        missing("Debian's chromium is not installed")
