@@ -111,6 +111,18 @@ def serve(
 
 
 @app.command()
+def slack() -> None:
+    """Run the Slack bot over Socket Mode (no public URL needed; MMRAG_SLACK__APP_TOKEN)."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.slack.socket_mode import run_socket_mode
+
+        run_socket_mode(settings)
+
+    _run(work, quiet=False)
+
+
+@app.command()
 def worker(
     queues: Annotated[
         str, typer.Option(help="comma-separated queues to consume: vlm, grounding")

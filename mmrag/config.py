@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from mmrag.models.spec import Scheme
 
 DEFAULT_SECRET = "change-me"
 
@@ -50,6 +53,18 @@ PROFILE_MODELS: dict[Profile, dict[ModelRole, str]] = {
 }
 
 
+def _checked_spec(text: str, schemes: tuple[Scheme, ...]) -> str:
+    """The canonical form of a model spec, or a ValueError that names what is wrong with it.
+    Imported lazily: settings load in every process, the model modules in few."""
+    from mmrag.errors import UnknownModel
+    from mmrag.models.spec import check_spec
+
+    try:
+        return str(check_spec(text, schemes))
+    except UnknownModel as error:
+        raise ValueError(error.detail) from None
+
+
 class ModelSettings(BaseModel):
     """Model specs; an empty spec takes the profile's default."""
 
@@ -59,16 +74,26 @@ class ModelSettings(BaseModel):
     # Further vision specs a request may pick with "model"; nothing else is ever loaded.
     allowed: list[str] = []
 
+    @field_validator("embedder")
+    @classmethod
+    def _known_embedder(cls, value: str) -> str:
+        from mmrag.models.spec import EMBEDDER_SCHEMES
+
+        return _checked_spec(value, EMBEDDER_SCHEMES) if value else value
+
+    @field_validator("vlm", "grounding")
+    @classmethod
+    def _known_vision_model(cls, value: str) -> str:
+        from mmrag.models.spec import VISION_SCHEMES
+
+        return _checked_spec(value, VISION_SCHEMES) if value else value
+
     @field_validator("allowed")
     @classmethod
     def _canonical_specs(cls, value: list[str]) -> list[str]:
-        from mmrag.errors import UnknownModel
-        from mmrag.models.spec import parse_spec
+        from mmrag.models.spec import VISION_SCHEMES
 
-        try:
-            return [str(parse_spec(spec)) for spec in value]
-        except UnknownModel as error:
-            raise ValueError(error.detail) from None
+        return [_checked_spec(spec, VISION_SCHEMES) for spec in value]
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int = Field(0, ge=0, le=256, description="0 = one per usable core")
@@ -245,6 +270,58 @@ class JobSettings(BaseModel):
     webhook_secret: SecretStr | None = None
 
 
+class SlackSettings(BaseModel):
+    """The Slack bot. It is on once a signing secret and either a bot token (one workspace) or
+    an OAuth client (any workspace that installs it) are set; half a configuration is refused
+    at start, not at the first event."""
+
+    signing_secret: SecretStr | None = None
+    bot_token: SecretStr | None = None  # xoxb-...: the single workspace's bot
+    app_token: SecretStr | None = None  # xapp-...: Socket Mode (`mmrag slack`)
+    client_id: str | None = None  # the OAuth install flow, for many workspaces
+    client_secret: SecretStr | None = None
+    # Where OAuth installations (bot tokens) and states live: unset, SQLite in the data dir;
+    # a redis:// URL when several API processes serve the same app.
+    installations_url: SecretStr | None = None
+    # The Web API base URL: tests and Enterprise Grid proxies point it elsewhere.
+    api_url: str = Field("https://slack.com/api/", pattern=r"^https?://")
+    # Hosts the bot downloads shared files from (with its token): Slack's own and no other.
+    file_hosts: list[str] = ["files.slack.com", "files-edu.slack.com", "files-gov.slack.com"]
+    max_file_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    # Results shown as uploaded thumbnails, and images uploaded with boxes drawn, per answer.
+    max_images: int = Field(4, ge=0, le=10)
+    # Questions and jobs run at once on the bot's own threads (the ack never waits on them).
+    workers: int = Field(4, ge=1, le=64)
+    # Progress posts of a bulk job started from Slack come at most this often.
+    job_progress_s: float = Field(30.0, gt=0)
+    # The API's address as people reach it, for the export links of jobs; unset, the links
+    # are paths only.
+    public_url: str | None = Field(None, pattern=r"^https?://")
+
+    @model_validator(mode="after")
+    def _complete(self) -> SlackSettings:
+        for name in ("signing_secret", "bot_token", "app_token", "client_secret"):
+            secret: SecretStr | None = getattr(self, name)
+            if secret is not None and not secret.get_secret_value().strip():
+                raise ValueError(f"slack: MMRAG_SLACK__{name.upper()} is set but empty")
+        has_client = self.client_id is not None or self.client_secret is not None
+        if has_client and (self.client_id is None or self.client_secret is None):
+            raise ValueError("slack: set both MMRAG_SLACK__CLIENT_ID and __CLIENT_SECRET")
+        if (self.bot_token is not None or has_client) and self.signing_secret is None:
+            raise ValueError("slack: MMRAG_SLACK__SIGNING_SECRET is required with a token")
+        if self.signing_secret is not None and not (self.bot_token is not None or has_client):
+            raise ValueError("slack: set MMRAG_SLACK__BOT_TOKEN (one workspace) or an OAuth client")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.signing_secret is not None
+
+    @property
+    def oauth(self) -> bool:
+        return self.client_id is not None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MMRAG_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -266,6 +343,7 @@ class Settings(BaseSettings):
     workers: WorkerSettings = WorkerSettings()
     agent: AgentSettings = AgentSettings()
     jobs: JobSettings = JobSettings()
+    slack: SlackSettings = SlackSettings()
 
     @field_validator("data_dir")
     @classmethod
@@ -315,3 +393,7 @@ class Settings(BaseSettings):
     @property
     def jobs_dir(self) -> Path:
         return self.data_dir / "jobs"
+
+    @property
+    def slack_dir(self) -> Path:
+        return self.data_dir / "slack"

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +25,11 @@ from mmrag.retrieval.decode import decode_image
 from mmrag.retrieval.indexing import IndexScheduler
 from mmrag.retrieval.ingest import IngestPipeline
 from mmrag.retrieval.items import IngestItem, IngestReport, ProgressCallback
-from mmrag.retrieval.search import SearchService
+from mmrag.retrieval.search import SearchQuery, SearchResults, SearchService
 from mmrag.retrieval.sources import UrlFetcher
 from mmrag.retrieval.store import VectorStore
 from mmrag.retrieval.stores import open_store
+from mmrag.retrieval.tenants import TenantGrants, belongs_to, tenant_filter
 from mmrag.workers.client import ToolClient
 from mmrag.workers.protocol import TOOL_NAMES, TOOL_QUEUES
 from mmrag.workers.runner import TaskRunner, open_runner
@@ -68,6 +70,7 @@ class Services:
             AnnotationWriter(store, self.embedder),
             model_ready=self.fixture_builds.require,
         )
+        self.tenant_grants = TenantGrants(store)
         self.resolver: Resolver = system_resolver  # DNS for URL ingest; tests swap it
         self._collection_ready = False
         self._model_failure: tuple[float, MmragError] | None = None
@@ -133,11 +136,32 @@ class Services:
     def decode_query_image(self, raw: bytes) -> Image.Image:
         return decode_image(raw, self.settings.limits).image
 
-    def image(self, image_id: str) -> dict[str, Any]:
+    def image(self, image_id: str, tenant: str | None = None) -> dict[str, Any]:
+        """The image's payload; with a ``tenant``, only if that tenant indexed it (another
+        tenant's image is as unknown as one nobody indexed)."""
         found = self.store.get([image_id])
-        if image_id not in found:
+        if image_id not in found or (
+            tenant is not None and not belongs_to(found[image_id], tenant)
+        ):
             raise NotFound(f"no image with id {image_id}")
         return found[image_id]
+
+    def ingest_for(
+        self,
+        tenant: str,
+        items: Sequence[IngestItem],
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Ingest on behalf of a tenant: what it indexed, new or already there, becomes its."""
+        report = self.ingest(items, progress)
+        self.tenant_grants.grant([*report.indexed, *report.duplicates], tenant)
+        return report
+
+    def search_for(self, tenant: str, query: SearchQuery) -> SearchResults:
+        """A search that sees only the images ``tenant`` indexed."""
+        if query.image_id is not None:
+            self.image(query.image_id, tenant)
+        return self.search.search(replace(query, filter=tenant_filter(tenant, query.filter)))
 
     def delete_image(self, image_id: str) -> None:
         payload = self.image(image_id)

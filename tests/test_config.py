@@ -71,3 +71,30 @@ def test_visibility_timeout_must_outlast_a_task_and_its_retry_wait(
         Settings()
     monkeypatch.setenv("MMRAG_WORKERS__VISIBILITY_TIMEOUT_S", "661")
     assert Settings().workers.visibility_timeout_s == 661
+
+
+@pytest.mark.parametrize(
+    ("variable", "spec", "reason"),
+    [
+        ("MMRAG_MODELS__EMBEDDER", "fixture:shapes-clipp", "unknown fixture model 'shapes-clipp'"),
+        ("MMRAG_MODELS__VLM", "fixture:nope", "unknown fixture model 'nope'"),
+        ("MMRAG_MODELS__GROUNDING", "bogus", "malformed model spec"),
+        ("MMRAG_MODELS__EMBEDDER", "hf:org/model", "this model loads from open_clip:, local:"),
+        ("MMRAG_MODELS__VLM", "open_clip:ViT-B-32@x", "this model loads from hf:, local:"),
+        ("MMRAG_MODELS__ALLOWED", '["fixture:unknown"]', "unknown fixture model"),
+    ],
+)
+def test_a_model_spec_that_names_no_model_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, variable: str, spec: str, reason: str
+) -> None:
+    monkeypatch.setenv(variable, spec)
+    with pytest.raises(ValidationError, match=reason):
+        Settings()
+
+
+def test_known_specs_are_kept_in_canonical_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMRAG_MODELS__VLM", " fixture:shapes-vlm ")
+    monkeypatch.setenv("MMRAG_MODELS__GROUNDING", "hf:google/owlv2-base-patch16-ensemble@main")
+    settings = Settings()
+    assert settings.model_spec("vlm") == "fixture:shapes-vlm"
+    assert settings.model_spec("grounding") == "hf:google/owlv2-base-patch16-ensemble@main"

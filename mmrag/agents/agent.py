@@ -65,15 +65,22 @@ class Agent:
         self._planner.close()
         self._connection.close()
 
-    def check(self, question: str, image_id: str | None, thread_id: str | None) -> str:
-        """The question, stripped; bad input raises before anything runs."""
+    def check(
+        self,
+        question: str,
+        image_id: str | None,
+        thread_id: str | None,
+        tenant: str | None = None,
+    ) -> str:
+        """The question, stripped; bad input raises before anything runs. With a ``tenant``,
+        an image it did not index is as unknown as one nobody indexed."""
         stripped = clean_question(question, self._settings.max_question_chars)
         if thread_id is not None and not _THREAD_ID.match(thread_id):
             raise InvalidInput("thread_id must be 1-128 letters, digits or _ . : -")
         if image_id is not None:
             if not _IMAGE_ID.match(image_id):
                 raise InvalidInput("image_id must be 32 hex digits")
-            self._services.image(image_id)  # NotFound for ids the store does not hold
+            self._services.image(image_id, tenant)  # NotFound for ids the store does not hold
         return stripped
 
     def plan(
@@ -102,9 +109,10 @@ class Agent:
         image_id: str | None = None,
         thread_id: str | None = None,
         owner: str | None = None,
+        tenant: str | None = None,
     ) -> AskResult:
         result: AskResult | None = None
-        for event, data in self.stream(question, image_id, thread_id, owner):
+        for event, data in self.stream(question, image_id, thread_id, owner, tenant):
             if event == "answer":
                 result = AskResult.model_validate(data)
         assert result is not None
@@ -116,15 +124,21 @@ class Agent:
         image_id: str | None = None,
         thread_id: str | None = None,
         owner: str | None = None,
+        tenant: str | None = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """``plan``, ``tool_start``/``tool_end`` per step, ``token`` pieces of the answer
         text, then ``answer`` with the whole result. ``owner`` (the API key's name) keeps
-        each caller's threads apart."""
-        stripped = self.check(question, image_id, thread_id)
+        each caller's threads apart; ``tenant`` limits retrieval to the images it indexed."""
+        stripped = self.check(question, image_id, thread_id, tenant)
         thread = thread_id or uuid.uuid4().hex
         config = _config(thread, owner)
         started = time.perf_counter()
-        turn: AgentState = {"question": stripped, "image_id": image_id, "started": self._clock()}
+        turn: AgentState = {
+            "question": stripped,
+            "image_id": image_id,
+            "tenant": tenant,
+            "started": self._clock(),
+        }
         for chunk in self._graph.stream(turn, config, stream_mode="custom"):
             yield str(chunk["event"]), dict(chunk["data"])
         state = self._graph.get_state(config).values

@@ -22,6 +22,8 @@ from mmrag.agents.tools import (
 from mmrag.config import AgentSettings
 from mmrag.retrieval.annotations import normalise_label
 from mmrag.retrieval.search import SearchQuery
+from mmrag.retrieval.store import Filter
+from mmrag.retrieval.tenants import tenant_filter
 from mmrag.services import Services
 from mmrag.workers.client import ImageRequest
 from mmrag.workers.protocol import ToolName
@@ -38,11 +40,13 @@ class StepRunner:
         settings: AgentSettings,
         image_id: str | None,
         previous: Sequence[str],
+        tenant: str | None = None,
     ) -> None:
         self._services = services
         self._settings = settings
         self._image_id = image_id
         self._previous = list(previous)
+        self._tenant = tenant
 
     def images_for(self, step: Step, hits: Sequence[str]) -> list[str]:
         """The image ids the step runs on, in rank order."""
@@ -93,11 +97,12 @@ class StepRunner:
 
     def _retrieve(self, args: RetrieveArgs) -> list[Output]:
         limit = args.limit or self._settings.retrieve_limit
+        scope = tenant_filter(self._tenant) if self._tenant is not None else Filter()
         if args.like is not None:
             # By example: one more, since the given image is its own best match and is dropped.
-            query = SearchQuery(image_id=self._image_id, limit=limit + 1)
+            query = SearchQuery(image_id=self._image_id, limit=limit + 1, filter=scope)
         else:
-            query = SearchQuery(text=args.query, limit=limit)
+            query = SearchQuery(text=args.query, limit=limit, filter=scope)
         hits = self._services.search.search(query).hits
         if args.like is not None:
             hits = [hit for hit in hits if hit.image_id != self._image_id][:limit]

@@ -85,7 +85,11 @@ def build_graph(
         outputs = list(state["outputs"])
         trace = list(state["trace"])
         runner = StepRunner(
-            services, settings, state.get("image_id"), state.get("previous_ids", [])
+            services,
+            settings,
+            state.get("image_id"),
+            state.get("previous_ids", []),
+            state.get("tenant"),
         )
         hits = _latest_hits(plan, outputs)
         image_ids = runner.images_for(step, hits)

@@ -21,6 +21,7 @@ class AgentState(TypedDict, total=False):
     # This turn's input.
     question: str
     image_id: str | None
+    tenant: str | None  # retrieval sees only this tenant's images (retrieval/tenants.py)
     started: float  # time.time() when the turn began: the total-time limit counts from it
     # The plan and its progress.
     plan: dict[str, Any]  # Plan.model_dump()

@@ -11,15 +11,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp
 
 from mmrag import __version__
-from mmrag.api import problems
+from mmrag.api import openapi, problems
 from mmrag.api.body_limit import BodySizeLimit
 from mmrag.api.metrics import Metrics
-from mmrag.api.routes import agent, health, images, jobs, search, tools, web
+from mmrag.api.routes import agent, health, images, jobs, search, slack, tools, web
 from mmrag.api.security_headers import SecurityHeaders
 from mmrag.config import Settings
 from mmrag.errors import MmragError
 from mmrag.retrieval.samples import seed_sample_gallery
 from mmrag.services import Services
+from mmrag.slack.runtime import SlackRuntime
 from mmrag.workers.jobs.service import JobService
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,9 @@ def _prepare_search(services: Services) -> None:
         log.error("the embedder is not available: %s", error.detail)
         return
     if services.settings.samples.enabled:
-        seed_sample_gallery(services)
+        seed_sample_gallery(
+            services.settings.data_dir, services.settings.samples.shapes, services.ingest
+        )
 
 
 class _App(FastAPI):
@@ -63,9 +66,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Jobs resume at start-up: the driver takes up whatever was left unfinished.
             app.state.jobs = job_service = await run_in_threadpool(JobService.open, services)
             job_service.start()
+            app.state.slack = slack_runtime = await run_in_threadpool(
+                SlackRuntime.open, services, job_service
+            )
             try:
                 yield
             finally:
+                if slack_runtime is not None:
+                    await run_in_threadpool(slack_runtime.close)
                 await run_in_threadpool(job_service.close)
         finally:
             await run_in_threadpool(services.close)
@@ -79,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     problems.install(app)
+    openapi.install(app, settings)
     # Innermost, so the HTTPException it raises from receive() reaches FastAPI's body
     # parsing directly and not through the metrics middleware's task group.
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
@@ -89,5 +98,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tools.router)
     app.include_router(agent.router)
     app.include_router(jobs.router)
+    app.include_router(slack.router)
     web.install(app)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -72,12 +73,28 @@ async def _validation_error(_: Request, error: Exception) -> JSONResponse:
     return problem(422, "Invalid input", f"{where}: {first['msg']}", errors=issues)
 
 
-async def _http_error(_: Request, error: Exception) -> JSONResponse:
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     title = {404: "Not found", 405: "Method not allowed", 413: "Too large"}.get(
         error.status_code, "HTTP error"
     )
-    return problem(error.status_code, title, str(error.detail), dict(error.headers or {}))
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        headers["Allow"] = _allowed_methods(request, headers.get("Allow", ""))
+    return problem(error.status_code, title, str(error.detail), headers)
+
+
+def _allowed_methods(request: Request, named: str) -> str:
+    """Every method the API takes at this path. Starlette names only the first matching
+    route's (``named``), and one path can have several routes (an image: GET and DELETE);
+    the OpenAPI document knows them all. Paths it leaves out keep Starlette's answer."""
+    path = request.url.path
+    for template, operations in request.app.openapi()["paths"].items():
+        parts = template.split("/")
+        pattern = "/".join("[^/]+" if part.startswith("{") else re.escape(part) for part in parts)
+        if re.fullmatch(pattern, path):
+            return ", ".join(sorted(method.upper() for method in operations))
+    return named
 
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:

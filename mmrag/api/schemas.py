@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from mmrag.retrieval.filters import SearchFilter
+from mmrag.retrieval.items import METADATA_KEY_PATTERN
 from mmrag.retrieval.search import SearchTarget
 from mmrag.retrieval.store import Hit
-from mmrag.workers.protocol import MAX_PHRASES, MAX_QUESTION_CHARS, BoxOutput
+from mmrag.workers.protocol import MAX_PHRASE_CHARS, MAX_PHRASES, MAX_QUESTION_CHARS, BoxOutput
 
 ImageId = str
 IMAGE_ID_PATTERN = r"^[0-9a-f]{32}$"
+# Text that must say something: not empty, not only spaces.
+NOT_BLANK = r"\S"
+
+
+def _not_a_bool(value: object) -> object:
+    # Pydantic's lax mode reads true as 1; JSON says a boolean is not a number.
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, got a boolean")
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_not_a_bool)]
+Phrase = Annotated[str, Field(min_length=1, max_length=MAX_PHRASE_CHARS, pattern=NOT_BLANK)]
 
 
 def image_links(image_id: str) -> dict[str, str]:
@@ -100,26 +114,55 @@ class ImageList(BaseModel):
     offset: int
 
 
+def _metadata_field() -> Any:
+    return Field(
+        None,
+        description="a JSON object for every image; keys are 1 to 64 ASCII letters, digits, _ or -",
+        json_schema_extra={"propertyNames": {"pattern": METADATA_KEY_PATTERN}},
+    )
+
+
 class FromUrlsRequest(_Strict):
     urls: list[str] = Field(min_length=1)
     captions: list[str | None] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = _metadata_field()
 
 
 class FromPathsRequest(_Strict):
-    paths: list[str] = Field(min_length=1, max_length=64)
-    metadata: dict[str, Any] | None = None
+    paths: list[Annotated[str, Field(pattern="^/", description="absolute")]] = Field(
+        min_length=1, max_length=64
+    )
+    metadata: dict[str, Any] | None = _metadata_field()
+
+
+def _given(field: str) -> dict[str, Any]:
+    return {"required": [field], "properties": {field: {"type": "string"}}}
 
 
 class SearchRequest(_Strict):
-    """Exactly one of ``text``, ``image_id`` or ``image_b64``."""
+    """Exactly one of ``text``, ``image_id`` or ``image_b64``; hybrid search needs text."""
 
-    text: str | None = Field(None, examples=["a red circle"])
+    # The rules above, for clients: a field set to null counts as left out.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [_given("text"), _given("image_id"), _given("image_b64")],
+            "if": {"required": ["target"], "properties": {"target": {"const": "hybrid"}}},
+            "then": _given("text"),
+        },
+    )
+
+    text: str | None = Field(None, min_length=1, pattern=NOT_BLANK, examples=["a red circle"])
     image_id: ImageId | None = Field(None, pattern=IMAGE_ID_PATTERN)
-    image_b64: str | None = Field(None, description="an image's bytes, base64")
+    image_b64: str | None = Field(
+        None,
+        min_length=4,
+        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
+        description="an image's bytes, base64",
+    )
     target: SearchTarget = SearchTarget.IMAGE
-    limit: int = Field(10, ge=1)
-    offset: int = Field(0, ge=0)
+    limit: Integer = Field(10, ge=1)
+    offset: Integer = Field(0, ge=0)
     filter: SearchFilter | None = None
 
 
@@ -202,11 +245,11 @@ class VqaRequest(OneImageRequest):
 
 
 class GroundRequest(OneImageRequest):
-    phrases: list[str] = Field(min_length=1, max_length=MAX_PHRASES)
+    phrases: list[Phrase] = Field(min_length=1, max_length=MAX_PHRASES)
 
 
 class DetectRequest(OneImageRequest):
-    labels: list[str] = Field(min_length=1, max_length=MAX_PHRASES)
+    labels: list[Phrase] = Field(min_length=1, max_length=MAX_PHRASES)
 
 
 class _ToolResponse(BaseModel):
@@ -235,8 +278,9 @@ class BoxesResponse(_ToolResponse):
 
 
 class PlanBody(_Strict):
-    # Length is checked against settings (agent.max_question_chars), with the agent's message.
-    question: str
+    # The agent checks the question (blank, over agent.max_question_chars) with its own
+    # messages; the schema states the same rules for clients (the limit from settings).
+    question: str = Field(json_schema_extra={"minLength": 1, "pattern": NOT_BLANK})
     image_id: ImageId | None = Field(None, pattern=IMAGE_ID_PATTERN)
     thread_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
 

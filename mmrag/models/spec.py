@@ -42,3 +42,25 @@ def parse_spec(text: str) -> ModelSpec:
     if scheme == "local" and match["revision"]:
         raise UnknownModel(f"a local model spec takes no revision: {text!r}")
     return ModelSpec(cast(Scheme, scheme), match["name"], match["revision"])
+
+
+# The schemes each kind of model loads from (the registry's adapters).
+EMBEDDER_SCHEMES: tuple[Scheme, ...] = ("open_clip", "local", "fixture")
+VISION_SCHEMES: tuple[Scheme, ...] = ("hf", "local", "fixture")
+
+
+def check_spec(text: str, schemes: tuple[Scheme, ...]) -> ModelSpec:
+    """Parse a spec and check, without loading anything, that it can name a model of a kind
+    that loads from ``schemes``: settings call this so that a typo stops the service at start
+    instead of failing its first request."""
+    spec = parse_spec(text)
+    if spec.scheme not in schemes:
+        raise UnknownModel(f"{spec}: this model loads from {', '.join(s + ':' for s in schemes)}")
+    if spec.scheme == "fixture":
+        from mmrag.models.fixtures.build import FIXTURES  # no torch: trainers load lazily
+
+        if spec.name not in FIXTURES:
+            raise UnknownModel(
+                f"unknown fixture model {spec.name!r}: expected one of {', '.join(FIXTURES)}"
+            )
+    return spec

@@ -7,9 +7,16 @@ a search.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from mmrag.retrieval.items import METADATA_KEY_PATTERN
 from mmrag.retrieval.store import (
@@ -33,11 +40,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _one_end_at_least(schema: dict[str, Any]) -> None:
+    # At least one end given, and not as null.
+    schema["anyOf"] = [
+        {"required": [end], "properties": {end: {"not": {"type": "null"}}}}
+        for end in ("gte", "lte")
+    ]
+
+
 class Bounds(_Strict, Generic[B]):
     """An inclusive range; either end may be open, not both."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_end_at_least)
+
     gte: B | None = None
     lte: B | None = None
+
+    @field_validator("gte", "lte", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: object) -> object:
+        # Pydantic would read true as 1: a bound that is a boolean is a mistake, not a number.
+        if isinstance(value, bool):
+            raise ValueError("a bound is a number or a date, not a boolean")
+        return value
 
     @model_validator(mode="after")
     def _ordered(self) -> Bounds[B]:
@@ -49,7 +74,16 @@ class Bounds(_Strict, Generic[B]):
 
 
 NumberBounds = Bounds[float]
-DateBounds = Bounds[datetime]
+
+
+class DateBounds(Bounds[datetime]):
+    @field_validator("gte", "lte", mode="before")
+    @classmethod
+    def _a_date_string(cls, value: object) -> object:
+        # Pydantic would read a number as a Unix time; the schema promises ISO 8601 text.
+        if value is not None and not isinstance(value, (str, datetime)):
+            raise ValueError("a date bound is ISO 8601 text, such as 2026-01-31T12:00:00Z")
+        return value
 
 
 class LabelFilter(_Strict):
@@ -61,8 +95,19 @@ class LabelFilter(_Strict):
 MetadataValue = str | int | float | bool | NumberBounds
 
 
+def _closed_maps(schema: dict[str, Any]) -> None:
+    """Pydantic states the key pattern of ``metadata`` and ``counts`` as patternProperties
+    but leaves other keys open; the API refuses them, so the schema says so."""
+    for name in ("metadata", "counts"):
+        for variant in schema["properties"][name]["anyOf"]:
+            if variant.get("type") == "object":
+                variant["additionalProperties"] = False
+
+
 class SearchFilter(_Strict):
     """What a search may be restricted to. Every field is optional; all given must hold."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_closed_maps)
 
     labels: LabelFilter | None = None
     metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=_MAX_TERMS)

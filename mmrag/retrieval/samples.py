@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 from PIL import Image
 
 from mmrag.models.fixtures.shapes import HELD_OUT_SEEDS, generate_world
-from mmrag.retrieval.items import IngestItem
-from mmrag.services import Services
+from mmrag.retrieval.items import IngestItem, IngestReport
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,16 @@ def shape_items(count: int) -> Iterator[IngestItem]:
         yield _sample(_png(scene.image), f"shapes-{scene.seed}.png", scene.captions[0], "shapes")
 
 
-def seed_sample_gallery(services: Services) -> None:
-    """Index the gallery once per data dir; later starts (even with an emptied index) skip it."""
-    marker = services.settings.data_dir / MARKER
+def seed_sample_gallery(
+    data_dir: Path, shapes: int, ingest: Callable[[Sequence[IngestItem]], IngestReport]
+) -> None:
+    """Index the gallery (the photos and ``shapes`` scenes) through ``ingest`` once per data
+    dir; later starts (even with an emptied index) skip it."""
+    marker = data_dir / MARKER
     if marker.exists():
         return
-    items = [*photo_items(), *shape_items(services.settings.samples.shapes)]
-    report = services.ingest(items)
+    items = [*photo_items(), *shape_items(shapes)]
+    report = ingest(items)
     log.info(
         "sample gallery: %d indexed, %d already there, %d failed",
         len(report.indexed),

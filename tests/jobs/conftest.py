@@ -30,6 +30,12 @@ def write_scenes(directory: Path, count: int, start: int = 0) -> list[Path]:
     return written
 
 
+def services_of(jobs: JobService) -> Services:
+    """The service layer the jobs run over (they see it only through JobServices)."""
+    assert isinstance(jobs.services, Services)
+    return jobs.services
+
+
 @pytest.fixture
 def jobs(model_settings: Settings) -> Iterator[JobService]:  # noqa: F811 (the fixture)
     """Jobs in the embedded mode with the tiny models, retrying and polling fast."""

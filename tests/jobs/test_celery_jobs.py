@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from jobs.conftest import write_scenes
+from jobs.conftest import services_of, write_scenes
 from jobs.helpers import wait_for
 from workers.worker_settings import worker_environment
 
@@ -67,7 +67,7 @@ def assert_each_image_once(jobs: JobService, job_id: str, count: int) -> None:
     assert len(set(ids)) == count
     assert jobs.services.store.count() == count
     for image_id in ids:
-        payload = jobs.services.image(image_id)
+        payload = services_of(jobs).image(image_id)
         assert "model_caption" in payload
         assert "red_circle" in payload["counts"]
 

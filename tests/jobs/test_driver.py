@@ -4,7 +4,7 @@ the real edge store, SQLite job state."""
 from __future__ import annotations
 
 import pytest
-from jobs.conftest import write_scenes
+from jobs.conftest import services_of, write_scenes
 from jobs.helpers import spec, wait_for
 from retrieval.local_http import Route, local_server
 from workers.shapes_scenes import held_out, index_scenes, png_of
@@ -47,7 +47,7 @@ def test_a_folder_is_captioned_detected_and_indexed(jobs: JobService) -> None:
         if item.state != "done":
             continue
         assert item.result is not None
-        payload = jobs.services.image(str(item.image_id))
+        payload = services_of(jobs).image(str(item.image_id))
         assert payload["model_caption"] == item.result["caption"]
         assert set(payload["counts"]) == {"red_circle", "blue_square"}
         assert (item.result["width"], item.result["height"]) == (
@@ -64,7 +64,7 @@ def test_rerunning_over_indexed_images_and_missing_ones(jobs: JobService) -> Non
     first = jobs.submit(spec({"kind": "paths", "paths": [str(root / "a")]}, {"task": "embed"}))
     wait_for(jobs, first.id, {"completed"})
     ids = [str(item.image_id) for item in jobs.items(first.id)]
-    jobs.services.delete_image(ids[0])
+    services_of(jobs).delete_image(ids[0])
     second = jobs.submit(
         spec({"kind": "indexed"}, {"task": "vqa", "questions": ["how many shapes?"]}, batch=2)
     )
@@ -158,7 +158,7 @@ def test_indexed_images_are_picked_by_a_search_filter(jobs: JobService) -> None:
         spec({"kind": "paths", "paths": [str(root / "from-disk")]}, {"task": "embed"})
     )
     wait_for(jobs, on_disk.id, {"completed"})
-    uploaded = index_scenes(jobs.services, held_out(8)[5:])  # other scenes than on disk
+    uploaded = index_scenes(services_of(jobs), held_out(8)[5:])  # other scenes than on disk
     picked = jobs.submit(
         spec({"kind": "indexed", "filter": {"source": "upload"}}, {"task": "caption"})
     )

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from jobs.conftest import write_scenes
+from jobs.conftest import services_of, write_scenes
 from jobs.helpers import folder_spec, wait_for
 from workers.worker_settings import worker_environment
 
@@ -82,4 +82,6 @@ def test_redis_restarted_half_way_loses_nothing_and_repeats_nothing(
     assert jobs.services.store.count() == COUNT
     for item in items:
         assert item.result is not None
-        assert jobs.services.image(str(item.image_id))["model_caption"] == item.result["caption"]
+        assert (
+            services_of(jobs).image(str(item.image_id))["model_caption"] == item.result["caption"]
+        )

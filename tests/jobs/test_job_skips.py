@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from jobs.conftest import write_scenes
+from jobs.conftest import services_of, write_scenes
 from jobs.helpers import spec, wait_for
 
 from mmrag.config import Settings
@@ -25,7 +25,7 @@ def test_a_detailed_caption_is_never_taken_from_a_short_one(jobs: JobService) ->
     counts = wait_for(jobs, detailed.id, {"completed"}).counts
     assert (counts["done"], counts["skipped"]) == (4, 0), counts
     for item in jobs.items(detailed.id):
-        assert jobs.services.image(str(item.image_id))["caption_detail"] == "detailed"
+        assert services_of(jobs).image(str(item.image_id))["caption_detail"] == "detailed"
     again = jobs.submit(spec(source, {"task": "caption", "detail": "detailed"}))
     assert wait_for(jobs, again.id, {"completed"}).counts["skipped"] == 4
 

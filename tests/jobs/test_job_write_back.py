@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 import pytest
-from jobs.conftest import write_scenes
+from jobs.conftest import services_of, write_scenes
 from jobs.helpers import spec, wait_for
 
 from mmrag.errors import Unavailable
@@ -40,6 +40,6 @@ def test_a_caption_the_index_did_not_take_is_retried_not_done(
     assert len(refused) == 3
     for item in jobs.items(job.id):
         assert item.result is not None
-        payload = jobs.services.image(str(item.image_id))
+        payload = services_of(jobs).image(str(item.image_id))
         assert payload["model_caption"] == item.result["caption"]  # in the index, as exported
         assert item.attempts == (2 if item.image_id in refused else 1)

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from retrieval.ingest_images import jpeg
 
-from mmrag.config import Settings
 from mmrag.errors import NotFound
 from mmrag.retrieval.annotations import AnnotationWriter, count_key
 from mmrag.retrieval.filters import SearchFilter
 from mmrag.retrieval.items import IngestItem
 from mmrag.retrieval.search import SearchQuery, SearchTarget
 from mmrag.services import Services
-
-
-@pytest.fixture
-def services(settings: Settings) -> Iterator[Services]:
-    opened = Services.open(settings)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def add(services: Services, seed: int, captions: tuple[str, ...] = ()) -> str:

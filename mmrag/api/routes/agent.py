@@ -18,16 +18,18 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from mmrag.api.deps import ServicesDep
 from mmrag.api.events import EVENT_STREAM, sse
+from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, event_stream, problems
 from mmrag.api.problems import problem_body, status_of
 from mmrag.api.schemas import AskBody, AskResponse, PlanBody, PlanResponse
 from mmrag.api.security import CanRead
 from mmrag.errors import MmragError
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1", tags=["agent"])
+router = APIRouter(prefix="/v1", tags=["agent"], responses=V1_PROBLEMS)
+_ASK_PROBLEMS = {**BODY_PROBLEMS, **problems(404)}
 
 
-@router.post("/plan", response_model=PlanResponse)
+@router.post("/plan", response_model=PlanResponse, responses=_ASK_PROBLEMS)
 async def plan(body: PlanBody, services: ServicesDep, key: CanRead) -> PlanResponse:
     agent = await run_in_threadpool(services.agent)
     owner = key.name if key is not None else None
@@ -38,7 +40,17 @@ async def plan(body: PlanBody, services: ServicesDep, key: CanRead) -> PlanRespo
 @router.post(
     "/ask",
     response_model=AskResponse,
-    responses={200: {"content": {EVENT_STREAM: {}}, "description": "JSON, or SSE if stream"}},
+    responses={
+        200: event_stream(
+            "the answer as JSON, or with stream: true a stream of events as the agent works",
+            "plan",
+            "tool_start",
+            "tool_end",
+            "token",
+            "answer",
+        ),
+        **_ASK_PROBLEMS,
+    },
 )
 async def ask(body: AskBody, services: ServicesDep, key: CanRead) -> Any:
     agent = await run_in_threadpool(services.agent)

@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
@@ -16,9 +16,10 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from mmrag.api.deps import ServicesDep
 from mmrag.api.events import EVENT_STREAM, Progress, run_with_progress, sse, wants_events
 from mmrag.api.metrics import Metrics
+from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, binary, event_stream, problems
+from mmrag.api.path_ids import HexIdPath
 from mmrag.api.problems import problem_body, status_of
 from mmrag.api.schemas import (
-    IMAGE_ID_PATTERN,
     FromPathsRequest,
     FromUrlsRequest,
     ImageCreated,
@@ -41,18 +42,34 @@ from mmrag.retrieval.items import (
 from mmrag.retrieval.sources import ServerPaths
 from mmrag.services import Services
 
-router = APIRouter(prefix="/v1/images", tags=["images"])
+router = APIRouter(prefix="/v1/images", tags=["images"], responses=V1_PROBLEMS)
 
-ImageIdPath = Annotated[str, Path(pattern=IMAGE_ID_PATTERN, description="32 hex digits")]
+# A write answers JSON, or a stream of progress events when the client accepts them.
+_CREATED = {
+    201: event_stream(
+        "the stored images as JSON, or progress events then the result (Accept: text/event-stream)",
+        "progress",
+        "result",
+    ),
+    **BODY_PROBLEMS,
+}
+_NOT_FOUND = problems(404)
+
+ImageIdPath = HexIdPath
 _READ_CHUNK = 1024 * 1024
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ImagesCreated)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ImagesCreated,
+    responses={**_CREATED, **problems(415)},
+)
 async def upload_images(
     request: Request,
     services: ServicesDep,
     _: CanWrite,
-    files: Annotated[list[UploadFile], File(description="image files")],
+    files: Annotated[list[UploadFile], File(description="image files", min_length=1)],
     captions: Annotated[
         list[str] | None, Form(description="one caption per file, in order; empty for none")
     ] = None,
@@ -74,7 +91,12 @@ async def upload_images(
     return await _ingest(request, services, items)
 
 
-@router.post("/from-urls", status_code=status.HTTP_201_CREATED, response_model=ImagesCreated)
+@router.post(
+    "/from-urls",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ImagesCreated,
+    responses={**_CREATED, **problems(415, 502)},
+)
 async def images_from_urls(
     request: Request, body: FromUrlsRequest, services: ServicesDep, _: CanWrite
 ) -> ImagesCreated | StreamingResponse:
@@ -102,7 +124,12 @@ async def images_from_urls(
     return response
 
 
-@router.post("/from-paths", status_code=status.HTTP_201_CREATED, response_model=ImagesCreated)
+@router.post(
+    "/from-paths",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ImagesCreated,
+    responses={**_CREATED, **problems(404, 415)},
+)
 async def images_from_paths(
     request: Request, body: FromPathsRequest, services: ServicesDep, _: CanWrite
 ) -> ImagesCreated | StreamingResponse:
@@ -140,13 +167,17 @@ async def list_images(
     return ImageList(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.get("/{image_id}", response_model=ImagePublic)
+@router.get("/{image_id:hex32}", response_model=ImagePublic, responses=_NOT_FOUND)
 async def get_image(image_id: ImageIdPath, services: ServicesDep, _: CanRead) -> ImagePublic:
     payload = await run_in_threadpool(services.image, image_id)
     return ImagePublic.from_payload(payload)
 
 
-@router.get("/{image_id}/content", response_class=StreamingResponse)
+@router.get(
+    "/{image_id:hex32}/content",
+    response_class=StreamingResponse,
+    responses={200: binary("image/*", "the original bytes"), **_NOT_FOUND},
+)
 async def image_content(
     image_id: ImageIdPath, services: ServicesDep, _: CanRead
 ) -> StreamingResponse:
@@ -161,14 +192,18 @@ async def image_content(
     )
 
 
-@router.get("/{image_id}/thumbnail", response_class=Response)
+@router.get(
+    "/{image_id:hex32}/thumbnail",
+    response_class=Response,
+    responses={200: binary("image/*", "a small JPEG or PNG"), **_NOT_FOUND},
+)
 async def image_thumbnail(image_id: ImageIdPath, services: ServicesDep, _: CanRead) -> Response:
     payload = await run_in_threadpool(services.image, image_id)
     data = await run_in_threadpool(services.blobs.read, "thumbnail", payload["sha256"])
     return Response(data, media_type=sniff_mime_type(data), headers=_immutable())
 
 
-@router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{image_id:hex32}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
 async def delete_image(image_id: ImageIdPath, services: ServicesDep, _: CanWrite) -> Response:
     await run_in_threadpool(services.delete_image, image_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -14,13 +14,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from mmrag.api.events import EVENT_STREAM, sse
+from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, event_stream, problems, schema_ref
+from mmrag.api.path_ids import HexIdPath
 from mmrag.api.problems import problem_body, status_of
 from mmrag.api.security import CanRead, CanWrite
 from mmrag.errors import InvalidInput, MmragError, TooLarge
@@ -29,10 +31,13 @@ from mmrag.workers.jobs.records import UNFINISHED, ItemRecord
 from mmrag.workers.jobs.service import JobService, JobStatus
 from mmrag.workers.jobs.spec import JobSpec
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=V1_PROBLEMS)
+_NOT_FOUND = problems(404)
 
-JobIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 hex digits")]
+JobIdPath = HexIdPath
 _EVENT_POLL_S = 0.5
+# Past any job or item count; it keeps a page's offset within SQLite's 64-bit integers.
+MAX_OFFSET = 100_000_000
 _COPY_CHUNK = 1024 * 1024
 
 
@@ -64,10 +69,11 @@ class JobItemList(BaseModel):
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobStatus,
+    responses={**BODY_PROBLEMS, **problems(415)},
     openapi_extra={
         "requestBody": {
             "content": {
-                "application/json": {"schema": JobSpec.model_json_schema()},
+                "application/json": {"schema": schema_ref(JobSpec)},
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",
@@ -96,29 +102,29 @@ async def list_jobs(
     jobs: JobsDep,
     _: CanRead,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobList:
     found, total = await run_in_threadpool(jobs.page, limit, offset)
     return JobList(items=found, total=total, limit=limit, offset=offset)
 
 
-@router.get("/{job_id}", response_model=JobStatus)
+@router.get("/{job_id:hex32}", response_model=JobStatus, responses=_NOT_FOUND)
 async def get_job(job_id: JobIdPath, jobs: JobsDep, _: CanRead) -> JobStatus:
     return await run_in_threadpool(jobs.status, job_id)
 
 
-@router.post("/{job_id}/cancel", response_model=JobStatus)
+@router.post("/{job_id:hex32}/cancel", response_model=JobStatus, responses=_NOT_FOUND)
 async def cancel_job(job_id: JobIdPath, jobs: JobsDep, _: CanWrite) -> JobStatus:
     return await run_in_threadpool(jobs.cancel, job_id)
 
 
-@router.get("/{job_id}/items", response_model=JobItemList)
+@router.get("/{job_id:hex32}/items", response_model=JobItemList, responses=_NOT_FOUND)
 async def job_items(
     job_id: JobIdPath,
     jobs: JobsDep,
     _: CanRead,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobItemList:
     def page() -> JobItemList:
         total = jobs.store.get(job_id).total
@@ -129,7 +135,16 @@ async def job_items(
     return await run_in_threadpool(page)
 
 
-@router.get("/{job_id}/events", response_class=StreamingResponse)
+@router.get(
+    "/{job_id:hex32}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: event_stream(
+            "the job's status whenever it moves, then once at its end", "progress", "result"
+        ),
+        **_NOT_FOUND,
+    },
+)
 async def job_events(job_id: JobIdPath, jobs: JobsDep, _: CanRead) -> StreamingResponse:
     """``progress`` events (the job's status) whenever its counts move, then one ``result``
     event when it completes or is cancelled; ``error`` (problem+json) if it cannot be read."""
@@ -137,16 +152,29 @@ async def job_events(job_id: JobIdPath, jobs: JobsDep, _: CanRead) -> StreamingR
     return StreamingResponse(_events(jobs, first), media_type=EVENT_STREAM)
 
 
-@router.get("/{job_id}/export", response_class=StreamingResponse)
+@router.get(
+    "/{job_id:hex32}/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "the export: COCO or Label Studio JSON, or JSON lines",
+            "content": {
+                media_type: {"schema": {"type": "string", "format": "binary"}}
+                for media_type in sorted(set(MEDIA_TYPES.values()))
+            },
+        },
+        **_NOT_FOUND,
+    },
+)
 async def export_job(
     job_id: JobIdPath,
     jobs: JobsDep,
     _: CanRead,
     format: Annotated[ExportFormat, Query(description="coco, jsonl or labelstudio")] = "jsonl",
-    offset: Annotated[int, Query(ge=0, description="first item of the page")] = 0,
-    limit: Annotated[int | None, Query(ge=1, description="items in the page (all if none)")] = (
-        None
-    ),
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="first item of the page")] = 0,
+    limit: Annotated[
+        int | None, Query(ge=1, le=MAX_OFFSET, description="items in the page (all if none)")
+    ] = None,
 ) -> StreamingResponse:
     job = await run_in_threadpool(jobs.store.get, job_id)
     lines = export(format, job.spec, lambda: jobs.items(job_id, offset, limit))

@@ -9,16 +9,17 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from mmrag.api.deps import ServicesDep
+from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, problems
 from mmrag.api.schemas import SearchRequest, SearchResponse, SearchResult
 from mmrag.api.security import CanRead
 from mmrag.errors import InvalidInput, TooLarge
 from mmrag.retrieval.search import SearchQuery
 from mmrag.retrieval.store import Filter
 
-router = APIRouter(prefix="/v1/search", tags=["search"])
+router = APIRouter(prefix="/v1/search", tags=["search"], responses=V1_PROBLEMS)
 
 
-@router.post("", response_model=SearchResponse)
+@router.post("", response_model=SearchResponse, responses={**BODY_PROBLEMS, **problems(404, 415)})
 async def search(body: SearchRequest, services: ServicesDep, _: CanRead) -> SearchResponse:
     image = None
     if body.image_b64 is not None:

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from mmrag.api.deps import ServicesDep
+from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, json_or_form_body, problems
 from mmrag.api.schemas import (
     BoxesResponse,
     CaptionRequest,
@@ -37,18 +38,21 @@ from mmrag.retrieval.items import IngestItem
 from mmrag.services import Services
 from mmrag.workers.protocol import BoxesOutput, ToolName
 
-router = APIRouter(prefix="/v1", tags=["tools"])
+router = APIRouter(prefix="/v1", tags=["tools"], responses=V1_PROBLEMS)
 
 R = TypeVar("R", bound=OneImageRequest)
 _LIST_FIELDS = ("phrases", "labels")
 _FORM_LIMITS = {"max_files": 1, "max_fields": 128}
 
-_BODY_DOC: dict[int | str, dict[str, Any]] = {
-    503: {"description": "no worker can run the tool now; retry after the Retry-After header"}
-}
+_PROBLEMS = {**BODY_PROBLEMS, **problems(404, 415)}
 
 
-@router.post("/caption", response_model=CaptionResponse, responses=_BODY_DOC)
+@router.post(
+    "/caption",
+    response_model=CaptionResponse,
+    responses=_PROBLEMS,
+    openapi_extra=json_or_form_body(CaptionRequest, "image_id"),
+)
 async def caption(request: Request, services: ServicesDep, key: CanRead) -> CaptionResponse:
     body, image_id, spec = await _tool_request(request, "caption", CaptionRequest, services, key)
     started = time.perf_counter()
@@ -58,7 +62,12 @@ async def caption(request: Request, services: ServicesDep, key: CanRead) -> Capt
     )
 
 
-@router.post("/vqa", response_model=VqaResponse, responses=_BODY_DOC)
+@router.post(
+    "/vqa",
+    response_model=VqaResponse,
+    responses=_PROBLEMS,
+    openapi_extra=json_or_form_body(VqaRequest, "image_id"),
+)
 async def vqa(request: Request, services: ServicesDep, key: CanRead) -> VqaResponse:
     body, image_id, spec = await _tool_request(request, "vqa", VqaRequest, services, key)
     started = time.perf_counter()
@@ -72,7 +81,12 @@ async def vqa(request: Request, services: ServicesDep, key: CanRead) -> VqaRespo
     )
 
 
-@router.post("/ground", response_model=BoxesResponse, responses=_BODY_DOC)
+@router.post(
+    "/ground",
+    response_model=BoxesResponse,
+    responses=_PROBLEMS,
+    openapi_extra=json_or_form_body(GroundRequest, "image_id"),
+)
 async def ground(request: Request, services: ServicesDep, key: CanRead) -> BoxesResponse:
     body, image_id, spec = await _tool_request(request, "ground", GroundRequest, services, key)
     started = time.perf_counter()
@@ -80,7 +94,12 @@ async def ground(request: Request, services: ServicesDep, key: CanRead) -> Boxes
     return await _boxes(services, image_id, spec, started, body.phrases, found)
 
 
-@router.post("/detect", response_model=BoxesResponse, responses=_BODY_DOC)
+@router.post(
+    "/detect",
+    response_model=BoxesResponse,
+    responses=_PROBLEMS,
+    openapi_extra=json_or_form_body(DetectRequest, "image_id"),
+)
 async def detect(request: Request, services: ServicesDep, key: CanRead) -> BoxesResponse:
     body, image_id, spec = await _tool_request(request, "detect", DetectRequest, services, key)
     started = time.perf_counter()

@@ -21,6 +21,7 @@ from starlette.types import Scope
 
 from mmrag import __version__
 from mmrag.api.deps import SettingsDep
+from mmrag.api.openapi import problems
 from mmrag.api.security import identify
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
@@ -60,7 +61,7 @@ async def page() -> FileResponse:
 @router.get(
     "/web/config.json",
     response_model=WebConfig,
-    responses={401: {"description": "the presented API key is unknown"}},
+    responses=problems(401),
 )
 async def web_config(
     settings: SettingsDep,

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from mmrag.errors import MmragError
-from mmrag.services import Services
+from mmrag.workers.jobs.ports import JobServices
 from mmrag.workers.jobs.processing import BatchProcessor
 from mmrag.workers.jobs.records import ItemRecord, JobRecord, JobState
 from mmrag.workers.jobs.store import JobStore
@@ -46,7 +46,7 @@ _SAVE_ATTEMPTS = 60  # a store away for a minute: the lease runs out, the items 
 
 class JobDriver:
     def __init__(
-        self, services: Services, store: JobStore, on_end: Callable[[str], None] | None = None
+        self, services: JobServices, store: JobStore, on_end: Callable[[str], None] | None = None
     ) -> None:
         self.services = services
         self.store = store

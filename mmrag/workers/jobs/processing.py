@@ -26,8 +26,8 @@ from typing import Any
 
 from mmrag.errors import BackendDown, MmragError, NotFound, SourceUnreachable, Unavailable
 from mmrag.retrieval.annotations import count_key, normalise_label
-from mmrag.services import Services
 from mmrag.workers.client import ImageRequest
+from mmrag.workers.jobs.ports import JobServices
 from mmrag.workers.jobs.records import ItemRecord, JobRecord
 from mmrag.workers.jobs.sources import ingest_item
 from mmrag.workers.jobs.spec import AskTask, CaptionTask, DetectTask, GroundTask, JobTask
@@ -70,7 +70,7 @@ class BatchOutcome:
 
 class BatchProcessor:
     def __init__(
-        self, services: Services, store: JobStore, clock: Callable[[], float] = time.time
+        self, services: JobServices, store: JobStore, clock: Callable[[], float] = time.time
     ) -> None:
         self.services = services
         self.store = store

@@ -29,6 +29,8 @@ class JobRecord(BaseModel):
     state: JobState = "queued"
     started: float | None = None
     finished: float | None = None
+    # Who started it, when a tenant did (retrieval/tenants.py): only that tenant sees it.
+    tenant: str | None = None
 
 
 class ItemRecord(BaseModel):

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from mmrag.errors import InvalidInput
-from mmrag.services import Services
+from mmrag.errors import InvalidInput, NotFound
 from mmrag.workers.jobs.archive import forget_archive
 from mmrag.workers.jobs.driver import JobDriver
+from mmrag.workers.jobs.ports import JobServices
 from mmrag.workers.jobs.records import UNFINISHED, ItemRecord, ItemState, JobRecord, JobState
 from mmrag.workers.jobs.sources import check_webhook, list_keys
 from mmrag.workers.jobs.spec import ArchiveSource, JobSpec
@@ -43,7 +43,7 @@ class JobStatus(BaseModel):
 
 
 class JobService:
-    def __init__(self, services: Services, store: JobStore) -> None:
+    def __init__(self, services: JobServices, store: JobStore) -> None:
         self.services = services
         self.store = store
         self.driver = JobDriver(services, store, self._job_ended)
@@ -67,7 +67,7 @@ class JobService:
                 log.warning("job %s: cannot delete its archive: %s", job_id, error)
 
     @classmethod
-    def open(cls, services: Services) -> JobService:
+    def open(cls, services: JobServices) -> JobService:
         return cls(services, open_job_store(services.settings))
 
     def start(self, only: str | None = None) -> None:
@@ -78,9 +78,12 @@ class JobService:
         self.driver.stop()
         self.store.close()
 
-    def submit(self, spec: JobSpec, archive: Path | None = None) -> JobRecord:
-        """Check the source, list its items and queue the job; the job id at once."""
-        job = JobRecord(spec=spec, total=0)
+    def submit(
+        self, spec: JobSpec, archive: Path | None = None, tenant: str | None = None
+    ) -> JobRecord:
+        """Check the source, list its items and queue the job; the job id at once. A
+        ``tenant``'s job is seen only by that tenant."""
+        job = JobRecord(spec=spec, total=0, tenant=tenant)
         check_webhook(spec.options.webhook)
         self._check_models(spec)
         if isinstance(spec.source, ArchiveSource):
@@ -110,8 +113,12 @@ class JobService:
             elif name in ("detect", "ground"):
                 self.services.tools.model_for(name, models.grounding)
 
-    def status(self, job_id: str) -> JobStatus:
+    def status(self, job_id: str, tenant: str | None = None) -> JobStatus:
+        """The job's status; with a ``tenant``, only for a job that tenant started (another
+        one's is as unknown as a job that never was)."""
         job = self.store.get(job_id)
+        if tenant is not None and job.tenant != tenant:
+            raise NotFound(f"no job with id {job_id}")
         counts = self.store.counts(job_id)
         settled = counts["done"] + counts["failed"] + counts["skipped"]
         rate = eta = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmrag.config import Settings
-from mmrag.errors import InvalidInput, TooLarge
+from mmrag.errors import InvalidInput, NotFound, TooLarge
 from mmrag.retrieval.items import IngestItem
 from mmrag.retrieval.sources import ServerPaths, UrlFetcher, parse_url
 from mmrag.retrieval.store import VectorStore
@@ -42,6 +42,12 @@ def list_keys(source: JobSource, settings: Settings, store: VectorStore) -> list
             for url in urls:
                 parse_url(url)  # malformed, not http(s), credentials: refused now
             keys = list(dict.fromkeys(urls))
+        case IndexedSource(ids=list() as ids):
+            held = store.existing(ids)
+            missing = [image_id for image_id in ids if image_id not in held]
+            if missing:
+                raise NotFound(f"no image with id {missing[0]}")
+            keys = list(dict.fromkeys(ids))
         case IndexedSource(filter=search_filter):
             condition = search_filter.to_store_filter() if search_filter else None
             keys = []

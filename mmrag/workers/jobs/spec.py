@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from mmrag.retrieval.filters import SearchFilter
 from mmrag.workers.protocol import MAX_PHRASE_CHARS, MAX_PHRASES, MAX_QUESTION_CHARS
@@ -50,10 +57,20 @@ class UrlsSource(_Strict):
 
 
 class IndexedSource(_Strict):
-    """Images already in the index, selected by a search filter (none: every image)."""
+    """Images already in the index, selected by a search filter (none: every image) or
+    listed by id (the Slack bot's jobs: the images it just indexed for a workspace)."""
 
     kind: Literal["indexed"]
     filter: SearchFilter | None = None
+    ids: list[Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]] | None = Field(
+        None, min_length=1, max_length=MAX_JOB_ITEMS
+    )
+
+    @model_validator(mode="after")
+    def _filter_or_ids(self) -> IndexedSource:
+        if self.filter is not None and self.ids is not None:
+            raise ValueError("give a filter or ids, not both")
+        return self
 
 
 class ArchiveSource(_Strict):
