@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 from os import PathLike
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Header
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from starlette.staticfiles import StaticFiles
@@ -63,14 +62,13 @@ async def page() -> FileResponse:
     response_model=WebConfig,
     responses=problems(401),
 )
-async def web_config(
-    settings: SettingsDep,
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
-) -> WebConfig:
+async def web_config(request: Request, settings: SettingsDep) -> WebConfig:
     """What the web page needs before it calls the API. With a key presented it also says
     the key's scopes, so the page can disable what the key may not do (an unknown key: 401)."""
-    key = identify(settings, authorization, x_api_key)
+    # The key headers are read here, not declared as parameters: optional text cannot fail
+    # validation, and declared ones would put a 422 the route never sends in the document.
+    headers = request.headers
+    key = identify(settings, headers.get("authorization"), headers.get("x-api-key"))
     limits = settings.limits
     return WebConfig(
         version=__version__,
