@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp
 
 from mmrag import __version__
 from mmrag.api import openapi, problems
 from mmrag.api.body_limit import BodySizeLimit
 from mmrag.api.metrics import Metrics
-from mmrag.api.routes import agent, health, images, jobs, search, slack, tools
+from mmrag.api.routes import agent, health, images, jobs, search, slack, tools, web
+from mmrag.api.security_headers import SecurityHeaders
 from mmrag.config import Settings
 from mmrag.errors import MmragError
 from mmrag.retrieval.samples import seed_sample_gallery
@@ -37,6 +39,13 @@ def _prepare_search(services: Services) -> None:
         seed_sample_gallery(
             services.settings.data_dir, services.settings.samples.shapes, services.ingest
         )
+
+
+class _App(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside even Starlette's ServerErrorMiddleware (which add_middleware cannot reach),
+        # so every response carries the security headers, a 500 included.
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -69,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await run_in_threadpool(services.close)
 
-    app = FastAPI(
+    app = _App(
         title="mmrag",
         version=__version__,
         summary="Search and question your images",
@@ -90,4 +99,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(agent.router)
     app.include_router(jobs.router)
     app.include_router(slack.router)
+    web.install(app)
     return app

@@ -47,6 +47,12 @@ class SourcePublic(BaseModel):
     uri: str
 
 
+class StoredBox(BoxOutput):
+    """A box a grounding or detection run found, as written back into the index."""
+
+    model: str = ""
+
+
 class ImagePublic(BaseModel):
     """An indexed image as callers see it."""
 
@@ -61,6 +67,10 @@ class ImagePublic(BaseModel):
     caption: str = ""
     captions: list[str] = []
     labels: list[str] = []
+    # What grounding and detection runs found (pixels of the original) and how many of each
+    # asked label: the web page draws them over the image.
+    boxes: list[StoredBox] = []
+    counts: dict[str, int] = {}
     metadata: dict[str, Any] = {}
     content_url: str
     thumbnail_url: str

@@ -25,6 +25,20 @@ def _presented_key(authorization: str | None, x_api_key: str | None) -> str | No
     return None
 
 
+def identify(settings: Settings, authorization: str | None, x_api_key: str | None) -> ApiKey | None:
+    """The configured key the caller presented; None when none was presented (or auth is off).
+    An unknown key is refused."""
+    if not settings.auth.enabled:
+        return None
+    presented = _presented_key(authorization, x_api_key)
+    if presented is None:
+        return None
+    key = settings.auth.find(presented)
+    if key is None:
+        raise Unauthorized("unknown API key")
+    return key
+
+
 def require(scope: Scope) -> Callable[..., ApiKey | None]:
     """A dependency that admits a caller whose key has ``scope`` (or ``admin``)."""
 
@@ -36,12 +50,9 @@ def require(scope: Scope) -> Callable[..., ApiKey | None]:
         settings: Settings = request.app.state.settings
         if not settings.auth.enabled:
             return None
-        presented = _presented_key(authorization, x_api_key)
-        if presented is None:
-            raise Unauthorized("an API key is required (Authorization: Bearer <key>)")
-        key = settings.auth.find(presented)
+        key = identify(settings, authorization, x_api_key)
         if key is None:
-            raise Unauthorized("unknown API key")
+            raise Unauthorized("an API key is required (Authorization: Bearer <key>)")
         if scope not in key.scopes and "admin" not in key.scopes:
             raise Forbidden(f"API key {key.name!r} lacks the {scope!r} scope")
         return key
