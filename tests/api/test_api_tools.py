@@ -73,6 +73,13 @@ def test_bad_bodies_are_refused(tools_api: httpx.Client) -> None:
     )
     assert_problem(tools_api.post("/v1/caption", json=[1, 2]), 422, "JSON object")
     assert_problem(
+        tools_api.post(
+            "/v1/ground", content=b"\xaa\xff[", headers={"content-type": "application/json"}
+        ),
+        422,
+        "not UTF-8",
+    )
+    assert_problem(
         tools_api.post("/v1/caption", content=b"hi", headers={"content-type": "text/plain"}),
         422,
         "multipart",

@@ -134,6 +134,9 @@ async def _tool_request(
             fields = json.loads(raw) if raw else {}
         except json.JSONDecodeError as error:
             raise InvalidInput(f"the body is not valid JSON: {error.msg} at {error.pos}") from None
+        except UnicodeDecodeError:
+            # json.loads decodes bytes first: a body that is not UTF-8 fails there.
+            raise InvalidInput("the body is not valid JSON: it is not UTF-8 text") from None
         if not isinstance(fields, dict):
             raise InvalidInput("the body must be a JSON object")
     else:
