@@ -1,9 +1,13 @@
 # The two commands the README opens with: `make run` and `make test`.
-.PHONY: setup lock run test lint fixtures bench
+.PHONY: setup test-deps lock run test lint fixtures bench
 
 # .venv from requirements.lock alone: every distribution at its locked version and hash.
 setup:
 	./scripts/setup.sh
+
+# Redis and chromium for the tests (Debian packages); the service needs neither.
+test-deps:
+	./scripts/test_deps.sh
 
 # Re-resolve requirements.lock to the newest versions pyproject.toml allows, then install it.
 lock:
@@ -24,7 +28,7 @@ lint: setup
 fixtures: setup
 	.venv/bin/python -m mmrag.models.fixtures --build-only
 
-test: lint fixtures
+test: lint test-deps fixtures
 	.venv/bin/python -m pytest
 
 # One after another (they would skew each other), each writing its JSON to bench/results/.

@@ -21,18 +21,3 @@ if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -
   .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
   touch "$stamp"
 fi
-# The distributed-mode tests start their own Redis, the web page tests drive Debian's chromium
-# (through PyPI's playwright, never `playwright install`); the service itself needs neither.
-missing=()
-command -v redis-server >/dev/null || missing+=(redis-server)
-command -v chromium >/dev/null || missing+=(chromium)
-if [ ${#missing[@]} -gt 0 ]; then
-  if command -v apt-get >/dev/null; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    echo "setup: install ${missing[*]} for the tests (Debian: apt-get install ${missing[*]})" >&2
-  fi
-fi

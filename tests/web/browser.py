@@ -39,7 +39,7 @@ def chromium_path() -> str | None:
 def missing(reason: str) -> None:
     """Skip where no browser is installed; under CI the browser tests must run, so fail."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason}: CI must run the browser tests (scripts/setup.sh installs it)")
+        pytest.fail(f"{reason}: CI must run the browser tests (make test installs it)")
     pytest.skip(reason)
 
 

@@ -5,7 +5,7 @@ let apiKey = null; // memory only: never in a URL, localStorage or sessionStorag
 
 export function setKey(key) {
   apiKey = key || null;
-  for (const url of blobUrls.values()) URL.revokeObjectURL(url);
+  for (const url of blobUrls.values()) url.then(URL.revokeObjectURL, () => {});
   blobUrls.clear();
 }
 
@@ -99,18 +99,26 @@ export async function readEvents(response, onEvent) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true }).replaceAll("\r\n", "\n");
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      dispatch(block, onEvent);
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      buffer += done ? decoder.decode() : decoder.decode(value, { stream: true });
+      // Line ends may be CRLF, CR or LF; a CR at a chunk's end waits for what follows it.
+      const held = !done && buffer.endsWith("\r") ? "\r" : "";
+      buffer = buffer.slice(0, buffer.length - held.length).replace(/\r\n?/g, "\n") + held;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        dispatch(block, onEvent);
+      }
+      if (done) break;
     }
+    if (buffer.trim()) dispatch(buffer, onEvent);
+  } finally {
+    // A listener that throws (an error event) or a stream given up must not stay open.
+    reader.cancel().catch(() => {});
   }
-  if (buffer.trim()) dispatch(buffer, onEvent);
 }
 
 function dispatch(block, onEvent) {
@@ -127,16 +135,26 @@ function dispatch(block, onEvent) {
 // -- images --------------------------------------------------------------------------------
 // Without auth an <img> loads the URL itself (the browser caches it: ids are content ids).
 // With auth an <img src> cannot carry the key, so the bytes are fetched with it and shown
-// through a blob: URL, kept per path for the page's life.
-const blobUrls = new Map();
+// through a blob: URL, kept per path (one fetch even when two views ask at once), the
+// oldest let go past a cap so a long session of scrolling does not hold every image.
+const blobUrls = new Map(); // path -> Promise of a blob: URL, oldest first
+const MAX_BLOBS = 400;
 
-export async function imageSrc(path) {
-  if (!apiKey) return path;
-  const known = blobUrls.get(path);
-  if (known) return known;
-  const response = await request(path);
-  const url = URL.createObjectURL(await response.blob());
+export function imageSrc(path) {
+  if (!apiKey) return Promise.resolve(path);
+  let url = blobUrls.get(path);
+  if (url) {
+    blobUrls.delete(path); // most recently used goes last
+  } else {
+    url = request(path).then(async (response) => URL.createObjectURL(await response.blob()));
+    url.catch(() => blobUrls.delete(path)); // a failure is tried again next time
+  }
   blobUrls.set(path, url);
+  while (blobUrls.size > MAX_BLOBS) {
+    const [oldest, stale] = blobUrls.entries().next().value;
+    blobUrls.delete(oldest);
+    stale.then(URL.revokeObjectURL, () => {});
+  }
   return url;
 }
 

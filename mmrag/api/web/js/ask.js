@@ -13,6 +13,7 @@ const CITATION = /\[([0-9a-f]{32})\]/g;
 
 let conversation = load();
 let running = false;
+let streaming = null; // the AbortController of the answer being read, if any
 let about = null; // the image the next question is about ({id, caption}), or the collection
 
 function load() {
@@ -47,12 +48,17 @@ export function setUpAsk() {
     setAbout(null);
     input.focus();
   });
-  byId("ask-new").addEventListener("click", () => {
+  const startOver = () => {
+    streaming?.abort(); // the old answer must not land in the new conversation
     conversation = { threadId: null, turns: [] };
     save();
     byId("chat").replaceChildren();
+  };
+  byId("ask-new").addEventListener("click", () => {
+    startOver();
     input.focus();
   });
+  document.addEventListener("mmrag:signed-out", startOver);
   for (const turn of conversation.turns) {
     const view = turnView(turn.question, turn.about);
     renderAnswer(view, turn.result);
@@ -81,13 +87,21 @@ async function ask(question) {
   byId("ask-text").value = "";
   const view = turnView(question, about);
   view.node.scrollIntoView({ block: "nearest" });
+  const asked = conversation;
+  const controller = new AbortController();
+  streaming = controller;
   try {
     const body = { question, stream: true };
     if (conversation.threadId) body.thread_id = conversation.threadId;
     if (about) body.image_id = about.id;
     const response = await busy(
       view.status,
-      request("/v1/ask", { method: "POST", json: body, accept: "text/event-stream" }),
+      request("/v1/ask", {
+        method: "POST",
+        json: body,
+        accept: "text/event-stream",
+        signal: controller.signal,
+      }),
       "Planning…",
     );
     let result = null;
@@ -106,6 +120,7 @@ async function ask(question) {
         else if (name === "error") throw problemError(data);
       }),
     );
+    if (asked !== conversation) return; // a new conversation started meanwhile
     if (!result) throw new Error("The answer stream ended early.");
     conversation.threadId = result.thread_id;
     conversation.turns.push({ question, about, result: keep(result) });
@@ -113,8 +128,10 @@ async function ask(question) {
     renderAnswer(view, result);
     setAbout(null); // follow-ups go on in the thread, which knows the image
   } catch (error) {
+    if (error.name === "AbortError") return;
     say(view.status, error.detail || String(error.message || error), true);
   } finally {
+    if (streaming === controller) streaming = null;
     running = false;
     submit.disabled = false;
     byId("ask-text").focus();

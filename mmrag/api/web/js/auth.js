@@ -105,6 +105,9 @@ function render(changed) {
       text: "Forget key",
       onclick: () => {
         setKey(null);
+        // What that key's holder asked and started is not left for the next person here.
+        sessionStorage.removeItem("mmrag.job");
+        document.dispatchEvent(new Event("mmrag:signed-out"));
         config = { ...config, key: null };
         render(changed);
         ask(changed);

@@ -55,11 +55,15 @@ export function say(node, message, error = false) {
   node.classList.toggle("error", error);
 }
 
+const busyWith = new WeakMap(); // node -> the latest wait shown on it
+
 /**
  * Runs `work` (a promise or a function returning one) with `node` marked busy; the spinner
  * appears only when the wait passes 200 ms, so quick answers do not flicker.
  */
 export async function busy(node, work, message = "") {
+  const wait = {};
+  busyWith.set(node, wait);
   const timer = setTimeout(() => {
     node.classList.add("loading");
     if (message) node.textContent = message;
@@ -69,8 +73,11 @@ export async function busy(node, work, message = "") {
     return await (typeof work === "function" ? work() : work);
   } finally {
     clearTimeout(timer);
-    node.classList.remove("loading");
-    node.removeAttribute("aria-busy");
+    // A newer wait on the same node (a search that replaced this one) keeps its spinner.
+    if (busyWith.get(node) === wait) {
+      node.classList.remove("loading");
+      node.removeAttribute("aria-busy");
+    }
   }
 }
 

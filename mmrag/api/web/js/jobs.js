@@ -43,7 +43,8 @@ export function refreshJobs() {
 
 /** Why these files may not be sent, or null: checked here, before a byte leaves. */
 function refusal(images, archives) {
-  const limits = currentConfig().limits;
+  const limits = currentConfig()?.limits;
+  if (!limits) return "The page is still loading its settings; try again in a moment.";
   if (archives.length > 1) return "Choose one archive at a time.";
   if (images.length > limits.max_upload_files) {
     return `${images.length} images chosen; one upload takes at most ${limits.max_upload_files}.`;

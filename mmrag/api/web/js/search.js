@@ -15,6 +15,7 @@ const state = {
   loading: false,
   image: null, // {name, b64, previewUrl} of a dropped or chosen image
   generation: 0, // a newer search makes older answers stale
+  controller: null, // aborts the page still loading when a new search starts
 };
 
 export function setUpSearch(showPanel) {
@@ -73,7 +74,11 @@ export function setUpSearch(showPanel) {
 }
 
 function useImage(file) {
-  const limit = currentConfig().limits.max_image_bytes;
+  const limit = currentConfig()?.limits.max_image_bytes;
+  if (limit === undefined) {
+    say(byId("search-status"), "The page is still loading its settings; try again in a moment.", true);
+    return;
+  }
   if (file.size > limit) {
     say(byId("search-status"), `${file.name} is larger than ${bytes(limit)}, the most an image may be.`, true);
     return;
@@ -149,6 +154,7 @@ export function runSearch(given = null, describing = null) {
   state.offset = 0;
   state.exhausted = false;
   state.generation += 1; // a page of the last search still loading is dropped when it comes
+  state.controller?.abort(); // and its request (and its spinner) stop now
   state.loading = false;
   state.describing = describing || (state.image ? `images like ${state.image.name}` : `“${text}”`);
   clear(byId("results"));
@@ -165,7 +171,9 @@ async function nextPage() {
   status.classList.remove("error");
   try {
     const body = { ...state.query, limit: PAGE, offset: state.offset };
-    const found = await busy(status, postJson("/v1/search", body), "Searching…");
+    state.controller = new AbortController();
+    const signal = state.controller.signal;
+    const found = await busy(status, postJson("/v1/search", body, { signal }), "Searching…");
     if (generation !== state.generation) return;
     state.offset += found.results.length;
     state.exhausted = found.results.length < PAGE;
