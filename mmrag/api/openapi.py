@@ -120,9 +120,8 @@ def json_or_form_body(model: type[BaseModel], file_replaces: str) -> dict[str, A
     """``openapi_extra`` for a route that takes ``model`` as JSON, or as a multipart form with
     the same fields where an uploaded ``file`` takes the place of the ``file_replaces`` field.
     The two are the components ``<model>`` and ``<model>Form``."""
-    schema_ref(model)  # nested schemas join the components
     schema = model.model_json_schema(ref_template=_REF)
-    schema.pop("$defs", None)
+    _EXTRA_SCHEMAS.update(schema.pop("$defs", {}))  # nested schemas join the components
     fields = {name: spec for name, spec in schema["properties"].items() if name != file_replaces}
     required = [name for name in schema.get("required", []) if name in fields]
     # In JSON the replaced field is required and not null.
@@ -174,7 +173,6 @@ def install(app: FastAPI, settings: Settings) -> None:
                 model_schema = model.model_json_schema(ref_template=_REF)
                 components.update(model_schema.pop("$defs", {}))
                 components[model.__name__] = model_schema
-            # After the models: a JSON variant replaces its model's own schema.
             components.update(copy.deepcopy(_EXTRA_SCHEMAS))
             _state_settings(components, settings)
             app.openapi_schema = schema

@@ -7,26 +7,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from mmrag.retrieval.filters import SearchFilter
+from mmrag.api.path_ids import HEX_ID_PATTERN
+from mmrag.retrieval.filters import SearchFilter, not_a_bool
 from mmrag.retrieval.items import METADATA_KEY_PATTERN
 from mmrag.retrieval.search import SearchTarget
 from mmrag.retrieval.store import Hit
 from mmrag.workers.protocol import MAX_PHRASE_CHARS, MAX_PHRASES, MAX_QUESTION_CHARS, BoxOutput
 
 ImageId = str
-IMAGE_ID_PATTERN = r"^[0-9a-f]{32}$"
+IMAGE_ID_PATTERN = HEX_ID_PATTERN
 # Text that must say something: not empty, not only spaces.
 NOT_BLANK = r"\S"
-
-
-def _not_a_bool(value: object) -> object:
-    # Pydantic's lax mode reads true as 1; JSON says a boolean is not a number.
-    if isinstance(value, bool):
-        raise ValueError("expected a whole number, got a boolean")
-    return value
-
-
-Integer = Annotated[int, BeforeValidator(_not_a_bool)]
+Integer = Annotated[int, BeforeValidator(not_a_bool)]
 Phrase = Annotated[str, Field(min_length=1, max_length=MAX_PHRASE_CHARS, pattern=NOT_BLANK)]
 
 

@@ -40,6 +40,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def not_a_bool(value: object) -> object:
+    """For a before-validator on a number: Pydantic's lax mode reads true as 1, but in JSON a
+    boolean is not a number, so it is refused."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    return value
+
+
 def _one_end_at_least(schema: dict[str, Any]) -> None:
     # At least one end given, and not as null.
     schema["anyOf"] = [
@@ -56,13 +64,7 @@ class Bounds(_Strict, Generic[B]):
     gte: B | None = None
     lte: B | None = None
 
-    @field_validator("gte", "lte", mode="before")
-    @classmethod
-    def _not_a_bool(cls, value: object) -> object:
-        # Pydantic would read true as 1: a bound that is a boolean is a mistake, not a number.
-        if isinstance(value, bool):
-            raise ValueError("a bound is a number or a date, not a boolean")
-        return value
+    _bounds_are_not_bools = field_validator("gte", "lte", mode="before")(not_a_bool)
 
     @model_validator(mode="after")
     def _ordered(self) -> Bounds[B]:
