@@ -340,7 +340,10 @@ app.add_typer(eval_app, name="eval")
 def eval_routing(
     split: Annotated[
         str,
-        typer.Option(help="test (held out) | train | all | cv (5 folds over train, local planner)"),
+        typer.Option(
+            help="test (held out) | fresh (held out, for the adaptive agent) | train | all"
+            " | cv (5 folds over train, local planner)"
+        ),
     ] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
@@ -351,8 +354,8 @@ def eval_routing(
         from mmrag.agents.llm_planner import make_planner
         from mmrag.agents.routing_set import routing_set
 
-        if split not in ("test", "train", "all", "cv"):
-            raise InvalidInput(f"unknown split {split!r}: use test, train, all or cv")
+        if split not in ("test", "fresh", "train", "all", "cv"):
+            raise InvalidInput(f"unknown split {split!r}: use test, fresh, train, all or cv")
         if split == "cv":
             found = cross_validate([e for e in routing_set() if e.split == "train"])
         else:

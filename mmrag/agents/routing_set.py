@@ -5,6 +5,10 @@ set: the planner trains on it, and its cue words and rules were written by peopl
 read all of it, so only cross-validation over it says anything (and that optimistically).
 ``test`` (134 questions, ids ``t...`` and ``u...``) was written in review in two batches,
 each before the planner was run on it, and is never used to tune anything.
+``fresh`` (134 questions, ids ``v...``) was written for the adaptive agent (issue 14) before
+any change for it, in new wordings and with three-step chains (``retrieve>count>vqa``: the
+two photos with the most cars, then a question about each); the planner of the day scored it
+once when it was written (see tests/agents/test_local_planner.py). Never tuned on.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
+Split = Literal["train", "test", "fresh"]
+SPLITS: tuple[Split, ...] = ("train", "test", "fresh")
+
 
 @dataclass(frozen=True)
 class RoutingExample:
@@ -23,7 +30,7 @@ class RoutingExample:
     image: bool
     expected: str  # plan shape, "retrieve>vqa"
     lang: str
-    split: Literal["train", "test"]
+    split: Split
     previous: str | None = None  # the previous turn's plan shape, for follow-ups
 
 
@@ -33,5 +40,5 @@ def routing_set() -> tuple[RoutingExample, ...]:
     return tuple(RoutingExample(**json.loads(line)) for line in text.splitlines() if line)
 
 
-def split(name: Literal["train", "test"]) -> list[RoutingExample]:
+def split(name: Split) -> list[RoutingExample]:
     return [example for example in routing_set() if example.split == name]
