@@ -50,7 +50,8 @@ def test_region_search_ranks_by_best_region_and_names_it(store: VectorStore) -> 
         "score": 0.7,
         "match": pytest.approx(np.cos(np.radians(10)), abs=1e-4),
     }
-    assert hits[1].region is not None and hits[1].region["box"] == [1, 2, 3, 4]
+    assert hits[1].region is not None
+    assert hits[1].region["box"] == [1, 2, 3, 4]
     assert store.count_regions() == 2
 
 
@@ -87,13 +88,15 @@ def test_hybrid_with_regions_adds_a_weighted_third_arm(store: VectorStore) -> No
     empty = SparseVector([], [])
 
     plain = store.search_hybrid(axis(0), "image", empty, limit=2)
-    assert plain[0].image_id == iid(1) and plain[0].region is None
+    assert plain[0].image_id == iid(1)
+    assert plain[0].region is None
 
     fused = store.search_hybrid(axis(0), "image", empty, limit=2, region_weight=3.0)
     # Image 2 is second on images but first, weighted 3, on regions; image 1 has no regions.
     assert [hit.image_id for hit in fused] == [iid(2), iid(1)]
     assert fused[0].score > fused[1].score == pytest.approx(plain[0].score)
-    assert fused[0].region is not None and fused[0].region["label"] == "red circle"
+    assert fused[0].region is not None
+    assert fused[0].region["label"] == "red circle"
     with pytest.raises(InvalidInput, match="region weight"):
         store.search_hybrid(axis(0), "image", empty, limit=2, region_weight=-1)
 
@@ -125,7 +128,8 @@ def test_an_edge_shard_from_before_regions_is_migrated(tmp_path: Path) -> None:
     store = EdgeVectorStore(tmp_path, settings)
     try:
         store.ensure_collection(DIM)
-        assert paths.live() != generation and not generation.exists()
+        assert paths.live() != generation
+        assert not generation.exists()
         assert store.get([iid(1), iid(2)]) == {iid(1): {"n": 1}, iid(2): {"n": 2}}
         assert [h.image_id for h in store.search(axis(2), "image", 1)] == [iid(2)]
         store.set_regions(iid(1), np.stack([axis(5)]), [region("x", [0, 0, 2, 2])])
