@@ -158,6 +158,15 @@ class SearchRequest(_Strict):
     filter: SearchFilter | None = None
 
 
+class RegionMatch(BaseModel):
+    """The crop of the image that matched a region query best."""
+
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in pixels")
+    label: str = Field(description='what the box was found as ("grid" for a grid crop)')
+    score: float = Field(description="the detector's score of the box")
+    match: float = Field(description="cosine similarity of the query and the crop")
+
+
 class SearchResult(BaseModel):
     id: ImageId
     score: float
@@ -169,6 +178,9 @@ class SearchResult(BaseModel):
     source: SourcePublic
     thumbnail_url: str
     content_url: str
+    region: RegionMatch | None = Field(
+        None, description="target region, or hybrid through its region arm: the crop matched"
+    )
 
     @classmethod
     def from_hit(cls, hit: Hit) -> SearchResult:
@@ -176,6 +188,7 @@ class SearchResult(BaseModel):
         return cls(
             id=hit.image_id,
             score=hit.score,
+            region=RegionMatch.model_validate(hit.region) if hit.region else None,
             caption=payload.get("caption", ""),
             labels=payload.get("labels", []),
             width=payload.get("width", 0),
