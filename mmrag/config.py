@@ -336,7 +336,7 @@ class RegionSettings(BaseModel):
     # before any detection ran (N*N more vectors an image).
     grid: int = Field(0, ge=0, le=8)
     # Weight of the region arm in hybrid fusion (dense image and BM25 weigh 1); 0: no arm.
-    fusion_weight: float = Field(1.0, ge=0, le=10)
+    fusion_weight: float = Field(2.0, ge=0, le=10)
 
 
 class Settings(BaseSettings):
