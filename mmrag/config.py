@@ -328,7 +328,7 @@ class RegionSettings(BaseModel):
     """Region vectors: CLIP embeddings of crops of an image, searched with MaxSim."""
 
     enabled: bool = True  # detection and grounding runs also index their boxes' crops
-    min_score: float = Field(0.3, ge=0, le=1)  # boxes below this detector score are not cropped
+    min_score: float = Field(0.2, ge=0, le=1)  # boxes below this detector score are not cropped
     margin: float = Field(0.15, ge=0, le=1)  # context around a box, as a fraction of its side
     max_per_image: int = Field(32, ge=1, le=256)  # the best-scoring boxes, when there are more
     min_side_px: int = Field(2, ge=1, le=256)  # smaller crops say nothing and are skipped
