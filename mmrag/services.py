@@ -131,7 +131,18 @@ class Services:
             report = self.pipeline().run(items, progress)
         if report.indexed:
             self.indexer.notify_write(len(report.indexed))
+            if self.settings.regions.grid:
+                self._grid_regions(report.indexed)
         return report
+
+    def _grid_regions(self, image_ids: list[str]) -> None:
+        """Grid crops of new images (``regions.grid``): region search before any detection.
+        The images are indexed already; a crop that fails is logged, not the ingest's."""
+        for image_id in image_ids:
+            try:
+                self.regions.index(image_id)
+            except MmragError as error:
+                log.warning("could not index the grid regions of %s: %s", image_id, error)
 
     def url_fetcher(self) -> UrlFetcher:
         """A fetcher for URL ingest; close it when the request is done."""

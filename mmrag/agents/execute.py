@@ -114,8 +114,13 @@ class StepRunner:
             regional = SearchQuery(
                 text=args.query, target=SearchTarget.REGION, limit=limit, filter=scope
             )
-            weight = self._services.settings.regions.fusion_weight
-            hits = merge_hits(hits, search.search(regional).hits, limit, weight)
+            regions = self._services.settings.regions
+            # Only crops that match: with few images indexed by region, the rest of the
+            # region ranking is whatever crops exist, not evidence.
+            strong = [
+                hit for hit in search.search(regional).hits if hit.score >= regions.strong_match
+            ]
+            hits = merge_hits(hits, strong, limit, regions.fusion_weight)
         outputs = []
         for hit in hits:
             output: Output = {
