@@ -9,6 +9,7 @@ from jobs.conftest import services_of, write_scenes
 from jobs.helpers import spec, wait_for
 
 from mmrag.config import Settings
+from mmrag.retrieval.items import IngestItem
 from mmrag.services import Services
 from mmrag.workers.jobs.service import JobService
 
@@ -21,14 +22,6 @@ def open_jobs(settings: Settings, **regions: object) -> tuple[Services, JobServi
     service = JobService.open(services)
     service.start()
     return services, service
-
-
-@pytest.fixture
-def grid_jobs(model_settings: Settings) -> Iterator[JobService]:
-    services, service = open_jobs(model_settings, grid=2)
-    yield service
-    service.close()
-    services.close()
 
 
 @pytest.fixture
@@ -70,29 +63,37 @@ def test_detect_then_regions_stores_a_region_per_box(any_score_jobs: JobService)
     assert services.store.count_regions() == with_boxes
 
 
-def test_a_regions_job_gives_grid_crops_and_skips_what_is_done(grid_jobs: JobService) -> None:
-    jobs = grid_jobs
-    root = jobs.services.settings.allowed_roots[0]
-    write_scenes(root / "shots", 4)
-    ingest = jobs.submit(spec({"kind": "paths", "paths": [str(root / "shots")]}, {"task": "embed"}))
-    wait_for(jobs, ingest.id, {"completed"})
-    services = services_of(jobs)
-    assert services.store.count_regions() == 0
+def test_a_regions_job_gives_grid_crops_and_skips_what_is_done(model_settings: Settings) -> None:
+    # Images indexed before grid crops were turned on have no regions...
+    root = model_settings.allowed_roots[0]
+    paths = write_scenes(root / "shots", 4)
+    before = Services.open(model_settings)
+    try:
+        before.ingest([IngestItem.upload(path.read_bytes(), path.name) for path in paths])
+    finally:
+        before.close()
+    services, jobs = open_jobs(model_settings, grid=2)
+    try:
+        assert services.store.count_regions() == 0
+        # ...until a regions job gives them their grid.
+        first = jobs.submit(spec({"kind": "indexed"}, {"task": "regions"}))
+        status = wait_for(jobs, first.id, {"completed"})
+        assert status.counts["done"] == 4, status.counts
+        assert services.store.count_regions() == 4
+        for item in jobs.items(first.id):
+            assert item.result is not None
+            assert item.result["regions"] == {
+                "regions": 4,
+                "skipped_boxes": 0,
+                "capped_boxes": 0,
+                "grid": True,
+            }
+            regions = services.image(str(item.image_id))["regions"]
+            assert [region["label"] for region in regions] == ["grid"] * 4
 
-    first = jobs.submit(spec({"kind": "indexed"}, {"task": "regions"}))
-    status = wait_for(jobs, first.id, {"completed"})
-    assert status.counts["done"] == 4, status.counts
-    assert services.store.count_regions() == 4
-    for item in jobs.items(first.id):
-        assert item.result is not None
-        assert item.result["regions"] == {
-            "regions": 4,
-            "skipped_boxes": 0,
-            "capped_boxes": 0,
-            "grid": True,
-        }
-        assert [r["label"] for r in services.image(str(item.image_id))["regions"]] == ["grid"] * 4
-
-    again = jobs.submit(spec({"kind": "indexed"}, {"task": "regions"}))
-    status = wait_for(jobs, again.id, {"completed"})
-    assert status.counts["skipped"] == 4, status.counts
+        again = jobs.submit(spec({"kind": "indexed"}, {"task": "regions"}))
+        status = wait_for(jobs, again.id, {"completed"})
+        assert status.counts["skipped"] == 4, status.counts
+    finally:
+        jobs.close()
+        services.close()
