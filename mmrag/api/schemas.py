@@ -45,6 +45,14 @@ class StoredBox(BoxOutput):
     model: str = ""
 
 
+class StoredRegion(BaseModel):
+    """A crop of the image stored as one of its region vectors."""
+
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in pixels")
+    label: str = Field(description='what the box was found as ("grid" for a grid crop)')
+    score: float = Field(description="the detector's score of the box")
+
+
 class ImagePublic(BaseModel):
     """An indexed image as callers see it."""
 
@@ -63,6 +71,8 @@ class ImagePublic(BaseModel):
     # asked label: the web page draws them over the image.
     boxes: list[StoredBox] = []
     counts: dict[str, int] = {}
+    # The crops stored as its region vectors (boxes above the score floor, or a grid).
+    regions: list[StoredRegion] = []
     metadata: dict[str, Any] = {}
     content_url: str
     thumbnail_url: str
@@ -158,12 +168,9 @@ class SearchRequest(_Strict):
     filter: SearchFilter | None = None
 
 
-class RegionMatch(BaseModel):
+class RegionMatch(StoredRegion):
     """The crop of the image that matched a region query best."""
 
-    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in pixels")
-    label: str = Field(description='what the box was found as ("grid" for a grid crop)')
-    score: float = Field(description="the detector's score of the box")
     match: float = Field(description="cosine similarity of the query and the crop")
 
 

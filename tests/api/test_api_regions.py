@@ -81,6 +81,7 @@ def test_grounding_indexes_the_crop_and_region_search_finds_and_places_it(
     assert grounded.status_code == 200, grounded.text
     stored = client.get(f"/v1/images/{target_id}").json()
     assert stored["labels"] == [phrase]
+    assert [region["label"] for region in stored["regions"]] == [phrase]
 
     response = client.post(
         "/v1/search", json={"text": f"a {phrase}", "target": "region", "limit": 5}
