@@ -109,7 +109,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "region": recall(services.search, SearchTarget.REGION, queries, relevant),
         }
         for weight in args.weights:
-            fused = SearchService(services.embedder, services.store, settings.limits, weight)
+            fused = SearchService(
+                services.embedder, services.store, settings.limits, weight, args.min_match
+            )
             results[f"fused(w={weight:g})"] = recall(fused, SearchTarget.HYBRID, queries, relevant)
         best = max(
             (value for key, value in results.items() if key.startswith("fused")),
@@ -124,6 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "regions_per_image": round(regions / len(ids), 2),
             "min_score": args.min_score,
             "margin": args.margin,
+            "min_match": args.min_match,
             "results": results,
             "best_fused_minus_image_r1": round(best["recall@1"] - results["image"]["recall@1"], 1),
         }
@@ -140,6 +143,8 @@ def main() -> None:
     parser.add_argument("--boxes", choices=["detector", "truth"], default="detector")
     parser.add_argument("--min-score", type=float, default=0.2)
     parser.add_argument("--margin", type=float, default=0.15)
+    # The region arm's floor in fusion (regions.min_match); -1: none.
+    parser.add_argument("--min-match", type=float, default=0.2)
     parser.add_argument(
         "--weights", type=lambda text: [float(w) for w in text.split(",")], default=[1.0, 2.0, 4.0]
     )

@@ -337,6 +337,9 @@ class RegionSettings(BaseModel):
     grid: int = Field(0, ge=0, le=8)
     # Weight of the region arm in hybrid fusion (dense image and BM25 weigh 1); 0: no arm.
     fusion_weight: float = Field(2.0, ge=0, le=10)
+    # Hybrid's region arm holds only images whose best crop has at least this cosine with the
+    # query: with regions on a few images, crops of other things would otherwise rank there.
+    min_match: float = Field(0.2, ge=-1, le=1)
     # The agent's retrieve takes region hits whose crop's cosine with the query is at least
     # this, and cites such a crop's box without a grounding call when it was found as the
     # phrase grounded. A cosine scale is the embedder's own: tune it with the model.

@@ -61,7 +61,11 @@ class Services:
         # Fixture models a fresh machine lacks, trained in the background (offline profile).
         self.fixture_builds = FixtureBuilds(settings.models.cache_dir)
         self.search = SearchService(
-            self.embedder, store, settings.limits, settings.regions.fusion_weight
+            self.embedder,
+            store,
+            settings.limits,
+            settings.regions.fusion_weight,
+            settings.regions.min_match,
         )
         self.regions = RegionIndexer(store, blobs, self.embedder, settings.regions, settings.limits)
         self.indexer = IndexScheduler(store, settings.store.hnsw)

@@ -80,11 +80,13 @@ class SearchService:
         store: VectorStore,
         limits: LimitSettings,
         region_weight: float = 0.0,
+        region_floor: float | None = None,
     ) -> None:
         self._embedder = embedder  # resolved per call: the model loads on first use
         self._store = store
         self._limits = limits
         self._region_weight = region_weight
+        self._region_floor = region_floor
         self._regions_seen = False
         self._regions_checked = -math.inf
 
@@ -115,6 +117,7 @@ class SearchService:
                 query.offset,
                 store_filter,
                 region_weight=self._region_weight if self.has_regions() else 0.0,
+                region_floor=self._region_floor,
             )
         elif query.target == SearchTarget.REGION:
             if not self.has_regions():

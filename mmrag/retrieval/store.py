@@ -185,9 +185,11 @@ class VectorStore(Protocol):
         offset: int = 0,
         filter: Filter | None = None,
         region_weight: float = 0.0,
+        region_floor: float | None = None,
     ) -> list[Hit]:
         """Dense and sparse candidates fused with reciprocal rank fusion; a positive
-        ``region_weight`` adds the dense query's region matches as a third, weighted arm."""
+        ``region_weight`` adds the dense query's region matches as a third, weighted arm,
+        holding only images whose best crop scores at least ``region_floor``."""
         ...
 
     def set_regions(

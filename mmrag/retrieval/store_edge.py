@@ -301,6 +301,7 @@ class EdgeVectorStore(RecordReads):
         offset: int = 0,
         filter: Filter | None = None,
         region_weight: float = 0.0,
+        region_floor: float | None = None,
     ) -> list[Hit]:
         check_page(limit, offset)
         weights = fusion_weights(region_weight)
@@ -328,6 +329,7 @@ class EdgeVectorStore(RecordReads):
                     query=qe.Query.Nearest([dense_query], using=REGION_VECTOR),
                     filter=edge_filter,
                     params=self._search_params(),
+                    score_threshold=region_floor,
                 )
             )
         return self._query(

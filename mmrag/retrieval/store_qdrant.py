@@ -252,6 +252,7 @@ class QdrantServerStore(RecordReads):
         offset: int = 0,
         filter: Filter | None = None,
         region_weight: float = 0.0,
+        region_floor: float | None = None,
     ) -> list[Hit]:
         check_page(limit, offset)
         weights = fusion_weights(region_weight)
@@ -282,6 +283,7 @@ class QdrantServerStore(RecordReads):
                     limit=depth,
                     filter=query_filter,
                     params=self._search_params(),
+                    score_threshold=region_floor,
                 )
             )
             fusion = models.RrfQuery(rrf=models.Rrf(k=RRF_K, weights=weights))

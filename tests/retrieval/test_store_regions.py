@@ -97,6 +97,11 @@ def test_hybrid_with_regions_adds_a_weighted_third_arm(store: VectorStore) -> No
     assert fused[0].score > fused[1].score == pytest.approx(plain[0].score)
     assert fused[0].region is not None
     assert fused[0].region["label"] == "red circle"
+    # A floor above image 2's crop match leaves the region arm empty.
+    floored = store.search_hybrid(
+        axis(0), "image", empty, limit=2, region_weight=3.0, region_floor=1.01
+    )
+    assert [hit.image_id for hit in floored] == [iid(1), iid(2)]
     with pytest.raises(InvalidInput, match="region weight"):
         store.search_hybrid(axis(0), "image", empty, limit=2, region_weight=-1)
 
