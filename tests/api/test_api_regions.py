@@ -45,8 +45,10 @@ def test_region_search_before_any_region_says_so(
     assert "no image has region vectors yet" in response.json()["detail"]
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, list[str]]]:
+@pytest.fixture(scope="module", params=["edge", "qdrant"])
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[httpx.Client, list[str]]]:
     fixture_directory("shapes-clip")
     fixture_directory("shapes-grounding")
     settings = Settings(
@@ -58,6 +60,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Clie
             "cache_dir": default_cache_dir(),
         },
         samples={"enabled": False},
+        store={"backend": request.param, "url": ":memory:" if request.param == "qdrant" else None},
     )
     with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=120) as client:
         yield client, []
