@@ -188,7 +188,7 @@ def index(
 def search(
     text: Annotated[str | None, typer.Argument(help="what to look for")] = None,
     image: Annotated[Path | None, typer.Option(help="search by this image file instead")] = None,
-    target: Annotated[str, typer.Option(help="image | caption | hybrid")] = "image",
+    target: Annotated[str, typer.Option(help="image | caption | hybrid | region")] = "image",
     limit: Annotated[int, typer.Option(min=1)] = 10,
     filter_json: Annotated[
         str | None, typer.Option("--filter", help='JSON filter, e.g. {"labels":{"any":["cat"]}}')
@@ -207,7 +207,8 @@ def search(
         try:
             chosen = SearchTarget(target)
         except ValueError:
-            raise InvalidInput(f"unknown target {target!r}: use image, caption or hybrid") from None
+            names = ", ".join(choice.value for choice in SearchTarget)
+            raise InvalidInput(f"unknown target {target!r}: use one of {names}") from None
         store_filter = Filter()
         if filter_json:
             try:
@@ -229,16 +230,18 @@ def search(
         finally:
             services.close()
         table = Table(title=f"{len(found.hits)} results")
-        for column in ("score", "id", "caption", "source"):
+        regional = any(hit.region for hit in found.hits)
+        for column in ("score", "id", "caption", "source", *(["region"] if regional else [])):
             table.add_column(column, overflow="fold")
         for hit in found.hits:
             source = hit.payload.get("source", {})
-            table.add_row(
-                f"{hit.score:.3f}",
-                hit.image_id,
-                hit.payload.get("caption", ""),
-                source.get("uri", ""),
-            )
+            row = [f"{hit.score:.3f}", hit.image_id, hit.payload.get("caption", "")]
+            row.append(source.get("uri", ""))
+            if regional:
+                region = hit.region or {}
+                where = ", ".join(f"{v:.0f}" for v in region.get("box", []))
+                row.append(f"{region['label']} [{where}]" if region else "")
+            table.add_row(*row)
         console.print(table)
 
     _run(work)

@@ -324,6 +324,28 @@ class SlackSettings(BaseModel):
         return self.client_id is not None
 
 
+class RegionSettings(BaseModel):
+    """Region vectors: CLIP embeddings of crops of an image, searched with MaxSim."""
+
+    enabled: bool = True  # detection and grounding runs also index their boxes' crops
+    min_score: float = Field(0.2, ge=0, le=1)  # boxes below this detector score are not cropped
+    margin: float = Field(0.15, ge=0, le=1)  # context around a box, as a fraction of its side
+    max_per_image: int = Field(32, ge=1, le=256)  # the best-scoring boxes, when there are more
+    min_side_px: int = Field(2, ge=1, le=256)  # smaller crops say nothing and are skipped
+    # 0: off. N: images without boxes get an N x N grid of crops, so region search works
+    # before any detection ran (N*N more vectors an image).
+    grid: int = Field(0, ge=0, le=8)
+    # Weight of the region arm in hybrid fusion (dense image and BM25 weigh 1); 0: no arm.
+    fusion_weight: float = Field(2.0, ge=0, le=10)
+    # Hybrid's region arm holds only images whose best crop has at least this cosine with the
+    # query: with regions on a few images, crops of other things would otherwise rank there.
+    min_match: float = Field(0.2, ge=-1, le=1)
+    # The agent's retrieve takes region hits whose crop's cosine with the query is at least
+    # this, and cites such a crop's box without a grounding call when it was found as the
+    # phrase grounded. A cosine scale is the embedder's own: tune it with the model.
+    strong_match: float = Field(0.3, ge=-1, le=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MMRAG_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -346,6 +368,7 @@ class Settings(BaseSettings):
     agent: AgentSettings = AgentSettings()
     jobs: JobSettings = JobSettings()
     slack: SlackSettings = SlackSettings()
+    regions: RegionSettings = RegionSettings()
 
     @field_validator("data_dir")
     @classmethod

@@ -25,6 +25,7 @@ from mmrag.retrieval.decode import decode_image
 from mmrag.retrieval.indexing import IndexScheduler
 from mmrag.retrieval.ingest import IngestPipeline
 from mmrag.retrieval.items import IngestItem, IngestReport, ProgressCallback
+from mmrag.retrieval.regions import RegionIndexer
 from mmrag.retrieval.search import SearchQuery, SearchResults, SearchService
 from mmrag.retrieval.sources import UrlFetcher
 from mmrag.retrieval.store import VectorStore
@@ -59,7 +60,14 @@ class Services:
         self.models = models or ModelCache()
         # Fixture models a fresh machine lacks, trained in the background (offline profile).
         self.fixture_builds = FixtureBuilds(settings.models.cache_dir)
-        self.search = SearchService(self.embedder, store, settings.limits)
+        self.search = SearchService(
+            self.embedder,
+            store,
+            settings.limits,
+            settings.regions.fusion_weight,
+            settings.regions.min_match,
+        )
+        self.regions = RegionIndexer(store, blobs, self.embedder, settings.regions, settings.limits)
         self.indexer = IndexScheduler(store, settings.store.hnsw)
         # Captioning, VQA, grounding: in this process or on Celery workers, per settings.
         self.runner = runner or open_runner(settings, blobs)
@@ -67,7 +75,7 @@ class Services:
             settings,
             self.runner,
             store,
-            AnnotationWriter(store, self.embedder),
+            AnnotationWriter(store, self.embedder, self.regions),
             model_ready=self.fixture_builds.require,
         )
         self.tenant_grants = TenantGrants(store)
@@ -127,7 +135,18 @@ class Services:
             report = self.pipeline().run(items, progress)
         if report.indexed:
             self.indexer.notify_write(len(report.indexed))
+            if self.settings.regions.grid:
+                self._grid_regions(report.indexed)
         return report
+
+    def _grid_regions(self, image_ids: list[str]) -> None:
+        """Grid crops of new images (``regions.grid``): region search before any detection.
+        The images are indexed already; a crop that fails is logged, not the ingest's."""
+        for image_id in image_ids:
+            try:
+                self.regions.index(image_id)
+            except MmragError as error:
+                log.warning("could not index the grid regions of %s: %s", image_id, error)
 
     def url_fetcher(self) -> UrlFetcher:
         """A fetcher for URL ingest; close it when the request is done."""

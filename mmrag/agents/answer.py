@@ -90,8 +90,24 @@ def _describe(
             lines.append(f"I found {len(good)} images:")
             for rank, out in enumerate(good, start=1):
                 caption = f' ("{out["caption"]}")' if out.get("caption") else ""
-                lines.append(f"{rank}. [{out['image_id']}] similarity {out['score']:.2f}{caption}")
-                citations.append(Citation(image_id=out["image_id"], score=out["score"]))
+                region = out.get("region")
+                # Found through a crop: say which, and cite its box (no grounding call).
+                where = (
+                    f", its {region['label']} at [{', '.join(f'{v:.0f}' for v in region['box'])}]"
+                    if region
+                    else ""
+                )
+                lines.append(
+                    f"{rank}. [{out['image_id']}] similarity {out['score']:.2f}{where}{caption}"
+                )
+                citations.append(
+                    Citation(
+                        image_id=out["image_id"],
+                        score=out["score"],
+                        box=region["box"] if region else None,
+                        label=region["label"] if region else None,
+                    )
+                )
         case "caption":
             for out in good:
                 lines.append(f'[{out["image_id"]}] "{out["caption"]}"')

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mmrag.agents.regions import merge_hits, names_an_object, region_box
 from mmrag.agents.tools import (
     CaptionArgs,
     CountArgs,
@@ -21,7 +22,7 @@ from mmrag.agents.tools import (
 )
 from mmrag.config import AgentSettings
 from mmrag.retrieval.annotations import normalise_label
-from mmrag.retrieval.search import SearchQuery
+from mmrag.retrieval.search import SearchQuery, SearchTarget
 from mmrag.retrieval.store import Filter
 from mmrag.retrieval.tenants import tenant_filter
 from mmrag.services import Services
@@ -41,12 +42,15 @@ class StepRunner:
         image_id: str | None,
         previous: Sequence[str],
         tenant: str | None = None,
+        regions: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self._services = services
         self._settings = settings
         self._image_id = image_id
         self._previous = list(previous)
         self._tenant = tenant
+        # Image id -> the crop an earlier retrieve of this turn found it by.
+        self._regions: dict[str, dict[str, Any]] = dict(regions or {})
 
     def images_for(self, step: Step, hits: Sequence[str]) -> list[str]:
         """The image ids the step runs on, in rank order."""
@@ -76,8 +80,7 @@ class StepRunner:
                 requests = [ImageRequest(i, question=args.question) for i in image_ids]
                 return self._tool("vqa", requests, _answer)
             case GroundArgs():
-                requests = [ImageRequest(i, phrases=tuple(args.phrases)) for i in image_ids]
-                return self._tool("ground", requests, self._boxes)
+                return self._ground(args, image_ids)
             case DetectArgs():
                 requests = [ImageRequest(i, phrases=tuple(args.labels)) for i in image_ids]
                 return self._tool("detect", requests, self._boxes)
@@ -103,18 +106,49 @@ class StepRunner:
             query = SearchQuery(image_id=self._image_id, limit=limit + 1, filter=scope)
         else:
             query = SearchQuery(text=args.query, limit=limit, filter=scope)
-        hits = self._services.search.search(query).hits
+        search = self._services.search
+        hits = search.search(query).hits
         if args.like is not None:
             hits = [hit for hit in hits if hit.image_id != self._image_id][:limit]
-        return [
-            {
+        elif args.query and names_an_object(args.query) and search.has_regions():
+            regional = SearchQuery(
+                text=args.query, target=SearchTarget.REGION, limit=limit, filter=scope
+            )
+            regions = self._services.settings.regions
+            # Only crops that match: with few images indexed by region, the rest of the
+            # region ranking is whatever crops exist, not evidence.
+            strong = [
+                hit for hit in search.search(regional).hits if hit.score >= regions.strong_match
+            ]
+            hits = merge_hits(hits, strong, limit, regions.fusion_weight)
+        outputs = []
+        for hit in hits:
+            output: Output = {
                 "image_id": hit.image_id,
                 "score": round(hit.score, 4),
                 # What the index says about the image: data to show, never instructions.
                 "caption": str(hit.payload.get("caption") or hit.payload.get("model_caption", "")),
             }
-            for hit in hits
-        ]
+            if hit.region is not None:
+                output["region"] = hit.region
+                self._regions[hit.image_id] = hit.region
+            outputs.append(output)
+        return outputs
+
+    def _ground(self, args: GroundArgs, image_ids: Sequence[str]) -> list[Output]:
+        """Grounding; an image whose retrieved region already is the phrase, strongly
+        matched, is answered with that region's box and no model call."""
+        strong = self._services.settings.regions.strong_match
+        known: dict[str, Output] = {}
+        if len(args.phrases) == 1:
+            for image_id in image_ids:
+                box = region_box(self._regions.get(image_id), args.phrases[0], strong)
+                if box is not None:
+                    known[image_id] = {"image_id": image_id, "boxes": [box], "via": "region"}
+        rest = [i for i in image_ids if i not in known]
+        requests = [ImageRequest(i, phrases=tuple(args.phrases)) for i in rest]
+        grounded = {out["image_id"]: out for out in self._tool("ground", requests, self._boxes)}
+        return [known.get(i) or grounded[i] for i in image_ids]
 
     def _tool(
         self,

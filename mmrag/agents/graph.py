@@ -20,6 +20,7 @@ from langgraph.graph.state import CompiledStateGraph
 from mmrag.agents.answer import compose
 from mmrag.agents.execute import StepRunner, run_within
 from mmrag.agents.planner import Planner, PlanRequest
+from mmrag.agents.regions import retrieved_regions
 from mmrag.agents.state import AgentState, TraceEntry
 from mmrag.agents.tools import AGENT_TOOLS, AgentTool, Plan
 from mmrag.config import AgentSettings
@@ -90,6 +91,7 @@ def build_graph(
             state.get("image_id"),
             state.get("previous_ids", []),
             state.get("tenant"),
+            retrieved_regions(outputs),
         )
         hits = _latest_hits(plan, outputs)
         image_ids = runner.images_for(step, hits)

@@ -45,6 +45,14 @@ class StoredBox(BoxOutput):
     model: str = ""
 
 
+class StoredRegion(BaseModel):
+    """A crop of the image stored as one of its region vectors."""
+
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in pixels")
+    label: str = Field(description='what the box was found as ("grid" for a grid crop)')
+    score: float = Field(description="the detector's score of the box")
+
+
 class ImagePublic(BaseModel):
     """An indexed image as callers see it."""
 
@@ -63,6 +71,8 @@ class ImagePublic(BaseModel):
     # asked label: the web page draws them over the image.
     boxes: list[StoredBox] = []
     counts: dict[str, int] = {}
+    # The crops stored as its region vectors (boxes above the score floor, or a grid).
+    regions: list[StoredRegion] = []
     metadata: dict[str, Any] = {}
     content_url: str
     thumbnail_url: str
@@ -158,6 +168,12 @@ class SearchRequest(_Strict):
     filter: SearchFilter | None = None
 
 
+class RegionMatch(StoredRegion):
+    """The crop of the image that matched a region query best."""
+
+    match: float = Field(description="cosine similarity of the query and the crop")
+
+
 class SearchResult(BaseModel):
     id: ImageId
     score: float
@@ -169,6 +185,9 @@ class SearchResult(BaseModel):
     source: SourcePublic
     thumbnail_url: str
     content_url: str
+    region: RegionMatch | None = Field(
+        None, description="target region, or hybrid through its region arm: the crop matched"
+    )
 
     @classmethod
     def from_hit(cls, hit: Hit) -> SearchResult:
@@ -176,6 +195,7 @@ class SearchResult(BaseModel):
         return cls(
             id=hit.image_id,
             score=hit.score,
+            region=RegionMatch.model_validate(hit.region) if hit.region else None,
             caption=payload.get("caption", ""),
             labels=payload.get("labels", []),
             width=payload.get("width", 0),

@@ -3,12 +3,14 @@
 A caption joins the image's ``text`` vector (the mean with any user captions) and its BM25
 vector, so caption and hybrid search find it by what the model said. Boxes become
 ``labels`` (what was found) and ``counts`` (how many of each label asked for, zero
-included), so filters like ``counts.person >= 2`` work.
+included), so filters like ``counts.person >= 2`` work; with a region indexer, the boxes'
+crops become the image's region vectors.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -17,10 +19,12 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from mmrag.errors import NotFound
+from mmrag.errors import MmragError, NotFound
 from mmrag.retrieval import sparse
+from mmrag.retrieval.regions import RegionIndexer
 from mmrag.retrieval.store import VectorStore
 
+log = logging.getLogger(__name__)
 Vectors = npt.NDArray[np.float32]
 MAX_STORED_BOXES = 256  # per image: enough for any photo, bounded against runaway detectors
 
@@ -50,9 +54,15 @@ def normalise_label(label: str) -> str:
 
 
 class AnnotationWriter:
-    def __init__(self, store: VectorStore, embedder: Callable[[], TextEmbedder]) -> None:
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: Callable[[], TextEmbedder],
+        regions: RegionIndexer | None = None,
+    ) -> None:
         self._store = store
         self._embedder = embedder
+        self._regions = regions
         # Two annotations of one image at once would each merge into the payload they read.
         self._lock = threading.Lock()
 
@@ -93,8 +103,21 @@ class AnnotationWriter:
             ]
             labels = sorted({*kept_labels, *(box["label"] for box in found)})
             kept = [box for box in payload.get("boxes", []) if box["label"] not in asked_labels]
-            stored = [*kept, *({**box, "model": model} for box in found)][:MAX_STORED_BOXES]
+            every = [*kept, *({**box, "model": model} for box in found)]
+            stored = every[:MAX_STORED_BOXES]
             self._store.set_payload(image_id, {"labels": labels, "counts": counts, "boxes": stored})
+            if self._regions is not None and self._regions.settings.enabled:
+                # All boxes, not the stored cut: the indexer keeps the best-scoring ones.
+                self._index_regions(image_id, {**payload, "boxes": every})
+
+    def _index_regions(self, image_id: str, payload: dict[str, Any]) -> None:
+        """Region vectors follow the boxes; failing them loses no box (a ``regions`` job can
+        add them later), so it is logged rather than failing the detection."""
+        assert self._regions is not None
+        try:
+            self._regions.index(image_id, payload)
+        except MmragError as error:
+            log.warning("could not index the regions of %s: %s", image_id, error)
 
     def _payload(self, image_id: str) -> dict[str, Any]:
         found = self._store.get([image_id])

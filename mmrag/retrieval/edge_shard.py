@@ -27,7 +27,7 @@ import qdrant_edge as qe
 from mmrag.config import HnswSettings, StoreSettings
 from mmrag.errors import Unavailable
 from mmrag.models.cpu import usable_cores
-from mmrag.retrieval.store import IMAGE_VECTOR, SPARSE_VECTOR, TEXT_VECTOR
+from mmrag.retrieval.store import IMAGE_VECTOR, REGION_VECTOR, SPARSE_VECTOR, TEXT_VECTOR
 from mmrag.retrieval.store_common import FULL_SCAN_THRESHOLD_KB
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,15 @@ def shard_config(dim: int, settings: StoreSettings) -> qe.EdgeConfig:
         # Cached: the vectors live in files and are read through the page cache.
         return qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine, memory=qe.Memory.Cached)
 
+    # An image's crops, compared with a query by their best match (MaxSim).
+    regions = qe.EdgeVectorParams(
+        size=dim,
+        distance=qe.Distance.Cosine,
+        memory=qe.Memory.Cached,
+        multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+    )
     return qe.EdgeConfig(
-        vectors={IMAGE_VECTOR: dense_params(), TEXT_VECTOR: dense_params()},
+        vectors={IMAGE_VECTOR: dense_params(), TEXT_VECTOR: dense_params(), REGION_VECTOR: regions},
         sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
         hnsw_config=hnsw_config(settings.hnsw),
         optimizers=qe.EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB),

@@ -5,12 +5,17 @@
 | text  | CLIP text->images | CLIP text->captions   | text->images + BM25 on captions, RRF   |
 | image | image->images     | image->captions       | refused: BM25 needs words              |
 
+Target ``region`` finds images by their best-matching region (the crops of their boxes,
+MaxSim); each hit names that region. Hybrid adds the regions as a third RRF arm (weighted by
+``regions.fusion_weight``) once the collection holds any.
+
 An image given by id is looked up in the store (no re-embedding) and left out of its own
 results.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +42,15 @@ class SearchTarget(StrEnum):
     IMAGE = "image"
     CAPTION = "caption"
     HYBRID = "hybrid"
+    REGION = "region"
+
+
+# While no image has regions, whether any appeared is asked again after this long.
+_REGION_RECHECK_S = 5.0
+NO_REGIONS = (
+    "no image has region vectors yet: run detect or ground on the images, or a bulk job with "
+    '{"task": "regions"} (or set MMRAG_REGIONS__GRID for grid crops)'
+)
 
 
 @dataclass(frozen=True)
@@ -65,10 +79,24 @@ class SearchService:
         embedder: Callable[[], ClipEmbedder],
         store: VectorStore,
         limits: LimitSettings,
+        region_weight: float = 0.0,
+        region_floor: float | None = None,
     ) -> None:
         self._embedder = embedder  # resolved per call: the model loads on first use
         self._store = store
         self._limits = limits
+        self._region_weight = region_weight
+        self._region_floor = region_floor
+        self._regions_seen = False
+        self._regions_checked = -math.inf
+
+    def has_regions(self) -> bool:
+        """Whether any image has region vectors (once true, not asked again)."""
+        now = time.monotonic()
+        if not self._regions_seen and now - self._regions_checked >= _REGION_RECHECK_S:
+            self._regions_checked = now
+            self._regions_seen = self._store.count_regions() > 0
+        return self._regions_seen
 
     def search(self, query: SearchQuery) -> SearchResults:
         self._check(query)
@@ -88,7 +116,13 @@ class SearchService:
                 query.limit,
                 query.offset,
                 store_filter,
+                region_weight=self._region_weight if self.has_regions() else 0.0,
+                region_floor=self._region_floor,
             )
+        elif query.target == SearchTarget.REGION:
+            if not self.has_regions():
+                raise NotFound(NO_REGIONS)
+            hits = self._store.search_regions(vector, query.limit, query.offset, store_filter)
         else:
             hits = self._store.search(vector, using, query.limit, query.offset, store_filter)
         finished = time.perf_counter()

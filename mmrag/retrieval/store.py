@@ -4,7 +4,10 @@ One collection holds one point per image. Its named vectors:
 
 - ``image``: the CLIP image embedding;
 - ``text``: the CLIP text embedding of the image's caption (absent until a caption exists);
-- ``caption_sparse``: BM25 term weights of the captions (IDF applied by the engine).
+- ``caption_sparse``: BM25 term weights of the captions (IDF applied by the engine);
+- ``region``: CLIP embeddings of crops of the image (its detected boxes, or a grid), one
+  multivector compared by MaxSim (absent until regions were indexed); the payload's
+  ``regions`` lists each crop's box, label and score in the same order.
 
 Point ids are the image id (32 hex digits of the SHA-256 of its bytes) written as a UUID,
 so the same bytes never make two points.
@@ -24,6 +27,8 @@ import numpy.typing as npt
 IMAGE_VECTOR = "image"
 TEXT_VECTOR = "text"
 SPARSE_VECTOR = "caption_sparse"
+REGION_VECTOR = "region"
+REGIONS_FIELD = "regions"  # payload: the crops' boxes, labels and scores, in vector order
 DenseVectorName = Literal["image", "text"]
 
 # Payload fields with an index, and the kind of index each gets.
@@ -70,6 +75,9 @@ class Hit:
     image_id: str
     score: float
     payload: dict[str, Any]
+    # The crop that matched a region query best: its box, label, detector score and
+    # similarity (``match``); None when the hit did not come through its regions.
+    region: dict[str, Any] | None = None
 
 
 # -- filters: a neutral condition tree each backend translates -------------------------------
@@ -176,8 +184,36 @@ class VectorStore(Protocol):
         limit: int,
         offset: int = 0,
         filter: Filter | None = None,
+        region_weight: float = 0.0,
+        region_floor: float | None = None,
     ) -> list[Hit]:
-        """Dense and sparse candidates fused with reciprocal rank fusion."""
+        """Dense and sparse candidates fused with reciprocal rank fusion; a positive
+        ``region_weight`` adds the dense query's region matches as a third, weighted arm,
+        holding only images whose best crop scores at least ``region_floor``."""
+        ...
+
+    def set_regions(
+        self,
+        image_id: str,
+        vectors: npt.NDArray[np.float32],
+        regions: Sequence[dict[str, Any]],
+    ) -> None:
+        """Replace a point's region multivector (``vectors``: one row per region) and its
+        payload's ``regions``; no rows removes both."""
+        ...
+
+    def search_regions(
+        self,
+        vector: npt.NDArray[np.float32],
+        limit: int,
+        offset: int = 0,
+        filter: Filter | None = None,
+    ) -> list[Hit]:
+        """Images by their best-matching region (MaxSim); each hit names that region."""
+        ...
+
+    def count_regions(self) -> int:
+        """How many images have region vectors."""
         ...
 
     def count(self, filter: Filter | None = None) -> int: ...

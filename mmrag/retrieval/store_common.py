@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from mmrag.errors import InvalidInput
 from mmrag.retrieval.store import (
+    REGIONS_FIELD,
     DenseVectorName,
     Filter,
     MatchAny,
@@ -170,3 +171,47 @@ class RecordReads(ABC):
     def existing(self, image_ids: Sequence[str]) -> set[str]:
         records = self._records(image_ids, payload=False, vectors=False)
         return {image_id_of(str(record.id)) for record in records}
+
+
+def checked_regions(
+    vectors: npt.ArrayLike, regions: Sequence[Mapping[str, Any]], dim: int
+) -> list[list[float]]:
+    """Region rows as lists, refused unless there is one ``dim``-wide finite row per region."""
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.size == 0 and not regions:
+        return []
+    if array.ndim != 2 or array.shape[1] != dim:
+        raise InvalidInput(f"region vectors must have shape (n, {dim}), got {array.shape}")
+    if array.shape[0] != len(regions):
+        raise InvalidInput(f"{array.shape[0]} region vectors for {len(regions)} regions")
+    if not np.isfinite(array).all():
+        raise InvalidInput("region vectors hold NaN or infinite values")
+    return array.tolist()  # type: ignore[no-any-return]
+
+
+def best_region(
+    query: npt.NDArray[np.float32], stored: Any, payload: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The payload's region whose vector is closest to ``query``, with that cosine as ``match``.
+
+    Neither engine says which vector of a multivector won MaxSim, so it is worked out here from
+    the point's region vectors (a handful of rows per hit).
+    """
+    regions = payload.get(REGIONS_FIELD)
+    if not isinstance(stored, list) or not stored or not isinstance(regions, list):
+        return None
+    rows = np.asarray(stored, dtype=np.float32)
+    if rows.ndim != 2 or rows.shape[0] != len(regions):
+        return None
+    rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    unit = query / max(float(np.linalg.norm(query)), 1e-12)
+    similarities = rows @ unit
+    best = int(np.argmax(similarities))
+    return {**regions[best], "match": round(float(similarities[best]), 4)}
+
+
+def fusion_weights(region_weight: float) -> list[float] | None:
+    """RRF weights of a hybrid query's arms (dense, sparse[, region]); None: equal, two arms."""
+    if region_weight < 0 or not math.isfinite(region_weight):
+        raise InvalidInput(f"region weight must be a finite number >= 0, got {region_weight}")
+    return None if region_weight == 0 else [1.0, 1.0, region_weight]

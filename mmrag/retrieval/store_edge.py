@@ -31,7 +31,7 @@ import qdrant_edge as qe
 
 from mmrag.config import StoreSettings
 from mmrag.errors import DimensionMismatchError, InvalidInput, NotFound, Unavailable
-from mmrag.retrieval import edge_shard
+from mmrag.retrieval import edge_migrate, edge_shard
 from mmrag.retrieval.edge_build import run_build
 from mmrag.retrieval.edge_filters import to_edge_filter
 from mmrag.retrieval.indexing import IndexBacklog
@@ -39,6 +39,8 @@ from mmrag.retrieval.rwlock import ReadWriteLock
 from mmrag.retrieval.store import (
     IMAGE_VECTOR,
     INDEXED_FIELDS,
+    REGION_VECTOR,
+    REGIONS_FIELD,
     SPARSE_VECTOR,
     TEXT_VECTOR,
     DenseVectorName,
@@ -52,10 +54,13 @@ from mmrag.retrieval.store import (
 from mmrag.retrieval.store_common import (
     RRF_K,
     RecordReads,
+    best_region,
     check_page,
     checked_dense,
     checked_point_id,
+    checked_regions,
     checked_sparse,
+    fusion_weights,
     hybrid_candidates,
     json_payload,
 )
@@ -140,9 +145,15 @@ class EdgeVectorStore(RecordReads):
                 self._live = generation
             else:
                 self._probe_dim(self._shard, dim)
-                # Reopen with the full config: it applies the current HNSW settings on disk.
-                self._shard.close()
-                self._shard = edge_shard.load(self._live, config)
+                if edge_migrate.missing_vectors(self._shard, dim, (REGION_VECTOR,)):
+                    # Made before region vectors: copied into a generation that has them.
+                    self._shard, self._live = edge_migrate.migrate(
+                        self._shard, self._paths, self._live, config
+                    )
+                else:
+                    # Reopen with the full config: it applies the current HNSW settings.
+                    self._shard.close()
+                    self._shard = edge_shard.load(self._live, config)
             self._create_payload_indexes(self._shard)
             self._dim = dim
 
@@ -189,6 +200,24 @@ class EdgeVectorStore(RecordReads):
             self._require_point(pid, image_id)
             self._apply(qe.UpdateOperation.update_vectors([qe.PointVectors(pid, vectors)]), 1)
 
+    def set_regions(
+        self,
+        image_id: str,
+        vectors: npt.NDArray[np.float32],
+        regions: Sequence[dict[str, Any]],
+    ) -> None:
+        rows = checked_regions(vectors, regions, self._require_dim())
+        pid = checked_point_id(image_id)
+        with self._writes:
+            self._require_point(pid, image_id)
+            if rows:
+                update = qe.PointVectors(pid, {REGION_VECTOR: rows})
+                self._apply(qe.UpdateOperation.update_vectors([update]), 1)
+            else:
+                self._apply(qe.UpdateOperation.delete_vectors([pid], [REGION_VECTOR]), 0)
+            payload = json_payload({REGIONS_FIELD: list(regions)})
+            self._apply(qe.UpdateOperation.set_payload([pid], payload), 0)
+
     def delete(self, image_ids: Sequence[str]) -> None:
         pids: list[qe.PointId] = [checked_point_id(image_id) for image_id in image_ids]
         if not pids:
@@ -221,6 +250,33 @@ class EdgeVectorStore(RecordReads):
             )
         )
 
+    def search_regions(
+        self,
+        vector: npt.NDArray[np.float32],
+        limit: int,
+        offset: int = 0,
+        filter: Filter | None = None,
+    ) -> list[Hit]:
+        check_page(limit, offset)
+        dense = checked_dense(vector, self._require_dim(), REGION_VECTOR)
+        return self._query(
+            qe.QueryRequest(
+                limit=limit,
+                offset=offset,
+                query=qe.Query.Nearest([dense.tolist()], using=REGION_VECTOR),
+                filter=to_edge_filter(filter),
+                params=self._search_params(),
+                with_payload=True,
+                with_vector=[REGION_VECTOR],
+            ),
+            dense,
+        )
+
+    def count_regions(self) -> int:
+        with self._access.shared():
+            shard = self._shard_or_none()
+            return 0 if shard is None else _count_having(shard, REGION_VECTOR)
+
     def search_sparse(
         self, vector: SparseVector, limit: int, offset: int = 0, filter: Filter | None = None
     ) -> list[Hit]:
@@ -244,11 +300,15 @@ class EdgeVectorStore(RecordReads):
         limit: int,
         offset: int = 0,
         filter: Filter | None = None,
+        region_weight: float = 0.0,
+        region_floor: float | None = None,
     ) -> list[Hit]:
         check_page(limit, offset)
+        weights = fusion_weights(region_weight)
         edge_filter = to_edge_filter(filter)
         depth = hybrid_candidates(limit, offset)
-        dense_query = checked_dense(dense, self._require_dim(), using).tolist()
+        checked = checked_dense(dense, self._require_dim(), using)
+        dense_query = checked.tolist()
         prefetches = [
             qe.Prefetch(
                 limit=depth,
@@ -262,16 +322,28 @@ class EdgeVectorStore(RecordReads):
                 filter=edge_filter,
             ),
         ]
+        if weights is not None:
+            prefetches.append(
+                qe.Prefetch(
+                    limit=depth,
+                    query=qe.Query.Nearest([dense_query], using=REGION_VECTOR),
+                    filter=edge_filter,
+                    params=self._search_params(),
+                    score_threshold=region_floor,
+                )
+            )
         return self._query(
             qe.QueryRequest(
                 limit=limit,
                 offset=offset,
                 prefetches=prefetches,
                 # The stub lists Fusion, not its nested Rrf class, which is what the engine takes.
-                query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]
+                query=qe.Fusion.Rrf(k=RRF_K, weights=weights),  # type: ignore[arg-type]
                 filter=edge_filter,
                 with_payload=True,
-            )
+                with_vector=[REGION_VECTOR] if weights is not None else None,
+            ),
+            checked if weights is not None else None,
         )
 
     def count(self, filter: Filter | None = None) -> int:
@@ -447,16 +519,23 @@ class EdgeVectorStore(RecordReads):
         self._unindexed += points
         self._last_write = time.monotonic()
 
-    def _query(self, request: qe.QueryRequest) -> list[Hit]:
+    def _query(
+        self, request: qe.QueryRequest, region_query: npt.NDArray[np.float32] | None = None
+    ) -> list[Hit]:
+        """The hits; with ``region_query``, each names its best-matching region."""
         with self._access.shared():
             shard = self._shard_or_none()
             if shard is None:
                 return []
             points = _engine(lambda: shard.query(request))
-        return [
-            Hit(image_id_of(str(point.id)), float(point.score), dict(point.payload or {}))
-            for point in points
-        ]
+        hits = []
+        for point in points:
+            payload = dict(point.payload or {})
+            region = None
+            if region_query is not None and isinstance(point.vector, dict):
+                region = best_region(region_query, point.vector.get(REGION_VECTOR), payload)
+            hits.append(Hit(image_id_of(str(point.id)), float(point.score), payload, region))
+        return hits
 
     def _records(
         self, image_ids: Sequence[str], *, payload: bool, vectors: bool | list[str]
@@ -539,7 +618,7 @@ def _estimate_unindexed(shard: qe.EdgeShard) -> int:
     """Points outside any HNSW graph, estimated after a restart from the engine's counts."""
     engine_info = _engine(shard.info)
     points = engine_info.points_count
-    dense_total = points + _count_having(shard, TEXT_VECTOR)
+    dense_total = points + _count_having(shard, TEXT_VECTOR) + _count_having(shard, REGION_VECTOR)
     dense_indexed = engine_info.indexed_vectors_count - _count_having(shard, SPARSE_VECTOR)
     if dense_indexed <= 0:
         return points

@@ -26,6 +26,8 @@ from mmrag.retrieval.qdrant_filters import to_qdrant_filter
 from mmrag.retrieval.store import (
     IMAGE_VECTOR,
     INDEXED_FIELDS,
+    REGION_VECTOR,
+    REGIONS_FIELD,
     SPARSE_VECTOR,
     TEXT_VECTOR,
     DenseVectorName,
@@ -38,11 +40,15 @@ from mmrag.retrieval.store import (
 )
 from mmrag.retrieval.store_common import (
     FULL_SCAN_THRESHOLD_KB,
+    RRF_K,
     RecordReads,
+    best_region,
     check_page,
     checked_dense,
     checked_point_id,
+    checked_regions,
     checked_sparse,
+    fusion_weights,
     hybrid_candidates,
     json_payload,
 )
@@ -80,6 +86,8 @@ class QdrantServerStore(RecordReads):
             )
             self._lock = contextlib.nullcontext()  # the HTTP client is thread-safe
         self._dim: int | None = None
+        # False for a collection created before region vectors (the server cannot add one).
+        self._has_regions = True
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -129,6 +137,28 @@ class QdrantServerStore(RecordReads):
         update = [models.PointVectors(id=pid, vector=vectors)]
         self._call(lambda: self._client.update_vectors(self._name, update, wait=True))
 
+    def set_regions(
+        self,
+        image_id: str,
+        vectors: npt.NDArray[np.float32],
+        regions: Sequence[dict[str, Any]],
+    ) -> None:
+        rows = checked_regions(vectors, regions, self._require_dim())
+        pid = checked_point_id(image_id)
+        self._require_regions()
+        self._require_point(pid, image_id)
+        if rows:
+            update = [models.PointVectors(id=pid, vector={REGION_VECTOR: rows})]
+            self._call(lambda: self._client.update_vectors(self._name, update, wait=True))
+        else:
+            self._call(
+                lambda: self._client.delete_vectors(
+                    self._name, [REGION_VECTOR], models.PointIdsList(points=[pid]), wait=True
+                )
+            )
+        body = json_payload({REGIONS_FIELD: list(regions)})
+        self._call(lambda: self._client.set_payload(self._name, body, points=[pid], wait=True))
+
     def delete(self, image_ids: Sequence[str]) -> None:
         pids: list[models.ExtendedPointId] = [checked_point_id(image_id) for image_id in image_ids]
         if not pids or not self._exists():
@@ -162,6 +192,39 @@ class QdrantServerStore(RecordReads):
             )
         )
 
+    def search_regions(
+        self,
+        vector: npt.NDArray[np.float32],
+        limit: int,
+        offset: int = 0,
+        filter: Filter | None = None,
+    ) -> list[Hit]:
+        check_page(limit, offset)
+        dense = checked_dense(vector, self._require_dim(), REGION_VECTOR)
+        self._require_regions()
+        query_filter = to_qdrant_filter(filter)
+        return self._query(
+            lambda: self._client.query_points(
+                self._name,
+                query=[dense.tolist()],
+                using=REGION_VECTOR,
+                limit=limit,
+                offset=offset,
+                query_filter=query_filter,
+                search_params=self._search_params(),
+                with_payload=True,
+                with_vectors=[REGION_VECTOR],
+            ),
+            dense,
+        )
+
+    def count_regions(self) -> int:
+        if not self._exists() or not self._has_regions:
+            return 0
+        having = models.Filter(must=[models.HasVectorCondition(has_vector=REGION_VECTOR)])
+        result = self._call(lambda: self._client.count(self._name, count_filter=having, exact=True))
+        return result.count
+
     def search_sparse(
         self, vector: SparseVector, limit: int, offset: int = 0, filter: Filter | None = None
     ) -> list[Hit]:
@@ -188,13 +251,19 @@ class QdrantServerStore(RecordReads):
         limit: int,
         offset: int = 0,
         filter: Filter | None = None,
+        region_weight: float = 0.0,
+        region_floor: float | None = None,
     ) -> list[Hit]:
         check_page(limit, offset)
+        weights = fusion_weights(region_weight)
+        if weights is not None:
+            self._require_regions()
         query_filter = to_qdrant_filter(filter)
         depth = hybrid_candidates(limit, offset)
+        checked = checked_dense(dense, self._require_dim(), using)
         prefetch = [
             models.Prefetch(
-                query=checked_dense(dense, self._require_dim(), using).tolist(),
+                query=checked.tolist(),
                 using=using,
                 limit=depth,
                 filter=query_filter,
@@ -205,7 +274,19 @@ class QdrantServerStore(RecordReads):
             ),
         ]
         # FusionQuery(RRF) uses the server's k (2): store_common.RRF_K gives the edge the same.
-        fusion = models.FusionQuery(fusion=models.Fusion.RRF)
+        fusion: models.FusionQuery | models.RrfQuery = models.FusionQuery(fusion=models.Fusion.RRF)
+        if weights is not None:
+            prefetch.append(
+                models.Prefetch(
+                    query=[checked.tolist()],
+                    using=REGION_VECTOR,
+                    limit=depth,
+                    filter=query_filter,
+                    params=self._search_params(),
+                    score_threshold=region_floor,
+                )
+            )
+            fusion = models.RrfQuery(rrf=models.Rrf(k=RRF_K, weights=weights))
         return self._query(
             lambda: self._client.query_points(
                 self._name,
@@ -215,7 +296,9 @@ class QdrantServerStore(RecordReads):
                 offset=offset,
                 query_filter=query_filter,
                 with_payload=True,
-            )
+                with_vectors=[REGION_VECTOR] if weights is not None else False,
+            ),
+            checked if weights is not None else None,
         )
 
     def count(self, filter: Filter | None = None) -> int:
@@ -278,14 +361,31 @@ class QdrantServerStore(RecordReads):
             detail = error.content.decode(errors="replace")[:300]
             raise Unavailable(f"Qdrant answered {error.status_code}: {detail}") from error
 
-    def _query(self, call: Callable[[], models.QueryResponse]) -> list[Hit]:
+    def _query(
+        self,
+        call: Callable[[], models.QueryResponse],
+        region_query: npt.NDArray[np.float32] | None = None,
+    ) -> list[Hit]:
+        """The hits; with ``region_query``, each names its best-matching region."""
         if not self._exists():
             return []
-        points = self._call(call).points
-        return [
-            Hit(image_id_of(str(point.id)), float(point.score), dict(point.payload or {}))
-            for point in points
-        ]
+        hits = []
+        for point in self._call(call).points:
+            payload = dict(point.payload or {})
+            region = None
+            if region_query is not None and isinstance(point.vector, dict):
+                region = best_region(region_query, point.vector.get(REGION_VECTOR), payload)
+            hits.append(Hit(image_id_of(str(point.id)), float(point.score), payload, region))
+        return hits
+
+    def _require_regions(self) -> None:
+        if not self._has_regions:
+            raise Unavailable(
+                f"the Qdrant collection {self._name!r} was created before region vectors and "
+                "a server cannot add a vector to a collection: index into a new collection "
+                "(MMRAG_STORE__COLLECTION) to use region search; image, caption and hybrid "
+                "search keep working here"
+            )
 
     def _records(
         self, image_ids: Sequence[str], *, payload: bool, vectors: bool | list[str]
@@ -320,11 +420,23 @@ class QdrantServerStore(RecordReads):
     def _create(self, dim: int) -> None:
         hnsw = self._settings.hnsw
         vector = models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=True)
+        regions = models.VectorParams(
+            size=dim,
+            distance=models.Distance.COSINE,
+            on_disk=True,
+            multivector_config=models.MultiVectorConfig(
+                comparator=models.MultiVectorComparator.MAX_SIM
+            ),
+        )
         try:
             self._call(
                 lambda: self._client.create_collection(
                     self._name,
-                    vectors_config={IMAGE_VECTOR: vector, TEXT_VECTOR: vector},
+                    vectors_config={
+                        IMAGE_VECTOR: vector,
+                        TEXT_VECTOR: vector,
+                        REGION_VECTOR: regions,
+                    },
                     sparse_vectors_config={
                         SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
                     },
@@ -357,6 +469,7 @@ class QdrantServerStore(RecordReads):
         sparse = collection.config.params.sparse_vectors or {}
         if SPARSE_VECTOR not in sparse:
             raise self._mismatch(dim, f"no {SPARSE_VECTOR!r} sparse vectors")
+        self._has_regions = sizes.get(REGION_VECTOR) == dim
 
     def _create_payload_indexes(self) -> None:
         collection = self._call(lambda: self._client.get_collection(self._name))

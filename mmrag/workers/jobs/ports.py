@@ -12,6 +12,7 @@ from typing import Protocol
 
 from mmrag.config import Settings
 from mmrag.retrieval.items import IngestItem, IngestReport, ProgressCallback
+from mmrag.retrieval.regions import RegionIndexer
 from mmrag.retrieval.sources import UrlFetcher
 from mmrag.retrieval.store import VectorStore
 from mmrag.workers.client import ToolClient
@@ -21,6 +22,7 @@ class JobServices(Protocol):
     settings: Settings
     store: VectorStore
     tools: ToolClient
+    regions: RegionIndexer
 
     def ingest(
         self, items: Sequence[IngestItem], progress: ProgressCallback | None = None

@@ -30,7 +30,14 @@ from mmrag.workers.client import ImageRequest
 from mmrag.workers.jobs.ports import JobServices
 from mmrag.workers.jobs.records import ItemRecord, JobRecord
 from mmrag.workers.jobs.sources import ingest_item
-from mmrag.workers.jobs.spec import AskTask, CaptionTask, DetectTask, GroundTask, JobTask
+from mmrag.workers.jobs.spec import (
+    AskTask,
+    CaptionTask,
+    DetectTask,
+    GroundTask,
+    JobTask,
+    RegionsTask,
+)
 from mmrag.workers.jobs.store import JobStore
 from mmrag.workers.protocol import ItemResult, ToolName, rebuild_error
 
@@ -139,7 +146,8 @@ class BatchProcessor:
         if any(isinstance(task, AskTask) for task in job.spec.tasks):
             return
         if not any(
-            isinstance(task, CaptionTask | DetectTask | GroundTask) for task in job.spec.tasks
+            isinstance(task, CaptionTask | DetectTask | GroundTask | RegionsTask)
+            for task in job.spec.tasks
         ):
             return
         alive = [work for work in works if work.error is None and work.twin_of is None]
@@ -179,6 +187,11 @@ class BatchProcessor:
                     if sum(counts[count_key(label)] for label in asked) != len(boxes):
                         return None  # counted by another model, or boxes cut at the cap
                     found["detections" if task.task == "detect" else "grounding"] = boxes
+                case RegionsTask():
+                    regions = payload.get("regions")
+                    if regions is None:
+                        return None
+                    found["regions"] = {"regions": len(regions)}
         return found
 
     def _task(self, job: JobRecord, task: JobTask, works: list[_Work]) -> None:
@@ -203,6 +216,8 @@ class BatchProcessor:
             case GroundTask(phrases=phrases):
                 requests = [ImageRequest(str(w.image_id), phrases=tuple(phrases)) for w in works]
                 self._tool("ground", requests, works, models.grounding, "grounding", "boxes")
+            case RegionsTask():
+                self._regions(works)
             case AskTask(questions=questions):
                 for question in questions:
                     alive = [work for work in works if work.error is None]
@@ -212,6 +227,16 @@ class BatchProcessor:
                         work.result.setdefault("answers", []).append(entry)
             case _:  # embed: ingest did it
                 pass
+
+    def _regions(self, works: list[_Work]) -> None:
+        """Region vectors of each image from its stored boxes; an image fails alone."""
+        for work in works:
+            try:
+                report = self.services.regions.index(str(work.image_id))
+            except MmragError as error:
+                work.error = error
+                continue
+            work.result["regions"] = report.as_result()
 
     def _tool(
         self,

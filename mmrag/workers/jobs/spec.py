@@ -118,10 +118,18 @@ class AskTask(_Strict):
     questions: list[Question] = Field(min_length=1, max_length=MAX_QUESTIONS)
 
 
+class RegionsTask(_Strict):
+    """Region vectors from the boxes the image already has (or a grid, if configured);
+    listed after detect or ground, from the boxes those found."""
+
+    task: Literal["regions"]
+
+
 JobTask = Annotated[
-    EmbedTask | CaptionTask | DetectTask | GroundTask | AskTask, Field(discriminator="task")
+    EmbedTask | CaptionTask | DetectTask | GroundTask | AskTask | RegionsTask,
+    Field(discriminator="task"),
 ]
-TaskName = Literal["embed", "caption", "detect", "ground", "vqa"]
+TaskName = Literal["embed", "caption", "detect", "ground", "vqa", "regions"]
 
 
 class ModelChoice(_Strict):
