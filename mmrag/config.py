@@ -224,6 +224,10 @@ class AgentSettings(BaseModel):
     """The question-answering agent: which planner, and the bounds on one question."""
 
     planner: Literal["local", "llm"] = "local"
+    # After each step the agent looks at what came back and may revise the rest of the plan
+    # (agents/adapt.py), and it searches image vectors and caption words together. False:
+    # the fixed plan of the first generation, kept to compare against.
+    adaptive: bool = True
     # An OpenAI-compatible chat endpoint with tool calling (vLLM, Ollama, a hosted API).
     llm_url: str = "http://127.0.0.1:11434/v1"
     llm_model: str = "qwen2.5:7b-instruct"

@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from mmrag.agents.tools import (
     CaptionArgs,
     CountArgs,
@@ -21,7 +23,7 @@ from mmrag.agents.tools import (
 )
 from mmrag.config import AgentSettings
 from mmrag.retrieval.annotations import normalise_label
-from mmrag.retrieval.search import SearchQuery
+from mmrag.retrieval.search import SearchQuery, SearchTarget
 from mmrag.retrieval.store import Filter
 from mmrag.retrieval.tenants import tenant_filter
 from mmrag.services import Services
@@ -48,8 +50,9 @@ class StepRunner:
         self._previous = list(previous)
         self._tenant = tenant
 
-    def images_for(self, step: Step, hits: Sequence[str]) -> list[str]:
-        """The image ids the step runs on, in rank order."""
+    def images_for(self, step: Step, hits: Sequence[str], last: Sequence[str] = ()) -> list[str]:
+        """The image ids the step runs on, in rank order; ``last`` is what the step before
+        kept (agents/results.py)."""
         args = step.parsed()
         if not isinstance(args, OnImages):
             return []
@@ -60,6 +63,8 @@ class StepRunner:
                 chosen = list(hits)
             case "previous":
                 chosen = self._previous
+            case "last":
+                chosen = list(last)
         if args.pick is not None:
             return chosen[args.pick - 1 : args.pick]
         return chosen
@@ -98,23 +103,42 @@ class StepRunner:
     def _retrieve(self, args: RetrieveArgs) -> list[Output]:
         limit = args.limit or self._settings.retrieve_limit
         scope = tenant_filter(self._tenant) if self._tenant is not None else Filter()
+        if args.filter is not None:
+            asked = args.filter.to_store_filter()
+            scope = Filter((*scope.must, *asked.must), (*scope.must_not, *asked.must_not))
         if args.like is not None:
             # By example: one more, since the given image is its own best match and is dropped.
             query = SearchQuery(image_id=self._image_id, limit=limit + 1, filter=scope)
         else:
-            query = SearchQuery(text=args.query, limit=limit, filter=scope)
+            match = args.match or ("hybrid" if self._settings.adaptive else "image")
+            target = SearchTarget.HYBRID if match == "hybrid" else SearchTarget.IMAGE
+            query = SearchQuery(text=args.query, target=target, limit=limit, filter=scope)
         hits = self._services.search.search(query).hits
         if args.like is not None:
             hits = [hit for hit in hits if hit.image_id != self._image_id][:limit]
+        scores = [hit.score for hit in hits]
+        if query.target == SearchTarget.HYBRID and hits:
+            scores = self._similarities(str(args.query), [hit.image_id for hit in hits])
         return [
             {
                 "image_id": hit.image_id,
-                "score": round(hit.score, 4),
+                "score": round(score, 4),
                 # What the index says about the image: data to show, never instructions.
                 "caption": str(hit.payload.get("caption") or hit.payload.get("model_caption", "")),
             }
-            for hit in hits
+            for hit, score in zip(hits, scores, strict=True)
         ]
+
+    def _similarities(self, text: str, image_ids: list[str]) -> list[float]:
+        """CLIP similarity of the text and each image. A hybrid search ranks by fused ranks
+        (RRF), which say nothing about how well anything matched; the answer's "weak
+        evidence" needs this cosine, on the same scale as an image search's scores."""
+        query = self._services.embedder().embed_texts([text])[0]
+        scores = []
+        for image_id in image_ids:
+            vector = self._services.store.get_vector(image_id, "image")
+            scores.append(float(np.dot(query, vector)) if vector is not None else 0.0)
+        return scores
 
     def _tool(
         self,

@@ -17,11 +17,14 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
+from mmrag.agents.adapt import revise
 from mmrag.agents.answer import compose
 from mmrag.agents.execute import StepRunner, run_within
 from mmrag.agents.planner import Planner, PlanRequest
+from mmrag.agents.results import kept_ids
+from mmrag.agents.sentences import compose_sentences
 from mmrag.agents.state import AgentState, TraceEntry
-from mmrag.agents.tools import AGENT_TOOLS, AgentTool, Plan
+from mmrag.agents.tools import AGENT_TOOLS, AgentTool, Plan, PlanContext, validate_plan
 from mmrag.config import AgentSettings
 from mmrag.errors import MmragError
 from mmrag.services import Services
@@ -92,11 +95,14 @@ def build_graph(
             state.get("tenant"),
         )
         hits = _latest_hits(plan, outputs)
-        image_ids = runner.images_for(step, hits)
+        last = kept_ids(plan.steps[cursor - 1], outputs[cursor - 1]) if cursor else []
+        image_ids = runner.images_for(step, hits, last)
         left = settings.max_tool_calls - state["tool_calls"]
         entry: TraceEntry = {"step": cursor + 1, "tool": step.tool, "inputs": step.args}
-        stop = over_time(state) or (
-            "stopped: the tool-call limit was reached" if left <= 0 else None
+        stop = (
+            over_time(state)
+            or ("stopped: the tool-call limit was reached" if left <= 0 else None)
+            or _repeats(entry, image_ids, trace)
         )
         if stop is None and len(image_ids) > left:
             entry["note"] = f"ran on {left} of {len(image_ids)} images (tool-call limit)"
@@ -119,8 +125,12 @@ def build_graph(
         if cut is not None:
             partial = f"ran on {len(result)} of {len(image_ids)} images ({cut})"
             done["note"] = "; ".join(filter(None, [entry.get("note"), partial]))
+        revised = plan
+        if settings.adaptive and cut is None:
+            revised = decide(state, plan, cursor, [*outputs, result], done)
         writer({"event": "tool_end", "data": dict(done)})
         return {
+            "plan": revised.model_dump(),
             "cursor": cursor + 1,
             "outputs": [*outputs, result],
             "trace": [*trace, done],
@@ -129,9 +139,40 @@ def build_graph(
             "stopped": cut,
         }
 
+    def decide(
+        state: AgentState,
+        plan: Plan,
+        cursor: int,
+        outputs: list[list[dict[str, Any]]],
+        done: TraceEntry,
+    ) -> Plan:
+        """The plan with its rest revised from what step ``cursor`` found; the decision and
+        its reason go into the step's trace entry."""
+        decision = revise(plan, cursor, outputs, settings)
+        if decision is None:
+            return plan
+        done["decision"] = decision.as_trace()
+        if decision.steps is None:
+            return plan
+        kept = [step.model_dump() for step in plan.steps[: cursor + 1]]
+        context = PlanContext(
+            state.get("image_id") is not None,
+            len(state.get("previous_ids", [])),
+            settings.max_steps,
+        )
+        try:
+            revised = validate_plan([*kept, *decision.steps], plan.planner, context)
+        except MmragError as error:
+            # Over max_steps, typically: the plan stays as it was, and the trace says why.
+            done["decision"] = {**decision.as_trace(), "not_done": error.detail}
+            return plan
+        log.info("step %d: %s (%s)", cursor + 1, decision.action, decision.reason)
+        return revised
+
     def answer_node(state: AgentState) -> AgentState:
         plan = Plan.model_validate(state["plan"])
-        answer = compose(plan, state["outputs"], settings, state.get("stopped"))
+        write = compose_sentences if settings.adaptive else compose
+        answer = write(plan, state["outputs"], settings, state.get("stopped"))
         cited = list(dict.fromkeys(citation.image_id for citation in answer.citations))
         return {
             "answer": answer.model_dump(),
@@ -154,6 +195,19 @@ def build_graph(
         builder.add_conditional_edges(tool, route, targets)
     builder.add_edge("answer", END)
     return builder.compile(checkpointer=checkpointer)
+
+
+def _repeats(entry: TraceEntry, image_ids: list[str], trace: list[TraceEntry]) -> str | None:
+    """Why the step must not run: the same tool, arguments and images ran before (a
+    revision loop that would go round forever stops here)."""
+    for earlier in trace:
+        if (earlier.get("tool"), earlier.get("inputs"), earlier.get("image_ids")) == (
+            entry["tool"],
+            entry["inputs"],
+            image_ids,
+        ):
+            return f"stopped: step {earlier.get('step')} already ran with the same arguments"
+    return None
 
 
 def _latest_hits(plan: Plan, outputs: list[list[dict[str, Any]]]) -> list[str]:

@@ -14,10 +14,13 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mmrag.errors import InvalidInput
+from mmrag.retrieval.filters import SearchFilter
 
 AgentTool = Literal["retrieve", "caption", "vqa", "ground", "detect", "count"]
 AGENT_TOOLS: tuple[AgentTool, ...] = get_args(AgentTool)
-Target = Literal["image", "hits", "previous"]
+# "last": the images the step before kept, in its order (a count's ranking cut to its
+# ``top``, a VQA step's matches): result sets as values, so steps chain over each other.
+Target = Literal["image", "hits", "previous", "last"]
 
 MAX_TEXT_CHARS = 300
 MAX_PHRASES = 8
@@ -58,6 +61,14 @@ class RetrieveArgs(ToolArgs):
         None, description='"image": find images like the given one, instead of a text query'
     )
     limit: int | None = Field(None, ge=1, le=50)
+    match: Literal["image", "hybrid"] | None = Field(
+        None,
+        description='"hybrid": image vectors and the words of the captions (BM25) together; '
+        '"image": image vectors only. Unset: the agent\'s default',
+    )
+    filter: SearchFilter | None = Field(
+        None, description="restrict the search: counts of detected objects, source, labels"
+    )
 
     @model_validator(mode="after")
     def _one_query(self) -> RetrieveArgs:
@@ -82,6 +93,9 @@ class CaptionArgs(OnImages):
 
 class VqaArgs(OnImages):
     question: Text
+    keep: Literal["yes", "no"] | None = Field(
+        None, description='keep only the images whose answer is this ("which ones are empty?")'
+    )
 
 
 class GroundArgs(OnImages):
@@ -95,6 +109,9 @@ class DetectArgs(OnImages):
 class CountArgs(OnImages):
     phrase: Text
     rank: Literal["none", "most", "fewest"] = "none"
+    top: int | None = Field(
+        None, ge=1, le=50, description="keep only this many images, best ranked first"
+    )
 
 
 @dataclass(frozen=True)
@@ -195,7 +212,7 @@ def validate_plan(raw_steps: Any, planner: str, context: PlanContext) -> Plan:
                 f"step {number} (retrieve) searches like the given image, but none was given"
             )
         retrieved = retrieved or tool == "retrieve"
-        steps.append(Step(tool=tool, args=parsed.model_dump(exclude_none=True)))
+        steps.append(Step(tool=tool, args=parsed.model_dump(exclude_none=True, mode="json")))
     return Plan(steps=steps, planner=planner)
 
 
@@ -205,6 +222,8 @@ def _check_target(
     where = f"step {number} ({tool})"
     if args.on == "image" and not context.has_image:
         raise InvalidPlan(f"{where} runs on the given image, but no image was given")
+    if args.on == "last" and number == 1:
+        raise InvalidPlan(f"{where} runs on the previous step's images, but it is the first step")
     if args.on == "hits" and not retrieved:
         raise InvalidPlan(f"{where} runs on retrieved images, but no retrieve step comes first")
     if args.on == "previous":
