@@ -95,8 +95,8 @@ def test_counting_ranks_the_retrieved_images(world: World) -> None:
     grounded = result.trace[2]
     assert grounded["image_ids"] == [result.answer[1:33]]
     [box] = [c for c in result.citations if c.get("box")]
-    truth = [s.box for s in world.scenes[box["image_id"]].find(None, "triangle")]
-    assert max(box_iou(tuple(box["box"]), t) for t in truth) >= 0.5
+    triangles = [s.box for s in world.scenes[box["image_id"]].find(None, "triangle")]
+    assert max(box_iou(tuple(box["box"]), t) for t in triangles) >= 0.5
 
 
 def test_photos_like_the_given_one_are_found_by_that_image(world: World) -> None:
