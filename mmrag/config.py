@@ -241,6 +241,9 @@ class AgentSettings(BaseModel):
     # Images sent to a tool at once; the time limit is checked between such batches.
     tool_batch: int = Field(8, ge=1, le=64)
     retrieve_limit: int = Field(5, ge=1, le=50)
+    # Adaptive: a search whose hits are ranked by a count ("which photo has the most cars?")
+    # looks at this many, since the one with the most need not look most like the words.
+    rank_retrieve_limit: int = Field(20, ge=1, le=50)
     # Below these scores the answer says the evidence is weak instead of claiming anything.
     # CLIP cosine similarities of a text and a matching image sit around 0.2-0.35.
     min_retrieve_score: float = Field(0.15, ge=-1, le=1)

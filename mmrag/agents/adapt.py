@@ -30,6 +30,26 @@ class Decision:
         return {"action": self.action, "reason": self.reason}
 
 
+def widen(plan: Plan, cursor: int, settings: AgentSettings) -> Decision | None:
+    """Before a search whose hits the next step ranks by a count: search more images, since
+    the image with the most is rarely among the few that look most like the words."""
+    step = plan.steps[cursor]
+    after = plan.steps[cursor + 1] if cursor + 1 < len(plan.steps) else None
+    if step.tool != "retrieve" or "limit" in step.args or after is None:
+        return None
+    ranking = after.parsed()
+    wanted = settings.rank_retrieve_limit
+    if not isinstance(ranking, CountArgs) or ranking.rank == "none" or ranking.on != "hits":
+        return None
+    if wanted <= settings.retrieve_limit:
+        return None
+    return Decision(
+        f"search {wanted} images, not {settings.retrieve_limit}",
+        f"the next step ranks them by the count of {ranking.phrase!r}",
+        [{"tool": "retrieve", "args": {**step.args, "limit": wanted}}],
+    )
+
+
 def revise(
     plan: Plan, done: int, outputs: list[list[Output]], settings: AgentSettings
 ) -> Decision | None:

@@ -17,14 +17,14 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from mmrag.agents.adapt import revise
+from mmrag.agents.adapt import revise, widen
 from mmrag.agents.answer import compose
 from mmrag.agents.execute import StepRunner, run_within
 from mmrag.agents.planner import Planner, PlanRequest
 from mmrag.agents.results import kept_ids
 from mmrag.agents.sentences import compose_sentences
 from mmrag.agents.state import AgentState, TraceEntry
-from mmrag.agents.tools import AGENT_TOOLS, AgentTool, Plan, PlanContext, validate_plan
+from mmrag.agents.tools import AGENT_TOOLS, AgentTool, Plan, PlanContext, Step, validate_plan
 from mmrag.config import AgentSettings
 from mmrag.errors import MmragError
 from mmrag.services import Services
@@ -84,6 +84,11 @@ def build_graph(
     def tool_node(state: AgentState) -> AgentState:
         plan = Plan.model_validate(state["plan"])
         cursor = state["cursor"]
+        widened = widen(plan, cursor, settings) if settings.adaptive else None
+        if widened is not None and widened.steps is not None:
+            steps = [s.model_dump() for s in plan.steps]
+            steps[cursor] = widened.steps[0]
+            plan = Plan(steps=[Step.model_validate(s) for s in steps], planner=plan.planner)
         step = plan.steps[cursor]
         outputs = list(state["outputs"])
         trace = list(state["trace"])
@@ -99,6 +104,8 @@ def build_graph(
         image_ids = runner.images_for(step, hits, last)
         left = settings.max_tool_calls - state["tool_calls"]
         entry: TraceEntry = {"step": cursor + 1, "tool": step.tool, "inputs": step.args}
+        if widened is not None:
+            entry["decision"] = widened.as_trace()
         stop = (
             over_time(state)
             or ("stopped: the tool-call limit was reached" if left <= 0 else None)
@@ -108,7 +115,11 @@ def build_graph(
             entry["note"] = f"ran on {left} of {len(image_ids)} images (tool-call limit)"
             image_ids = image_ids[:left]
         if stop is not None:
-            return {"stopped": stop, "trace": [*trace, {**entry, "note": stop}]}
+            return {
+                "plan": plan.model_dump(),
+                "stopped": stop,
+                "trace": [*trace, {**entry, "note": stop}],
+            }
         entry["image_ids"] = image_ids
         writer = get_stream_writer()
         writer({"event": "tool_start", "data": dict(entry)})
@@ -120,7 +131,11 @@ def build_graph(
             log.info("step %d (%s) failed: %s", cursor + 1, step.tool, error.detail)
             failed: TraceEntry = {**entry, "error": error.detail}
             writer({"event": "tool_end", "data": dict(failed)})
-            return {"stopped": f"{step.tool} failed: {error.detail}", "trace": [*trace, failed]}
+            return {
+                "plan": plan.model_dump(),
+                "stopped": f"{step.tool} failed: {error.detail}",
+                "trace": [*trace, failed],
+            }
         done: TraceEntry = {**entry, "outputs": result, "ms": took}
         if cut is not None:
             partial = f"ran on {len(result)} of {len(image_ids)} images ({cut})"
@@ -151,7 +166,14 @@ def build_graph(
         decision = revise(plan, cursor, outputs, settings)
         if decision is None:
             return plan
-        done["decision"] = decision.as_trace()
+        if "decision" in done:  # decided before the step too (widen): both are told
+            before = done["decision"]
+            done["decision"] = {
+                "action": f"{before['action']}; then {decision.action}",
+                "reason": f"{before['reason']}; then {decision.reason}",
+            }
+        else:
+            done["decision"] = decision.as_trace()
         if decision.steps is None:
             return plan
         kept = [step.model_dump() for step in plan.steps[: cursor + 1]]
@@ -164,7 +186,7 @@ def build_graph(
             revised = validate_plan([*kept, *decision.steps], plan.planner, context)
         except MmragError as error:
             # Over max_steps, typically: the plan stays as it was, and the trace says why.
-            done["decision"] = {**decision.as_trace(), "not_done": error.detail}
+            done["decision"] = {**done["decision"], "not_done": error.detail}
             return plan
         log.info("step %d: %s (%s)", cursor + 1, decision.action, decision.reason)
         return revised
