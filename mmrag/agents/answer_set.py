@@ -16,9 +16,16 @@ from typing import Any, Literal
 
 from mmrag.models.fixtures.evaluate_grounding import box_iou
 from mmrag.models.fixtures.shapes import COLOURS, HELD_OUT_SEEDS, KINDS, ShapeScene, generate_scene
-from mmrag.models.fixtures.vlm_tasks import askable_kinds, colour_answer
+from mmrag.models.fixtures.vlm_tasks import (
+    askable_colours,
+    askable_kinds,
+    colour_answer,
+    shape_answer,
+)
 
-Kind = Literal["count", "colour", "exists", "where", "most", "where-any", "most-then-colour"]
+Kind = Literal[
+    "count", "colour", "shape", "exists", "where", "most", "where-any", "most-then-colour"
+]
 # Clear of the seeds the fixture evaluations (start) and the agent tests (start + 5000) use.
 FIRST_SEED = HELD_OUT_SEEDS.start + 9_000
 _PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles"}
@@ -41,7 +48,7 @@ def scenes(count: int) -> list[ShapeScene]:
 
 
 def questions(world: list[ShapeScene]) -> list[AnswerQuestion]:
-    """About five questions per scene given with it, and about the whole collection."""
+    """Five questions per scene given with it, and about twenty about the whole collection."""
     found: list[AnswerQuestion] = []
 
     def add(what: Kind, question: str, image: int | None, **expected: Any) -> None:
@@ -58,6 +65,9 @@ def questions(world: list[ShapeScene]) -> list[AnswerQuestion]:
         askable = askable_kinds(scene)
         asked = askable[n % len(askable)]
         add("colour", f"what colour is the {asked}?", n, colour=colour_answer(scene, asked))
+        colours = askable_colours(scene)
+        named = colours[n % len(colours)]
+        add("shape", f"what shape is the {named} object?", n, shape=shape_answer(scene, named))
         shape = scene.shapes[n % len(scene.shapes)]
         colour = COLOURS[(n + 1) % len(COLOURS)]
         add(
@@ -138,6 +148,9 @@ def judge(
         case "colour":
             said = {w for w in words if w in (*COLOURS, "none")}
             return Verdict(said == {expected["colour"]}, cites_image)
+        case "shape":
+            said_kinds = {w for w in words if w in (*KINDS, "none")}
+            return Verdict(said_kinds == {expected["shape"]}, cites_image)
         case "exists":
             # Said outright (a VQA answer), or shown: "is there a blue circle?" planned as a
             # grounding answers yes with a box on it and no by finding none.
