@@ -228,6 +228,9 @@ class AgentSettings(BaseModel):
     # (agents/adapt.py), and it searches image vectors and caption words together. False:
     # the fixed plan of the first generation, kept to compare against.
     adaptive: bool = True
+    # "llm": the adaptive agent's answer rephrased by the llm_url endpoint (agents/
+    # llm_composer.py), checked against the trace; "rules": the sentences as written.
+    composer: Literal["rules", "llm"] = "rules"
     # An OpenAI-compatible chat endpoint with tool calling (vLLM, Ollama, a hosted API).
     llm_url: str = "http://127.0.0.1:11434/v1"
     llm_model: str = "qwen2.5:7b-instruct"

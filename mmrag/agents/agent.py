@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from mmrag.agents.answer import Answer
 from mmrag.agents.graph import build_graph
+from mmrag.agents.llm_composer import LlmComposer
 from mmrag.agents.planner import Planner, PlanRequest, clean_question
 from mmrag.agents.state import AgentState
 from mmrag.agents.tools import Plan
@@ -59,10 +60,13 @@ class Agent:
         # The saver serialises its own use of the connection with a lock.
         self._connection = sqlite3.connect(str(path), check_same_thread=False)
         saver = SqliteSaver(self._connection)
-        self._graph = build_graph(services, planner, self._settings, saver, clock)
+        self._composer = LlmComposer(self._settings) if self._settings.composer == "llm" else None
+        self._graph = build_graph(services, planner, self._settings, saver, clock, self._composer)
 
     def close(self) -> None:
         self._planner.close()
+        if self._composer is not None:
+            self._composer.close()
         self._connection.close()
 
     def check(

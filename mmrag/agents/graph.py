@@ -20,6 +20,7 @@ from langgraph.graph.state import CompiledStateGraph
 from mmrag.agents.adapt import revise, widen
 from mmrag.agents.answer import compose
 from mmrag.agents.execute import StepRunner, run_within
+from mmrag.agents.llm_composer import LlmComposer, seen_ids
 from mmrag.agents.planner import Planner, PlanRequest
 from mmrag.agents.results import kept_ids
 from mmrag.agents.sentences import compose_sentences
@@ -51,6 +52,7 @@ def build_graph(
     settings: AgentSettings,
     checkpointer: BaseCheckpointSaver[Any] | None,
     clock: Callable[[], float] = time.time,
+    composer: LlmComposer | None = None,
 ) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
     """``clock`` is the time the total-time limit is measured in (the turn's ``started``
     comes from the same clock)."""
@@ -195,6 +197,9 @@ def build_graph(
         plan = Plan.model_validate(state["plan"])
         write = compose_sentences if settings.adaptive else compose
         answer = write(plan, state["outputs"], settings, state.get("stopped"))
+        if composer is not None and settings.adaptive:
+            trace = [dict(entry) for entry in state["trace"]]
+            answer = composer.compose(state["question"], answer, seen_ids(trace))
         cited = list(dict.fromkeys(citation.image_id for citation in answer.citations))
         return {
             "answer": answer.model_dump(),
