@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from agents.conftest import world_settings
 from workers.shapes_scenes import held_out, index_scenes, png_of
@@ -213,3 +214,27 @@ def test_a_source_filter_limits_the_search(services: Services) -> None:
     assert web.trace[0]["inputs"]["filter"] == {"source": "url"}
     assert web.citations == []
     assert web.weak_evidence
+
+
+def test_hybrid_search_finds_an_image_by_its_caption(services: Services) -> None:
+    index_scenes(services, held_out(8))
+    # The astronaut is a scene the image vectors alone rank below the top five for the
+    # word: the shapes CLIP has never seen an astronaut.
+    clip = services.embedder()
+    [word] = clip.embed_texts(["astronaut"])
+    vectors = [services.store.get_vector(h.image_id, "image") for h in services.store.scroll()]
+    fifth = sorted((float(np.dot(word, v)) for v in vectors if v is not None), reverse=True)[4]
+    candidates = held_out(16)[8:]
+    scores = clip.embed_images([scene.image for scene in candidates]) @ word
+    scene = candidates[int(np.argmin(scores))]
+    assert float(scores.min()) < fifth
+    item = IngestItem.upload(png_of(scene), "x.png", ["an astronaut floating above the earth"])
+    astronaut = services.ingest([item]).results[0].image
+    assert astronaut is not None
+    adaptive = services.agent().ask("describe the astronaut photo")
+    assert adaptive.trace[0]["inputs"] == {"query": "astronaut"}
+    assert adaptive.trace[0]["outputs"][0]["image_id"] == astronaut.image_id
+    assert adaptive.trace[1]["image_ids"][0] == astronaut.image_id  # and it is described
+    fixed = Agent(services, LocalPlanner(), AgentSettings(adaptive=False))
+    image_only = fixed.ask("describe the astronaut photo")
+    assert astronaut.image_id not in [o["image_id"] for o in image_only.trace[0]["outputs"]]
