@@ -16,16 +16,26 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import interrupt
 
 from mmrag.agents.adapt import revise, widen
 from mmrag.agents.answer import compose
 from mmrag.agents.execute import StepRunner, run_within
+from mmrag.agents.jobs import JobDesk, proposal, spec_of
 from mmrag.agents.llm_composer import LlmComposer, seen_ids
 from mmrag.agents.planner import Planner, PlanRequest
 from mmrag.agents.results import kept_ids
 from mmrag.agents.sentences import compose_sentences
 from mmrag.agents.state import AgentState, TraceEntry
-from mmrag.agents.tools import AGENT_TOOLS, AgentTool, Plan, PlanContext, Step, validate_plan
+from mmrag.agents.tools import (
+    AGENT_TOOLS,
+    AgentTool,
+    Plan,
+    PlanContext,
+    StartJobArgs,
+    Step,
+    validate_plan,
+)
 from mmrag.config import AgentSettings
 from mmrag.errors import MmragError
 from mmrag.services import Services
@@ -53,6 +63,7 @@ def build_graph(
     checkpointer: BaseCheckpointSaver[Any] | None,
     clock: Callable[[], float] = time.time,
     composer: LlmComposer | None = None,
+    desk: JobDesk | None = None,
 ) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
     """``clock`` is the time the total-time limit is measured in (the turn's ``started``
     comes from the same clock)."""
@@ -193,9 +204,54 @@ def build_graph(
         log.info("step %d: %s (%s)", cursor + 1, decision.action, decision.reason)
         return revised
 
+    def job_node(state: AgentState) -> AgentState:
+        """Propose the job and wait for the caller's answer. LangGraph runs this node again
+        from its start when the thread is resumed; everything before ``interrupt`` is pure."""
+        plan = Plan.model_validate(state["plan"])
+        cursor = state["cursor"]
+        step = plan.steps[cursor]
+        args = step.parsed()
+        assert isinstance(args, StartJobArgs)
+        image_ids = _latest_hits(plan, state["outputs"])
+        entry: TraceEntry = {
+            "step": cursor + 1,
+            "tool": step.tool,
+            "inputs": step.args,
+            "image_ids": image_ids,
+        }
+        stop = over_time(state) or (None if image_ids else "stopped: no images to start a job on")
+        if stop is not None:
+            return {"stopped": stop, "trace": [*state["trace"], {**entry, "note": stop}]}
+        found = proposal(args, image_ids)
+        # The graph stops here; the turn's answer asks the caller (agents/agent.py).
+        confirmed = interrupt(found)
+        outcome: dict[str, Any] = {"started": False, **found}
+        if confirmed is True:
+            starter = (desk or JobDesk()).starter
+            if starter is None:
+                outcome["problem"] = "jobs are not available here"
+            else:
+                try:
+                    outcome = {
+                        **outcome,
+                        "started": True,
+                        "job_id": starter(spec_of(args, image_ids), state.get("tenant")),
+                    }
+                except MmragError as error:
+                    outcome["problem"] = error.detail
+        done: TraceEntry = {**entry, "outputs": [outcome]}
+        get_stream_writer()({"event": "tool_end", "data": dict(done)})
+        return {
+            "cursor": cursor + 1,
+            "outputs": [*state["outputs"], [outcome]],
+            "trace": [*state["trace"], done],
+            "tool_calls": state["tool_calls"] + 1,
+        }
+
     def answer_node(state: AgentState) -> AgentState:
         plan = Plan.model_validate(state["plan"])
-        write = compose_sentences if settings.adaptive else compose
+        ends_in_job = plan.steps[-1].tool == "start_job"
+        write = compose_sentences if settings.adaptive or ends_in_job else compose
         answer = write(plan, state["outputs"], settings, state.get("stopped"))
         if composer is not None and settings.adaptive:
             trace = [dict(entry) for entry in state["trace"]]
@@ -213,7 +269,7 @@ def build_graph(
     builder = StateGraph(AgentState)
     builder.add_node("plan", plan_node)
     for tool in AGENT_TOOLS:
-        builder.add_node(tool, tool_node)
+        builder.add_node(tool, job_node if tool == "start_job" else tool_node)
     builder.add_node("answer", answer_node)
     builder.add_edge(START, "plan")
     targets = [*AGENT_TOOLS, "answer"]

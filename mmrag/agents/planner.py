@@ -19,7 +19,7 @@ from mmrag.agents.cues import asks_for_more_like, cue_flags
 from mmrag.agents.intent import LinearClassifier, features
 from mmrag.agents.routing_set import RoutingExample, split
 from mmrag.agents.scope import question_filter, top_wanted
-from mmrag.agents.tools import AGENT_TOOLS, Plan, PlanContext, validate_plan
+from mmrag.agents.tools import ROUTED_TOOLS, Plan, PlanContext, validate_plan
 from mmrag.errors import InvalidInput
 
 
@@ -76,7 +76,7 @@ def train(examples: list[RoutingExample]) -> Classifiers:
     intents = [example.expected.split(">")[-1] for example in usable]
     corpus = ["yes" if example.expected.startswith("retrieve>") else "no" for example in usable]
     return Classifiers(
-        intent=LinearClassifier(AGENT_TOOLS).fit(rows, intents),
+        intent=LinearClassifier(ROUTED_TOOLS).fit(rows, intents),
         corpus=LinearClassifier(["yes", "no"]).fit(rows, corpus),
     )
 

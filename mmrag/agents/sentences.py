@@ -19,6 +19,7 @@ from mmrag.agents.tools import (
     GroundArgs,
     Plan,
     RetrieveArgs,
+    StartJobArgs,
     VqaArgs,
 )
 from mmrag.config import AgentSettings
@@ -175,6 +176,21 @@ class _Writer:
             self.weak = True
             self.lines.append(f"I detected nothing with confidence in {_ids(outputs)}.")
 
+    def job(self, outputs: list[Output]) -> None:
+        for out in outputs:
+            images = _ids([{"image_id": i} for i in out["image_ids"]])
+            if out.get("started"):
+                self.lines.append(
+                    f"I started job {out['job_id']} to {out['task']} {out['images']} images: "
+                    f"{images}."
+                )
+            elif "problem" in out:
+                self.lines.append(f"I could not start the {out['task']} job: {out['problem']}.")
+            else:
+                self.lines.append(f"I did not start the {out['task']} job, as you asked.")
+            for image_id in out["image_ids"]:
+                self.cite(image_id)
+
     def count(self, args: CountArgs, outputs: list[Output], kept: list[Output]) -> None:
         counted = [out for out in outputs if "count" in out]
         if not counted:
@@ -273,6 +289,8 @@ def compose_sentences(
                     writer.detect(good)
             case CountArgs():
                 writer.count(args, good, kept)
+            case StartJobArgs():
+                writer.job(good)
         for out in outputs:
             if "error" in out:
                 writer.lines.append(f"[{out['image_id']}] could not be processed: {out['error']}.")

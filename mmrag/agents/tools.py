@@ -16,8 +16,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from mmrag.errors import InvalidInput
 from mmrag.retrieval.filters import SearchFilter
 
-AgentTool = Literal["retrieve", "caption", "vqa", "ground", "detect", "count"]
+AgentTool = Literal["retrieve", "caption", "vqa", "ground", "detect", "count", "start_job"]
 AGENT_TOOLS: tuple[AgentTool, ...] = get_args(AgentTool)
+# The tools the local planner routes questions to; start_job only comes from the LLM planner.
+ROUTED_TOOLS: tuple[AgentTool, ...] = AGENT_TOOLS[:-1]
 # "last": the images the step before kept, in its order (a count's ranking cut to its
 # ``top``, a VQA step's matches): result sets as values, so steps chain over each other.
 Target = Literal["image", "hits", "previous", "last"]
@@ -114,6 +116,21 @@ class CountArgs(OnImages):
     )
 
 
+class StartJobArgs(ToolArgs):
+    """A bulk job over the retrieved images, proposed to the user: it starts only once they
+    confirm in the same thread (a LangGraph interrupt)."""
+
+    on: Literal["hits"] = "hits"
+    task: Literal["caption", "detect"]
+    labels: Phrases | None = Field(None, description="what to detect (detect only)")
+
+    @model_validator(mode="after")
+    def _labels_for_detect(self) -> StartJobArgs:
+        if (self.task == "detect") != (self.labels is not None):
+            raise ValueError("labels go with detect, and only with it")
+        return self
+
+
 @dataclass(frozen=True)
 class ToolSpec:
     name: AgentTool
@@ -144,6 +161,12 @@ TOOLS: tuple[ToolSpec, ...] = (
         "count",
         "Count a kind of object in each image; rank picks the image with most or fewest.",
         CountArgs,
+    ),
+    ToolSpec(
+        "start_job",
+        "Propose a bulk job (caption or detect) over the retrieved images, such as 'caption "
+        "every photo from the dock'. It starts only after the user confirms.",
+        StartJobArgs,
     ),
 )
 TOOL_SPECS: dict[AgentTool, ToolSpec] = {spec.name: spec for spec in TOOLS}
@@ -207,6 +230,11 @@ def validate_plan(raw_steps: Any, planner: str, context: PlanContext) -> Plan:
             raise InvalidPlan(f"step {number} ({tool}): {where}: {first['msg']}") from None
         if isinstance(parsed, OnImages):
             _check_target(number, tool, parsed, retrieved, context)
+        if isinstance(parsed, StartJobArgs):
+            if not retrieved:
+                raise InvalidPlan(f"step {number} (start_job) needs a retrieve step before it")
+            if number != len(raw_steps):
+                raise InvalidPlan(f"step {number} (start_job) must be the last step")
         if isinstance(parsed, RetrieveArgs) and parsed.like and not context.has_image:
             raise InvalidPlan(
                 f"step {number} (retrieve) searches like the given image, but none was given"

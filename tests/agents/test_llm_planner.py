@@ -57,6 +57,7 @@ def test_a_valid_tool_call_plan_is_used(server: FakeOpenAI) -> None:
         "ground",
         "detect",
         "count",
+        "start_job",
     ]
     assert sent["messages"][0]["role"] == "system"
     assert QUESTION in sent["messages"][1]["content"]
