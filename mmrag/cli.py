@@ -390,6 +390,39 @@ def eval_routing(
     _run(work)
 
 
+@eval_app.command("answers")
+def eval_answers(
+    scenes: Annotated[
+        int, typer.Option(min=1, max=200, help="shapes scenes to index (about 5 questions each)")
+    ] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Final-answer and citation accuracy on the shapes answer set, fixed plan vs adaptive,
+    with the fixture models in a temporary store (the configured store is not touched)."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.agents.evaluate_answers import MODES, evaluate_answers
+
+        report = evaluate_answers(settings.agent, scenes)
+        if as_json:
+            console.print_json(data=report)
+            return
+        console.print(f"{report['questions']} questions on {scenes} scenes", highlight=False)
+        table = Table("agent", "answers right", "citations right", "ask p50 ms", "by kind")
+        for mode in MODES:
+            part = report[mode]
+            table.add_row(
+                mode,
+                f"{part['answers_right']}/{part['total']} ({part['answer_accuracy']:.1%})",
+                f"{part['citations_right']}/{part['total']} ({part['citation_accuracy']:.1%})",
+                str(part["ask_ms_p50"]),
+                ", ".join(f"{k} {v}" for k, v in part["by_kind"].items()),
+            )
+        console.print(table)
+
+    _run(work)
+
+
 def _index_file(services: Services, path: Path) -> str:
     """Index the image file (same bytes, same id) and return its id."""
     from mmrag.retrieval.items import IngestItem

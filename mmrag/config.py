@@ -224,6 +224,13 @@ class AgentSettings(BaseModel):
     """The question-answering agent: which planner, and the bounds on one question."""
 
     planner: Literal["local", "llm"] = "local"
+    # After each step the agent looks at what came back and may revise the rest of the plan
+    # (agents/adapt.py), and it searches image vectors and caption words together. False:
+    # the fixed plan of the first generation, kept to compare against.
+    adaptive: bool = True
+    # "llm": the adaptive agent's answer rephrased by the llm_url endpoint (agents/
+    # llm_composer.py), checked against the trace; "rules": the sentences as written.
+    composer: Literal["rules", "llm"] = "rules"
     # An OpenAI-compatible chat endpoint with tool calling (vLLM, Ollama, a hosted API).
     llm_url: str = "http://127.0.0.1:11434/v1"
     llm_model: str = "qwen2.5:7b-instruct"
@@ -237,6 +244,9 @@ class AgentSettings(BaseModel):
     # Images sent to a tool at once; the time limit is checked between such batches.
     tool_batch: int = Field(8, ge=1, le=64)
     retrieve_limit: int = Field(5, ge=1, le=50)
+    # Adaptive: a search whose hits are ranked by a count ("which photo has the most cars?")
+    # looks at this many, since the one with the most need not look most like the words.
+    rank_retrieve_limit: int = Field(20, ge=1, le=50)
     # Below these scores the answer says the evidence is weak instead of claiming anything.
     # CLIP cosine similarities of a text and a matching image sit around 0.2-0.35.
     min_retrieve_score: float = Field(0.15, ge=-1, le=1)

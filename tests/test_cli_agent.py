@@ -55,7 +55,7 @@ def test_ask_about_an_image_file_grounds_the_phrase(env: Path) -> None:
     assert box_iou(tuple(citation["box"]), scene.find("blue", "triangle")[0].box) >= 0.5
     plain = runner.invoke(app, ["ask", "where is the blue triangle?", "--image", str(image)])
     assert plain.exit_code == 0, plain.output
-    assert f"[{citation['image_id']}] blue triangle at" in plain.stdout
+    assert f"The blue triangle is in [{citation['image_id']}] at [" in plain.stdout
     assert "plan: ground" in plain.output
 
 
@@ -82,3 +82,21 @@ def test_eval_routing_reports_accuracy_and_confusion(env: Path) -> None:
     bad = runner.invoke(app, ["eval", "routing", "--split", "everything"])
     assert bad.exit_code == 1
     assert bad.output == "error: unknown split 'everything': use test, fresh, train, all or cv\n"
+
+
+def test_eval_answers_compares_the_fixed_plan_and_the_adaptive_agent(env: Path) -> None:
+    result = runner.invoke(app, ["eval", "answers", "--scenes", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["scenes"] == 4
+    assert report["questions"] >= 20 + 9  # five per scene, nine and more about the collection
+    for mode in ("fixed", "adaptive"):
+        part = report[mode]
+        assert part["total"] == report["questions"]
+        assert 0 <= part["answers_right"] <= part["total"]
+        assert sum(int(v.split("/")[1]) for v in part["by_kind"].values()) == part["total"]
+    # Both wordings are judged: the fixed plan answers most of these right as well.
+    assert report["fixed"]["answer_accuracy"] >= 0.6
+    assert report["adaptive"]["answer_accuracy"] >= report["fixed"]["answer_accuracy"]
+    # The world is built in a temporary store: the configured one is never created.
+    assert not (env / "data").exists()

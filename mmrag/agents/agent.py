@@ -15,10 +15,13 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import Command, StateSnapshot
 from pydantic import BaseModel
 
-from mmrag.agents.answer import Answer
+from mmrag.agents.answer import Answer, Citation
 from mmrag.agents.graph import build_graph
+from mmrag.agents.jobs import JobDesk, asked
+from mmrag.agents.llm_composer import LlmComposer
 from mmrag.agents.planner import Planner, PlanRequest, clean_question
 from mmrag.agents.state import AgentState
 from mmrag.agents.tools import Plan
@@ -40,6 +43,8 @@ class AskResult(BaseModel):
     trace: list[dict[str, Any]]
     thread_id: str
     took_ms: float
+    # A job the agent proposes and waits to be confirmed in this thread (agents/jobs.py).
+    pending: dict[str, Any] | None = None
 
 
 class Agent:
@@ -59,10 +64,17 @@ class Agent:
         # The saver serialises its own use of the connection with a lock.
         self._connection = sqlite3.connect(str(path), check_same_thread=False)
         saver = SqliteSaver(self._connection)
-        self._graph = build_graph(services, planner, self._settings, saver, clock)
+        self._composer = LlmComposer(self._settings) if self._settings.composer == "llm" else None
+        # The API hands the job service over at start-up (desk.starter).
+        self.desk = JobDesk()
+        self._graph = build_graph(
+            services, planner, self._settings, saver, clock, self._composer, self.desk
+        )
 
     def close(self) -> None:
         self._planner.close()
+        if self._composer is not None:
+            self._composer.close()
         self._connection.close()
 
     def check(
@@ -110,9 +122,10 @@ class Agent:
         thread_id: str | None = None,
         owner: str | None = None,
         tenant: str | None = None,
+        confirm: bool | None = None,
     ) -> AskResult:
         result: AskResult | None = None
-        for event, data in self.stream(question, image_id, thread_id, owner, tenant):
+        for event, data in self.stream(question, image_id, thread_id, owner, tenant, confirm):
             if event == "answer":
                 result = AskResult.model_validate(data)
         assert result is not None
@@ -125,24 +138,40 @@ class Agent:
         thread_id: str | None = None,
         owner: str | None = None,
         tenant: str | None = None,
+        confirm: bool | None = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """``plan``, ``tool_start``/``tool_end`` per step, ``token`` pieces of the answer
         text, then ``answer`` with the whole result. ``owner`` (the API key's name) keeps
-        each caller's threads apart; ``tenant`` limits retrieval to the images it indexed."""
+        each caller's threads apart; ``tenant`` limits retrieval to the images it indexed.
+        ``confirm`` answers the job the thread's last turn proposed (true starts it)."""
         stripped = self.check(question, image_id, thread_id, tenant)
         thread = thread_id or uuid.uuid4().hex
         config = _config(thread, owner)
         started = time.perf_counter()
-        turn: AgentState = {
-            "question": stripped,
-            "image_id": image_id,
-            "tenant": tenant,
-            "started": self._clock(),
-        }
-        for chunk in self._graph.stream(turn, config, stream_mode="custom"):
+        source: AgentState | Command[Any]
+        if confirm is not None:
+            self.check_pending(thread_id, owner)
+            source = Command(resume=confirm)
+        else:
+            source = {
+                "question": stripped,
+                "image_id": image_id,
+                "tenant": tenant,
+                "started": self._clock(),
+            }
+        for chunk in self._graph.stream(source, config, stream_mode="custom"):
             yield str(chunk["event"]), dict(chunk["data"])
-        state = self._graph.get_state(config).values
-        answer = Answer.model_validate(state["answer"])
+        snapshot = self._graph.get_state(config)
+        state = snapshot.values
+        pending = _pending(snapshot)
+        if pending is not None:
+            answer = Answer(
+                text=asked(pending),
+                citations=[Citation(image_id=i) for i in pending["image_ids"]],
+                weak_evidence=False,
+            )
+        else:
+            answer = Answer.model_validate(state["answer"])
         for start in range(0, len(answer.text), _TOKEN_CHARS):
             yield "token", {"text": answer.text[start : start + _TOKEN_CHARS]}
         result = AskResult(
@@ -153,14 +182,32 @@ class Agent:
             trace=[dict(entry) for entry in state["trace"]],
             thread_id=thread,
             took_ms=round((time.perf_counter() - started) * 1000, 2),
+            pending=pending,
         )
         yield "answer", result.model_dump()
+
+    def check_pending(self, thread_id: str | None, owner: str | None) -> None:
+        """:class:`InvalidInput` unless the caller's thread waits for a confirmation. The
+        thread is the caller's own (keyed by ``owner``): another key's same-named thread is
+        another conversation, with nothing of this one's to confirm."""
+        if thread_id is None:
+            raise InvalidInput("confirm answers a proposal: give the thread_id it came in")
+        if _pending(self._graph.get_state(_config(thread_id, owner))) is None:
+            raise InvalidInput("nothing in this thread waits for confirmation")
 
     def _previous(self, thread_id: str | None, owner: str | None) -> dict[str, Any]:
         if thread_id is None:
             return {}
         values: dict[str, Any] = self._graph.get_state(_config(thread_id, owner)).values
         return values
+
+
+def _pending(snapshot: StateSnapshot) -> dict[str, Any] | None:
+    """The job proposal a paused thread waits on, if it waits on one."""
+    for waiting in snapshot.interrupts:
+        if isinstance(waiting.value, dict) and "task" in waiting.value:
+            return dict(waiting.value)
+    return None
 
 
 def _config(thread_id: str, owner: str | None) -> RunnableConfig:

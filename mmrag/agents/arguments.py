@@ -79,6 +79,33 @@ def asked_clause_words(question: str) -> list[str]:
     return _words(parts[-1]) if len(parts) > 1 else []
 
 
+def clauses(question: str) -> list[str]:
+    """The question's clauses: "the two photos with the most cars, and what colour ..." ->
+    ["the two photos with the most cars", "what colour ..."]."""
+    parts = re.split(r"\s*,?" + _AND + r"|\s*[,;:]\s*", normalise(question))
+    return [part.strip() for part in parts if part.strip()]
+
+
+_WHICH = re.compile(
+    r"^(?:(?:tell|show) me |say |list )?(?:which|what) (?:ones?|of them|of these|images?|"
+    r"photos?|pictures?)\s+(?:(are|is)|(have|has|show|shows|contain|contains))\s+(.+?)[?.!]*$"
+)
+
+
+def which_ones(question: str) -> str | None:
+    """The yes/no question to ask each image for "... and tell me which ones are empty":
+    "Is it empty?"; None when the last clause is no such question."""
+    parts = clauses(question)
+    if len(parts) < 2:
+        return None
+    match = _WHICH.match(parts[-1])
+    if match is None or rank_of(parts[-1]) != "none":
+        return None  # "which one has the most umbrellas" ranks: a count, not a yes/no
+    if match.group(1):
+        return f"Is it {match.group(3)}?"[:300]
+    return f"Is there {match.group(3)}?"[:300]
+
+
 def content_words(text: str) -> str:
     kept = [word for word in _words(normalise(text)) if word not in _STOP]
     return " ".join(kept[-4:])

@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from mmrag.agents.regions import merge_hits, names_an_object, region_box
 from mmrag.agents.tools import (
     CaptionArgs,
@@ -52,8 +54,9 @@ class StepRunner:
         # Image id -> the crop an earlier retrieve of this turn found it by.
         self._regions: dict[str, dict[str, Any]] = dict(regions or {})
 
-    def images_for(self, step: Step, hits: Sequence[str]) -> list[str]:
-        """The image ids the step runs on, in rank order."""
+    def images_for(self, step: Step, hits: Sequence[str], last: Sequence[str] = ()) -> list[str]:
+        """The image ids the step runs on, in rank order; ``last`` is what the step before
+        kept (agents/results.py)."""
         args = step.parsed()
         if not isinstance(args, OnImages):
             return []
@@ -64,6 +67,8 @@ class StepRunner:
                 chosen = list(hits)
             case "previous":
                 chosen = self._previous
+            case "last":
+                chosen = list(last)
         if args.pick is not None:
             return chosen[args.pick - 1 : args.pick]
         return chosen
@@ -101,11 +106,16 @@ class StepRunner:
     def _retrieve(self, args: RetrieveArgs) -> list[Output]:
         limit = args.limit or self._settings.retrieve_limit
         scope = tenant_filter(self._tenant) if self._tenant is not None else Filter()
+        if args.filter is not None:
+            asked = args.filter.to_store_filter()
+            scope = Filter((*scope.must, *asked.must), (*scope.must_not, *asked.must_not))
         if args.like is not None:
             # By example: one more, since the given image is its own best match and is dropped.
             query = SearchQuery(image_id=self._image_id, limit=limit + 1, filter=scope)
         else:
-            query = SearchQuery(text=args.query, limit=limit, filter=scope)
+            match = args.match or ("hybrid" if self._settings.adaptive else "image")
+            target = SearchTarget.HYBRID if match == "hybrid" else SearchTarget.IMAGE
+            query = SearchQuery(text=args.query, target=target, limit=limit, filter=scope)
         search = self._services.search
         hits = search.search(query).hits
         if args.like is not None:
@@ -121,11 +131,19 @@ class StepRunner:
                 hit for hit in search.search(regional).hits if hit.score >= regions.strong_match
             ]
             hits = merge_hits(hits, strong, limit, regions.fusion_weight)
+        scores = [hit.score for hit in hits]
+        if query.target == SearchTarget.HYBRID and hits:
+            similar = self._similarities(str(args.query), [hit.image_id for hit in hits])
+            # A matched crop is evidence of its own: the better of the two cosines.
+            scores = [
+                max(cosine, float(hit.region.get("match", 0.0))) if hit.region else cosine
+                for hit, cosine in zip(hits, similar, strict=True)
+            ]
         outputs = []
-        for hit in hits:
+        for hit, score in zip(hits, scores, strict=True):
             output: Output = {
                 "image_id": hit.image_id,
-                "score": round(hit.score, 4),
+                "score": round(score, 4),
                 # What the index says about the image: data to show, never instructions.
                 "caption": str(hit.payload.get("caption") or hit.payload.get("model_caption", "")),
             }
@@ -149,6 +167,17 @@ class StepRunner:
         requests = [ImageRequest(i, phrases=tuple(args.phrases)) for i in rest]
         grounded = {out["image_id"]: out for out in self._tool("ground", requests, self._boxes)}
         return [known.get(i) or grounded[i] for i in image_ids]
+
+    def _similarities(self, text: str, image_ids: list[str]) -> list[float]:
+        """CLIP similarity of the text and each image. A hybrid search ranks by fused ranks
+        (RRF), which say nothing about how well anything matched; the answer's "weak
+        evidence" needs this cosine, on the same scale as an image search's scores."""
+        query = self._services.embedder().embed_texts([text])[0]
+        scores = []
+        for image_id in image_ids:
+            vector = self._services.store.get_vector(image_id, "image")
+            scores.append(float(np.dot(query, vector)) if vector is not None else 0.0)
+        return scores
 
     def _tool(
         self,

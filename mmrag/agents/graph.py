@@ -16,13 +16,27 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import interrupt
 
+from mmrag.agents.adapt import revise, widen
 from mmrag.agents.answer import compose
 from mmrag.agents.execute import StepRunner, run_within
+from mmrag.agents.jobs import JobDesk, proposal, spec_of
+from mmrag.agents.llm_composer import LlmComposer, seen_ids
 from mmrag.agents.planner import Planner, PlanRequest
 from mmrag.agents.regions import retrieved_regions
+from mmrag.agents.results import kept_ids
+from mmrag.agents.sentences import compose_sentences
 from mmrag.agents.state import AgentState, TraceEntry
-from mmrag.agents.tools import AGENT_TOOLS, AgentTool, Plan
+from mmrag.agents.tools import (
+    AGENT_TOOLS,
+    AgentTool,
+    Plan,
+    PlanContext,
+    StartJobArgs,
+    Step,
+    validate_plan,
+)
 from mmrag.config import AgentSettings
 from mmrag.errors import MmragError
 from mmrag.services import Services
@@ -49,6 +63,8 @@ def build_graph(
     settings: AgentSettings,
     checkpointer: BaseCheckpointSaver[Any] | None,
     clock: Callable[[], float] = time.time,
+    composer: LlmComposer | None = None,
+    desk: JobDesk | None = None,
 ) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
     """``clock`` is the time the total-time limit is measured in (the turn's ``started``
     comes from the same clock)."""
@@ -82,6 +98,11 @@ def build_graph(
     def tool_node(state: AgentState) -> AgentState:
         plan = Plan.model_validate(state["plan"])
         cursor = state["cursor"]
+        widened = widen(plan, cursor, settings) if settings.adaptive else None
+        if widened is not None and widened.steps is not None:
+            steps = [s.model_dump() for s in plan.steps]
+            steps[cursor] = widened.steps[0]
+            plan = Plan(steps=[Step.model_validate(s) for s in steps], planner=plan.planner)
         step = plan.steps[cursor]
         outputs = list(state["outputs"])
         trace = list(state["trace"])
@@ -94,17 +115,26 @@ def build_graph(
             retrieved_regions(outputs),
         )
         hits = _latest_hits(plan, outputs)
-        image_ids = runner.images_for(step, hits)
+        last = kept_ids(plan.steps[cursor - 1], outputs[cursor - 1]) if cursor else []
+        image_ids = runner.images_for(step, hits, last)
         left = settings.max_tool_calls - state["tool_calls"]
         entry: TraceEntry = {"step": cursor + 1, "tool": step.tool, "inputs": step.args}
-        stop = over_time(state) or (
-            "stopped: the tool-call limit was reached" if left <= 0 else None
+        if widened is not None:
+            entry["decision"] = widened.as_trace()
+        stop = (
+            over_time(state)
+            or ("stopped: the tool-call limit was reached" if left <= 0 else None)
+            or _repeats(entry, image_ids, trace)
         )
         if stop is None and len(image_ids) > left:
             entry["note"] = f"ran on {left} of {len(image_ids)} images (tool-call limit)"
             image_ids = image_ids[:left]
         if stop is not None:
-            return {"stopped": stop, "trace": [*trace, {**entry, "note": stop}]}
+            return {
+                "plan": plan.model_dump(),
+                "stopped": stop,
+                "trace": [*trace, {**entry, "note": stop}],
+            }
         entry["image_ids"] = image_ids
         writer = get_stream_writer()
         writer({"event": "tool_start", "data": dict(entry)})
@@ -116,13 +146,21 @@ def build_graph(
             log.info("step %d (%s) failed: %s", cursor + 1, step.tool, error.detail)
             failed: TraceEntry = {**entry, "error": error.detail}
             writer({"event": "tool_end", "data": dict(failed)})
-            return {"stopped": f"{step.tool} failed: {error.detail}", "trace": [*trace, failed]}
+            return {
+                "plan": plan.model_dump(),
+                "stopped": f"{step.tool} failed: {error.detail}",
+                "trace": [*trace, failed],
+            }
         done: TraceEntry = {**entry, "outputs": result, "ms": took}
         if cut is not None:
             partial = f"ran on {len(result)} of {len(image_ids)} images ({cut})"
             done["note"] = "; ".join(filter(None, [entry.get("note"), partial]))
+        revised = plan
+        if settings.adaptive and cut is None:
+            revised = decide(state, plan, cursor, [*outputs, result], done)
         writer({"event": "tool_end", "data": dict(done)})
         return {
+            "plan": revised.model_dump(),
             "cursor": cursor + 1,
             "outputs": [*outputs, result],
             "trace": [*trace, done],
@@ -131,9 +169,95 @@ def build_graph(
             "stopped": cut,
         }
 
+    def decide(
+        state: AgentState,
+        plan: Plan,
+        cursor: int,
+        outputs: list[list[dict[str, Any]]],
+        done: TraceEntry,
+    ) -> Plan:
+        """The plan with its rest revised from what step ``cursor`` found; the decision and
+        its reason go into the step's trace entry."""
+        decision = revise(plan, cursor, outputs, settings)
+        if decision is None:
+            return plan
+        if "decision" in done:  # decided before the step too (widen): both are told
+            before = done["decision"]
+            done["decision"] = {
+                "action": f"{before['action']}; then {decision.action}",
+                "reason": f"{before['reason']}; then {decision.reason}",
+            }
+        else:
+            done["decision"] = decision.as_trace()
+        if decision.steps is None:
+            return plan
+        kept = [step.model_dump() for step in plan.steps[: cursor + 1]]
+        context = PlanContext(
+            state.get("image_id") is not None,
+            len(state.get("previous_ids", [])),
+            settings.max_steps,
+        )
+        try:
+            revised = validate_plan([*kept, *decision.steps], plan.planner, context)
+        except MmragError as error:
+            # Over max_steps, typically: the plan stays as it was, and the trace says why.
+            done["decision"] = {**done["decision"], "not_done": error.detail}
+            return plan
+        log.info("step %d: %s (%s)", cursor + 1, decision.action, decision.reason)
+        return revised
+
+    def job_node(state: AgentState) -> AgentState:
+        """Propose the job and wait for the caller's answer. LangGraph runs this node again
+        from its start when the thread is resumed; everything before ``interrupt`` is pure."""
+        plan = Plan.model_validate(state["plan"])
+        cursor = state["cursor"]
+        step = plan.steps[cursor]
+        args = step.parsed()
+        assert isinstance(args, StartJobArgs)
+        image_ids = _latest_hits(plan, state["outputs"])
+        entry: TraceEntry = {
+            "step": cursor + 1,
+            "tool": step.tool,
+            "inputs": step.args,
+            "image_ids": image_ids,
+        }
+        stop = over_time(state) or (None if image_ids else "stopped: no images to start a job on")
+        if stop is not None:
+            return {"stopped": stop, "trace": [*state["trace"], {**entry, "note": stop}]}
+        found = proposal(args, image_ids)
+        # The graph stops here; the turn's answer asks the caller (agents/agent.py).
+        confirmed = interrupt(found)
+        outcome: dict[str, Any] = {"started": False, **found}
+        if confirmed is True:
+            starter = (desk or JobDesk()).starter
+            if starter is None:
+                outcome["problem"] = "jobs are not available here"
+            else:
+                try:
+                    outcome = {
+                        **outcome,
+                        "started": True,
+                        "job_id": starter(spec_of(args, image_ids), state.get("tenant")),
+                    }
+                except MmragError as error:
+                    outcome["problem"] = error.detail
+        done: TraceEntry = {**entry, "outputs": [outcome]}
+        get_stream_writer()({"event": "tool_end", "data": dict(done)})
+        return {
+            "cursor": cursor + 1,
+            "outputs": [*state["outputs"], [outcome]],
+            "trace": [*state["trace"], done],
+            "tool_calls": state["tool_calls"] + 1,
+        }
+
     def answer_node(state: AgentState) -> AgentState:
         plan = Plan.model_validate(state["plan"])
-        answer = compose(plan, state["outputs"], settings, state.get("stopped"))
+        ends_in_job = plan.steps[-1].tool == "start_job"
+        write = compose_sentences if settings.adaptive or ends_in_job else compose
+        answer = write(plan, state["outputs"], settings, state.get("stopped"))
+        if composer is not None and settings.adaptive:
+            trace = [dict(entry) for entry in state["trace"]]
+            answer = composer.compose(state["question"], answer, seen_ids(trace))
         cited = list(dict.fromkeys(citation.image_id for citation in answer.citations))
         return {
             "answer": answer.model_dump(),
@@ -147,7 +271,7 @@ def build_graph(
     builder = StateGraph(AgentState)
     builder.add_node("plan", plan_node)
     for tool in AGENT_TOOLS:
-        builder.add_node(tool, tool_node)
+        builder.add_node(tool, job_node if tool == "start_job" else tool_node)
     builder.add_node("answer", answer_node)
     builder.add_edge(START, "plan")
     targets = [*AGENT_TOOLS, "answer"]
@@ -156,6 +280,19 @@ def build_graph(
         builder.add_conditional_edges(tool, route, targets)
     builder.add_edge("answer", END)
     return builder.compile(checkpointer=checkpointer)
+
+
+def _repeats(entry: TraceEntry, image_ids: list[str], trace: list[TraceEntry]) -> str | None:
+    """Why the step must not run: the same tool, arguments and images ran before (a
+    revision loop that would go round forever stops here)."""
+    for earlier in trace:
+        if (earlier.get("tool"), earlier.get("inputs"), earlier.get("image_ids")) == (
+            entry["tool"],
+            entry["inputs"],
+            image_ids,
+        ):
+            return f"stopped: step {earlier.get('step')} already ran with the same arguments"
+    return None
 
 
 def _latest_hits(plan: Plan, outputs: list[list[dict[str, Any]]]) -> list[str]:

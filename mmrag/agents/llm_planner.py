@@ -59,6 +59,7 @@ class LlmPlanner:
                         question=request.question,
                         has_image="yes" if request.has_image else "no",
                         previous=len(request.previous_ids) or "none",
+                        previous_steps=conversation_facts(request.previous_steps),
                     ),
                 },
             ],
@@ -80,6 +81,21 @@ class LlmPlanner:
             return validate_plan(steps, self.name, request.context)
         except InvalidInput as error:
             raise PlannerFailed(f"the LLM's plan is invalid: {error.detail}") from None
+
+
+def conversation_facts(steps: Any) -> str:
+    """The previous turn's steps as short facts, ``retrieve(query='cars') > count(...)``: the
+    tools and the arguments its plan gave them. Never outputs (captions, answers): those are
+    the index's words, and would reach the LLM as if they were the user's."""
+    if not steps:
+        return "none"
+    facts = []
+    for step in list(steps)[:16]:
+        args = ", ".join(
+            f"{key}={str(value)[:60]!r}" for key, value in dict(step.get("args", {})).items()
+        )
+        facts.append(f"{step.get('tool')}({args})")
+    return " > ".join(facts)
 
 
 def _steps_of(reply: Any) -> list[dict[str, Any]]:

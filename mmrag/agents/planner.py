@@ -18,7 +18,8 @@ from mmrag.agents import arguments
 from mmrag.agents.cues import asks_for_more_like, cue_flags
 from mmrag.agents.intent import LinearClassifier, features
 from mmrag.agents.routing_set import RoutingExample, split
-from mmrag.agents.tools import AGENT_TOOLS, Plan, PlanContext, validate_plan
+from mmrag.agents.scope import question_filter, top_wanted
+from mmrag.agents.tools import ROUTED_TOOLS, Plan, PlanContext, validate_plan
 from mmrag.errors import InvalidInput
 
 
@@ -75,7 +76,7 @@ def train(examples: list[RoutingExample]) -> Classifiers:
     intents = [example.expected.split(">")[-1] for example in usable]
     corpus = ["yes" if example.expected.startswith("retrieve>") else "no" for example in usable]
     return Classifiers(
-        intent=LinearClassifier(AGENT_TOOLS).fit(rows, intents),
+        intent=LinearClassifier(ROUTED_TOOLS).fit(rows, intents),
         corpus=LinearClassifier(["yes", "no"]).fit(rows, corpus),
     )
 
@@ -101,7 +102,10 @@ class LocalPlanner:
         if pick is not None and arguments.is_bare_reference(question):
             return validate_plan(_repeat(request, pick), self.name, request.context)
         classifiers = self._classifiers or default_classifiers()
-        row = _row(question, request.has_image)
+        found, rest = question_filter(question)
+        # "photos with at least two people" asks for photos: the bound is a filter, and its
+        # words ("least") must not make a count of it.
+        row = _row(rest if found and "counts" in found else question, request.has_image)
         intent, _ = classifiers.intent.predict(row)
         if pick is not None and intent != "retrieve":
             # A question of its own about one earlier result: "what is the second one doing?"
@@ -113,14 +117,63 @@ class LocalPlanner:
             return validate_plan([step], self.name, request.context)
         more_like = request.has_image and asks_for_more_like(question)
         about_corpus = more_like or classifiers.corpus.predict(row)[0] == "yes"
+        if more_like and not arguments.asked_clause_words(question):
+            # "find more photos like this one" asks for the images, nothing about them.
+            intent = "retrieve"
         steps: list[dict[str, Any]] = []
         if intent == "retrieve" or not request.has_image or about_corpus:
-            search = {"like": "image"} if more_like else {"query": arguments.search_text(question)}
-            steps.append({"tool": "retrieve", "args": search})
-        if intent != "retrieve":
+            steps.append({"tool": "retrieve", "args": _search(question, more_like)})
+        chain = _ranked_chain(question, classifiers, request.has_image)
+        if steps and chain:
+            steps += chain
+        elif steps and (which := arguments.which_ones(question)) is not None:
+            # "... and tell me which ones are empty": each image is asked, the ones that
+            # answer yes are kept.
+            steps.append({"tool": "vqa", "args": {"on": "hits", "question": which, "keep": "yes"}})
+        elif intent != "retrieve":
             on = "hits" if steps else "image"
             steps.append({"tool": intent, "args": {"on": on, **_tool_args(intent, question)}})
         return validate_plan(steps, self.name, request.context)
+
+
+def _search(question: str, more_like: bool) -> dict[str, Any]:
+    """The retrieve step's arguments: by example, or by words with the filter the question
+    asks for ("photos with at least two people" -> counts of person of 2 or more)."""
+    if more_like:
+        return {"like": "image"}
+    found, rest = question_filter(question)
+    search: dict[str, Any] = {"query": arguments.search_text(rest)}
+    if found is not None:
+        search["filter"] = found
+    return search
+
+
+_PER_IMAGE = ("vqa", "caption", "ground")
+
+
+def _ranked_chain(
+    question: str, classifiers: Classifiers, has_image: bool
+) -> list[dict[str, Any]] | None:
+    """Three steps after the search for "the two photos with the most cars, and what colour is
+    the biggest car in each": count and rank, keep the top ones, then ask each. None when
+    the question is not a ranking followed by a question of its own."""
+    clauses = arguments.clauses(question)
+    if len(clauses) < 2 or arguments.rank_of(clauses[0]) == "none":
+        return None
+    asked = clauses[-1]
+    then, _ = classifiers.intent.predict(_row(asked, has_image))
+    if then not in _PER_IMAGE:
+        return None
+    phrase = arguments.count_phrase(clauses[0])
+    count = {
+        "on": "hits",
+        "phrase": phrase,
+        "rank": arguments.rank_of(clauses[0]),
+        "top": top_wanted(clauses[0]) or 1,
+    }
+    # "... and where are they?": the counted objects are what to ground.
+    args = {"phrases": [phrase]} if then == "ground" else _tool_args(then, question)
+    return [{"tool": "count", "args": count}, {"tool": then, "args": {"on": "last", **args}}]
 
 
 def _picked(request: PlanRequest) -> int | None:

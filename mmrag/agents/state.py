@@ -15,6 +15,8 @@ class TraceEntry(TypedDict, total=False):
     ms: float
     error: str
     note: str
+    # What the agent decided after the step, and why (agents/adapt.py): {"action", "reason"}.
+    decision: dict[str, str]
 
 
 class AgentState(TypedDict, total=False):

@@ -14,10 +14,15 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mmrag.errors import InvalidInput
+from mmrag.retrieval.filters import SearchFilter
 
-AgentTool = Literal["retrieve", "caption", "vqa", "ground", "detect", "count"]
+AgentTool = Literal["retrieve", "caption", "vqa", "ground", "detect", "count", "start_job"]
 AGENT_TOOLS: tuple[AgentTool, ...] = get_args(AgentTool)
-Target = Literal["image", "hits", "previous"]
+# The tools the local planner routes questions to; start_job only comes from the LLM planner.
+ROUTED_TOOLS: tuple[AgentTool, ...] = AGENT_TOOLS[:-1]
+# "last": the images the step before kept, in its order (a count's ranking cut to its
+# ``top``, a VQA step's matches): result sets as values, so steps chain over each other.
+Target = Literal["image", "hits", "previous", "last"]
 
 MAX_TEXT_CHARS = 300
 MAX_PHRASES = 8
@@ -58,6 +63,14 @@ class RetrieveArgs(ToolArgs):
         None, description='"image": find images like the given one, instead of a text query'
     )
     limit: int | None = Field(None, ge=1, le=50)
+    match: Literal["image", "hybrid"] | None = Field(
+        None,
+        description='"hybrid": image vectors and the words of the captions (BM25) together; '
+        '"image": image vectors only. Unset: the agent\'s default',
+    )
+    filter: SearchFilter | None = Field(
+        None, description="restrict the search: counts of detected objects, source, labels"
+    )
 
     @model_validator(mode="after")
     def _one_query(self) -> RetrieveArgs:
@@ -82,6 +95,9 @@ class CaptionArgs(OnImages):
 
 class VqaArgs(OnImages):
     question: Text
+    keep: Literal["yes", "no"] | None = Field(
+        None, description='keep only the images whose answer is this ("which ones are empty?")'
+    )
 
 
 class GroundArgs(OnImages):
@@ -95,6 +111,24 @@ class DetectArgs(OnImages):
 class CountArgs(OnImages):
     phrase: Text
     rank: Literal["none", "most", "fewest"] = "none"
+    top: int | None = Field(
+        None, ge=1, le=50, description="keep only this many images, best ranked first"
+    )
+
+
+class StartJobArgs(ToolArgs):
+    """A bulk job over the retrieved images, proposed to the user: it starts only once they
+    confirm in the same thread (a LangGraph interrupt)."""
+
+    on: Literal["hits"] = "hits"
+    task: Literal["caption", "detect"]
+    labels: Phrases | None = Field(None, description="what to detect (detect only)")
+
+    @model_validator(mode="after")
+    def _labels_for_detect(self) -> StartJobArgs:
+        if (self.task == "detect") != (self.labels is not None):
+            raise ValueError("labels go with detect, and only with it")
+        return self
 
 
 @dataclass(frozen=True)
@@ -127,6 +161,12 @@ TOOLS: tuple[ToolSpec, ...] = (
         "count",
         "Count a kind of object in each image; rank picks the image with most or fewest.",
         CountArgs,
+    ),
+    ToolSpec(
+        "start_job",
+        "Propose a bulk job (caption or detect) over the retrieved images, such as 'caption "
+        "every photo from the dock'. It starts only after the user confirms.",
+        StartJobArgs,
     ),
 )
 TOOL_SPECS: dict[AgentTool, ToolSpec] = {spec.name: spec for spec in TOOLS}
@@ -190,12 +230,17 @@ def validate_plan(raw_steps: Any, planner: str, context: PlanContext) -> Plan:
             raise InvalidPlan(f"step {number} ({tool}): {where}: {first['msg']}") from None
         if isinstance(parsed, OnImages):
             _check_target(number, tool, parsed, retrieved, context)
+        if isinstance(parsed, StartJobArgs):
+            if not retrieved:
+                raise InvalidPlan(f"step {number} (start_job) needs a retrieve step before it")
+            if number != len(raw_steps):
+                raise InvalidPlan(f"step {number} (start_job) must be the last step")
         if isinstance(parsed, RetrieveArgs) and parsed.like and not context.has_image:
             raise InvalidPlan(
                 f"step {number} (retrieve) searches like the given image, but none was given"
             )
         retrieved = retrieved or tool == "retrieve"
-        steps.append(Step(tool=tool, args=parsed.model_dump(exclude_none=True)))
+        steps.append(Step(tool=tool, args=parsed.model_dump(exclude_none=True, mode="json")))
     return Plan(steps=steps, planner=planner)
 
 
@@ -205,6 +250,8 @@ def _check_target(
     where = f"step {number} ({tool})"
     if args.on == "image" and not context.has_image:
         raise InvalidPlan(f"{where} runs on the given image, but no image was given")
+    if args.on == "last" and number == 1:
+        raise InvalidPlan(f"{where} runs on the previous step's images, but it is the first step")
     if args.on == "hits" and not retrieved:
         raise InvalidPlan(f"{where} runs on retrieved images, but no retrieve step comes first")
     if args.on == "previous":

@@ -299,6 +299,11 @@ class PlanBody(_Strict):
 
 class AskBody(PlanBody):
     stream: bool = False
+    confirm: bool | None = Field(
+        None,
+        description="answer the job this thread's last turn proposed (`pending`): true starts "
+        "it (needs the write scope), false drops it; needs thread_id",
+    )
 
 
 class PlanStep(BaseModel):
@@ -326,3 +331,6 @@ class AskResponse(BaseModel):
     trace: list[dict[str, Any]]
     thread_id: str
     took_ms: float
+    pending: dict[str, Any] | None = Field(
+        None, description="a job the agent proposes, waiting for confirm in this thread"
+    )

@@ -65,15 +65,34 @@ def test_no_hits_and_low_scores_give_a_weak_evidence_answer(services: Services) 
     assert empty.citations == []
     assert "found no images" in empty.answer
     index_scenes(services, held_out(4))
-    strict = Agent(services, LocalPlanner(), AgentSettings(min_retrieve_score=0.99))
-    weak = strict.ask("find images with a red circle")
+    fixed = Agent(services, LocalPlanner(), AgentSettings(min_retrieve_score=0.99, adaptive=False))
+    weak = fixed.ask("find images with a red circle")
     assert weak.weak_evidence
     assert weak.answer.startswith("The evidence is weak: no image matches 'red circle' closely")
-    unsure = Agent(services, LocalPlanner(), AgentSettings(min_box_score=0.999))
+    # The adaptive agent, seeing only weak matches, searches again more broadly, says so,
+    # and still calls the evidence weak.
+    strict = Agent(services, LocalPlanner(), AgentSettings(min_retrieve_score=0.99))
+    again = strict.ask("find images with a red circle")
+    assert [entry["inputs"]["query"] for entry in again.trace] == ["red circle", "circle"]
+    assert again.trace[0]["decision"]["action"] == "search again, broader: 'circle'"
+    assert "best similarity was only" in again.trace[0]["decision"]["reason"]
+    assert again.weak_evidence
+    assert again.answer.startswith("The search for 'red circle' found only weak matches")
+    assert "no image matches 'circle' closely" in again.answer
+    unsure = Agent(services, LocalPlanner(), AgentSettings(min_box_score=0.999, adaptive=False))
     boxes = unsure.ask("where is the red circle?")
     assert boxes.weak_evidence
     assert "could not find it with confidence" in boxes.answer
     assert all("box" not in citation for citation in boxes.citations)
+    # Adaptive: grounding found no box, so it said so and tried detection of the kind.
+    adaptive = Agent(services, LocalPlanner(), AgentSettings(min_box_score=0.999))
+    detected = adaptive.ask("where is the red circle?")
+    assert [entry["tool"] for entry in detected.trace] == ["retrieve", "ground", "detect"]
+    assert detected.trace[1]["decision"]["action"] == "detect circle instead"
+    assert detected.trace[2]["inputs"] == {"on": "last", "labels": ["circle"]}
+    assert detected.trace[2]["image_ids"] == detected.trace[1]["image_ids"]
+    assert "I could not find the red circle with confidence" in detected.answer
+    assert detected.weak_evidence
 
 
 def test_tool_calls_and_time_are_limited(services: Services) -> None:

@@ -30,7 +30,7 @@ def test_a_grounding_question_about_a_given_image_returns_the_box(world: World) 
     truth = blue_triangle(scene)
     assert truth is not None
     assert box_iou(tuple(citation["box"]), truth) >= 0.5
-    assert f"[{image_id}] blue triangle at" in result.answer
+    assert f"The blue triangle is in [{image_id}] at [" in result.answer
     [step] = result.trace
     assert step["tool"] == "ground"
     assert step["image_ids"] == [image_id]
@@ -77,7 +77,9 @@ def test_retrieve_then_vqa_asks_each_retrieved_image(world: World) -> None:
 
 def test_counting_ranks_the_retrieved_images(world: World) -> None:
     result = world.services.agent().ask("which of my photos has the most triangles?")
-    assert [step["tool"] for step in result.plan["steps"]] == ["retrieve", "count"]
+    # Having counted, the agent decided to box the triangles in the image with the most.
+    assert [step["tool"] for step in result.plan["steps"]] == ["retrieve", "count", "ground"]
+    assert "has the most" in result.trace[1]["decision"]["reason"]
     outputs = result.trace[1]["outputs"]
     counts = {out["image_id"]: out["count"] for out in outputs}
     # Counting is real: every count is the scene's true number of triangles.
@@ -85,10 +87,16 @@ def test_counting_ranks_the_retrieved_images(world: World) -> None:
     assert counts == truth
     assert any(truth.values()), "the retrieved scenes hold triangles"
     best = max(counts.values())
-    # The answer names an image whose count is the highest the tool found.
-    first_line = result.answer.splitlines()[0]
-    assert any(first_line.startswith(f"[{i}] has the most") for i, n in counts.items() if n == best)
+    # The answer names an image whose count is the highest the tool found, and boxes its
+    # triangles there.
+    top = [i for i, n in counts.items() if n == best]
+    assert any(result.answer.startswith(f"[{i}] has the most triangles: {best}.") for i in top)
     assert result.plan["steps"][1]["args"]["phrase"] == "triangle"
+    grounded = result.trace[2]
+    assert grounded["image_ids"] == [result.answer[1:33]]
+    [box] = [c for c in result.citations if c.get("box")]
+    triangles = [s.box for s in world.scenes[box["image_id"]].find(None, "triangle")]
+    assert max(box_iou(tuple(box["box"]), t) for t in triangles) >= 0.5
 
 
 def test_photos_like_the_given_one_are_found_by_that_image(world: World) -> None:

@@ -57,6 +57,7 @@ def test_a_valid_tool_call_plan_is_used(server: FakeOpenAI) -> None:
         "ground",
         "detect",
         "count",
+        "start_job",
     ]
     assert sent["messages"][0]["role"] == "system"
     assert QUESTION in sent["messages"][1]["content"]
@@ -107,3 +108,29 @@ def test_settings_choose_the_planner(tmp_path: Path) -> None:
     assert isinstance(make_planner(Settings(data_dir=tmp_path)), LocalPlanner)
     chosen = Settings(data_dir=tmp_path, agent={"planner": "llm"})
     assert isinstance(make_planner(chosen), FallbackPlanner)
+
+
+def test_the_llm_sees_the_previous_turn_as_short_facts(server: FakeOpenAI) -> None:
+    server.reply = tool_call_reply([("vqa", '{"on": "previous", "pick": 2, "question": "why?"}')])
+    previous = (
+        {"tool": "retrieve", "args": {"query": "cars"}},
+        {"tool": "count", "args": {"on": "hits", "phrase": "car", "rank": "most", "top": 2}},
+    )
+    request = PlanRequest(
+        "and why is the second one red?",
+        has_image=False,
+        previous_ids=("0" * 32, "1" * 32),
+        previous_steps=previous,
+    )
+    plan = planner_for(server).plan(request)
+    assert plan.planner == "llm"
+    user = server.requests[-1]["messages"][1]["content"]
+    assert "Results of the previous turn: 2." in user
+    assert (
+        "Steps of the previous turn: retrieve(query='cars') > "
+        "count(on='hits', phrase='car', rank='most', top='2')."
+    ) in user
+    # Ids stay on this side: the LLM refers to results by rank only.
+    assert "0" * 32 not in user
+    system = server.requests[-1]["messages"][0]["content"]
+    assert 'on="last"' in system

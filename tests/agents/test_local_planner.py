@@ -41,15 +41,17 @@ def test_the_fresh_split_is_held_out_and_new() -> None:
 
 def test_fresh_split_accuracy_does_not_regress() -> None:
     # Scored once, blind, by the fixed-plan planner when the split was written: 107/134
-    # (79.9%); it cannot plan the six three-step chains at all. Issue 14's adaptive planner
-    # is to reach 95% here; until then this only guards against going backwards.
+    # (79.9%); it could not plan the six three-step chains at all. Once more, blind, after
+    # issue 14's planner changes (made on train only): 114/134 (85.1%), short of the 95%
+    # target. This guards against going backwards.
     report = evaluate_routing(PLANNER, split("fresh"))
-    assert report.accuracy >= 0.79, report.misses
+    assert report.accuracy >= 0.85, report.misses
 
 
 def test_held_out_plan_shape_accuracy() -> None:
     # The test split: 77/82 of the first batch blind (93.9%), 78/82 after the planner
-    # changes; the second batch, blind after them, 50/52. 128/134 in all (see README).
+    # changes; the second batch, blind after them, 50/52. 128/134 in all (see README);
+    # 129/134 after issue 14's changes.
     report = evaluate_routing(PLANNER, split("test"))
     assert report.accuracy >= 0.95, report.misses
     assert report.as_dict()["plan_ms_p50"] < 20

@@ -13,10 +13,38 @@ NO_IMAGE = PlanContext(has_image=False)
 
 def test_every_tool_has_an_openai_schema() -> None:
     names = [spec.json_schema()["function"]["name"] for spec in TOOLS]
-    assert names == ["retrieve", "caption", "vqa", "ground", "detect", "count"]
+    assert names == ["retrieve", "caption", "vqa", "ground", "detect", "count", "start_job"]
     ground = TOOLS[3].json_schema()["function"]["parameters"]
     assert ground["required"] == ["phrases"]
     assert ground["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    ("steps", "reason"),
+    [
+        ([{"tool": "start_job", "args": {"task": "caption"}}], "needs a retrieve step before"),
+        (
+            [
+                {"tool": "retrieve", "args": {"query": "x"}},
+                {"tool": "start_job", "args": {"task": "caption"}},
+                {"tool": "caption", "args": {}},
+            ],
+            "must be the last step",
+        ),
+        (
+            [
+                {"tool": "retrieve", "args": {"query": "x"}},
+                {"tool": "start_job", "args": {"task": "detect"}},
+            ],
+            "labels go with detect",
+        ),
+    ],
+)
+def test_a_job_is_proposed_last_over_retrieved_images(
+    steps: list[dict[str, Any]], reason: str
+) -> None:
+    with pytest.raises(InvalidPlan, match=reason):
+        validate_plan(steps, "test", PlanContext(has_image=False))
 
 
 def test_a_valid_plan_is_normalised() -> None:

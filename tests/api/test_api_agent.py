@@ -88,7 +88,9 @@ def test_ask_answers_with_a_grounded_box(
         "trace",
         "thread_id",
         "took_ms",
+        "pending",
     }
+    assert body["pending"] is None  # no job proposed
     [citation] = body["citations"]
     assert box_iou(tuple(citation["box"]), scene.find("blue", "triangle")[0].box) >= 0.5
     assert body["trace"][0]["tool"] == "ground"

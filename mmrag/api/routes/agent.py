@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -21,7 +21,7 @@ from mmrag.api.events import EVENT_STREAM, sse
 from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, event_stream, problems
 from mmrag.api.problems import problem_body, status_of
 from mmrag.api.schemas import AskBody, AskResponse, PlanBody, PlanResponse
-from mmrag.api.security import CanRead
+from mmrag.api.security import CanRead, require
 from mmrag.errors import MmragError
 
 log = logging.getLogger(__name__)
@@ -52,22 +52,34 @@ async def plan(body: PlanBody, services: ServicesDep, key: CanRead) -> PlanRespo
         **_ASK_PROBLEMS,
     },
 )
-async def ask(body: AskBody, services: ServicesDep, key: CanRead) -> Any:
+async def ask(body: AskBody, request: Request, services: ServicesDep, key: CanRead) -> Any:
     agent = await run_in_threadpool(services.agent)
     # Threads belong to the API key that started them (when keys are configured).
     owner = key.name if key is not None else None
+    if body.confirm:
+        # Confirming starts a job: a write, whatever scope asking needs.
+        require("write")(request, *_credentials(request))
+    jobs = getattr(request.app.state, "jobs", None)
+    if jobs is not None and agent.desk.starter is None:
+        agent.desk.starter = lambda spec, tenant: jobs.submit(spec, tenant=tenant).id
     if not body.stream:
         result = await run_in_threadpool(
-            agent.ask, body.question, body.image_id, body.thread_id, owner
+            agent.ask, body.question, body.image_id, body.thread_id, owner, None, body.confirm
         )
         return AskResponse.model_validate(result.model_dump())
     await run_in_threadpool(agent.check, body.question, body.image_id, body.thread_id)
-    events = agent.stream(body.question, body.image_id, body.thread_id, owner)
+    if body.confirm is not None:
+        await run_in_threadpool(agent.check_pending, body.thread_id, owner)
+    events = agent.stream(body.question, body.image_id, body.thread_id, owner, None, body.confirm)
     return StreamingResponse(
         _event_stream(events),
         media_type=EVENT_STREAM,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def _credentials(request: Request) -> tuple[str | None, str | None]:
+    return request.headers.get("authorization"), request.headers.get("x-api-key")
 
 
 async def _event_stream(events: Iterator[tuple[str, dict[str, Any]]]) -> AsyncIterator[str]:
