@@ -105,9 +105,19 @@ def serve(
 
         from mmrag.api.app import create_app
 
+        _check_engines(settings)
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
     _run(work, quiet=False)
+
+
+def _check_engines(settings: Settings) -> None:
+    """An engine-served model whose engine is down or serves another model stops the start
+    with one line, not the first request."""
+    from mmrag.models.engine.probe import check_engines
+    from mmrag.workers.executor import engine_options
+
+    check_engines(settings.served_vision_specs(), engine_options(settings.models.engine))
 
 
 @app.command()
@@ -141,6 +151,7 @@ def worker(
         from mmrag.workers.protocol import parse_queues
         from mmrag.workers.worker import run_worker
 
+        _check_engines(settings)
         code = run_worker(settings, parse_queues(queues), concurrency, hostname, preload)
         if code:
             raise typer.Exit(code)
