@@ -29,6 +29,8 @@ from mmrag.errors import InvalidInput, MmragError
 from mmrag.retrieval.items import IngestReport
 
 if TYPE_CHECKING:
+    from mmrag.evaluation.runner import ModelResult
+    from mmrag.models.vision import VisionOptions
     from mmrag.services import Services
 
 app = typer.Typer(help="mmrag: search and question your images.", no_args_is_help=True)
@@ -391,6 +393,138 @@ def eval_routing(
             for miss in report["misses"]:
                 misses.add_row(miss["question"], miss["expected"], miss["planned"])
             console.print(misses)
+
+    _run(work)
+
+
+SpecOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--spec", help="a model spec to evaluate; repeat to compare (default: configured)"
+    ),
+]
+JsonOut = Annotated[Path | None, typer.Option("--json", help="write the report as JSON here")]
+HtmlOut = Annotated[Path | None, typer.Option("--html", help="write an HTML report here")]
+ImagesDir = Annotated[Path, typer.Option("--images", help="the folder the dataset's images are in")]
+
+
+def _report(
+    task: str,
+    dataset: Path,
+    results: list[ModelResult],
+    json_out: Path | None,
+    html_out: Path | None,
+) -> None:
+    import json
+
+    from mmrag.evaluation.report import as_html, as_json, as_table
+
+    console.print(as_table(task, results))
+    if json_out is not None:
+        json_out.write_text(json.dumps(as_json(task, str(dataset), results), indent=2) + "\n")
+    if html_out is not None:
+        html_out.write_text(as_html(task, str(dataset), results))
+
+
+def _vision_options(settings: Settings) -> VisionOptions:
+    from mmrag.workers.executor import vision_options
+
+    return vision_options(settings)
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset: Annotated[
+        Path, typer.Argument(help="Karpathy (Flickr30k/COCO) or COCO captions JSON")
+    ],
+    images: ImagesDir,
+    spec: SpecOption = None,
+    split: Annotated[str | None, typer.Option(help="Karpathy split to keep (test)")] = None,
+    json_out: JsonOut = None,
+    html_out: HtmlOut = None,
+) -> None:
+    """Recall@1/5/10 text->image and image->text of embedders on your captioned images."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.evaluation.datasets import load_captions
+        from mmrag.evaluation.runner import eval_retrieval as run
+        from mmrag.models.clip.embedder import EmbedderOptions
+
+        data = load_captions(dataset, images, split)
+        models = settings.models
+        options = EmbedderOptions(
+            device=models.device, batch_size=models.batch_size, cache_dir=models.cache_dir
+        )
+        specs = spec or [settings.embedder_spec]
+        _report("retrieval", dataset, [run(s, data, options) for s in specs], json_out, html_out)
+
+    _run(work)
+
+
+@eval_app.command("captions")
+def eval_captions(
+    dataset: Annotated[Path, typer.Argument(help="Karpathy or COCO captions JSON")],
+    images: ImagesDir,
+    spec: SpecOption = None,
+    split: Annotated[str | None, typer.Option(help="Karpathy split to keep (test)")] = None,
+    json_out: JsonOut = None,
+    html_out: HtmlOut = None,
+) -> None:
+    """BLEU-4 and CIDEr-D of captioning models against your reference captions."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.evaluation.datasets import load_captions
+        from mmrag.evaluation.runner import eval_captions as run
+
+        data = load_captions(dataset, images, split)
+        options = _vision_options(settings)
+        specs = spec or [settings.model_spec("vlm")]
+        _report("captions", dataset, [run(s, data, options) for s in specs], json_out, html_out)
+
+    _run(work)
+
+
+@eval_app.command("vqa")
+def eval_vqa(
+    questions: Annotated[Path, typer.Argument(help="VQAv2 questions JSON")],
+    annotations: Annotated[Path, typer.Argument(help="VQAv2 annotations JSON")],
+    images: ImagesDir,
+    spec: SpecOption = None,
+    json_out: JsonOut = None,
+    html_out: HtmlOut = None,
+) -> None:
+    """VQA accuracy (min(humans agreeing / 3, 1)) of VLMs on your questions."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.evaluation.datasets import load_vqa
+        from mmrag.evaluation.runner import eval_vqa as run
+
+        data = load_vqa(questions, annotations, images)
+        options = _vision_options(settings)
+        specs = spec or [settings.model_spec("vlm")]
+        _report("vqa", questions, [run(s, data, options) for s in specs], json_out, html_out)
+
+    _run(work)
+
+
+@eval_app.command("grounding")
+def eval_grounding(
+    dataset: Annotated[Path, typer.Argument(help="COCO detection JSON")],
+    images: ImagesDir,
+    spec: SpecOption = None,
+    json_out: JsonOut = None,
+    html_out: HtmlOut = None,
+) -> None:
+    """Box AP (COCOeval) of grounding / detection models, the categories as vocabulary."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.evaluation.datasets import load_detection
+        from mmrag.evaluation.runner import eval_grounding as run
+
+        data = load_detection(dataset, images)
+        options = _vision_options(settings)
+        specs = spec or [settings.model_spec("grounding")]
+        _report("grounding", dataset, [run(s, data, options) for s in specs], json_out, html_out)
 
     _run(work)
 

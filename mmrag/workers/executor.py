@@ -73,14 +73,7 @@ class ToolExecutor:
         self._sweeper: threading.Thread | None = None
 
     def options(self) -> VisionOptions:
-        models = self.settings.models
-        return VisionOptions(
-            device=models.device,
-            cpu_threads=models.cpu_threads,
-            cache_dir=models.cache_dir,
-            max_new_tokens=models.max_new_tokens,
-            engine=engine_options(models.engine),
-        )
+        return vision_options(self.settings)
 
     def run(self, task: ToolTask, timeout_s: float | None = None) -> list[ItemResult]:
         """One result per item, in order; bad items get error envelopes.
@@ -184,6 +177,18 @@ class ToolExecutor:
         self._stop.set()
         self.batchers.close()
         self.models.unload_all()
+
+
+def vision_options(settings: Settings) -> VisionOptions:
+    """The vision adapters' options from the settings (also `mmrag eval`'s)."""
+    models = settings.models
+    return VisionOptions(
+        device=models.device,
+        cpu_threads=models.cpu_threads,
+        cache_dir=models.cache_dir,
+        max_new_tokens=models.max_new_tokens,
+        engine=engine_options(models.engine),
+    )
 
 
 def engine_options(settings: EngineSettings) -> EngineOptions:
