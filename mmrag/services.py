@@ -25,6 +25,7 @@ from mmrag.retrieval.decode import decode_image
 from mmrag.retrieval.indexing import IndexScheduler
 from mmrag.retrieval.ingest import IngestPipeline
 from mmrag.retrieval.items import IngestItem, IngestReport, ProgressCallback
+from mmrag.retrieval.provenance import check_collection
 from mmrag.retrieval.search import SearchQuery, SearchResults, SearchService
 from mmrag.retrieval.sources import UrlFetcher
 from mmrag.retrieval.store import VectorStore
@@ -104,6 +105,7 @@ class Services:
         self._model_failure = None
         if not self._collection_ready:
             self.store.ensure_collection(embedder.dim)
+            check_collection(self.store, spec, embedder.dim)
             self._collection_ready = True
         return embedder
 
