@@ -77,7 +77,7 @@ class EngineSettings(BaseModel):
     backoff_max_s: float = Field(30.0, ge=0, le=600)
     max_image_pixels: int = Field(1_003_520, ge=3_136, le=50_000_000)
     min_image_pixels: int = Field(3_136, ge=1, le=1_000_000)
-    image_format: Literal["png", "jpeg"] = "png"
+    image_format: Literal["auto", "png", "jpeg"] = "auto"
     stream: bool = False
     logprobs: bool = True
     api_key: SecretStr | None = None

@@ -16,11 +16,16 @@ from typing import Literal
 
 from PIL import Image
 
-# PNG by default: lossless, so the engine sees the pixels the caller gave (a second lossy
-# encoding measurably changed the fixture VLM's captions of 64 px scenes: 23 of 30 right
-# with JPEG q95, against 28 of 30 as PNG). JPEG is an option where bandwidth matters more.
+# How images are encoded. "auto": PNG (lossless) up to AUTO_PNG_MAX_PIXELS, JPEG above. Small
+# images lose proportionally most to JPEG's 8 x 8 blocks: JPEG q95 changed the fixture VLM's
+# captions of 64 px scenes (23 of 30 named every shape, against 28 of 30 as PNG). Large ones
+# cost most to PNG-encode: a 640 x 640 photo takes about 20 ms as PNG (zlib level 1, which is
+# also smaller than the default level on noisy photos) against 2 ms as JPEG q95, and sends
+# 2-3 times the bytes (measured: bench/engine_in_flight.py).
 JPEG_QUALITY = 95
-ImageFormat = Literal["png", "jpeg"]
+PNG_COMPRESS_LEVEL = 1
+AUTO_PNG_MAX_PIXELS = 512 * 512
+ImageFormat = Literal["auto", "png", "jpeg"]
 
 
 @dataclass(frozen=True)
@@ -53,19 +58,22 @@ def prepare_image(
     multiple: int,
     min_pixels: int,
     max_pixels: int,
-    image_format: ImageFormat = "png",
+    image_format: ImageFormat = "auto",
 ) -> SentImage:
     """The image resized to fit and encoded as a ``data:image/...;base64`` URL."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     size = fit_size(rgb.width, rgb.height, multiple, min_pixels, max_pixels)
     sent = rgb if size == rgb.size else rgb.resize(size, Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
-    if image_format == "jpeg":
+    encoding = image_format
+    if encoding == "auto":
+        encoding = "png" if size[0] * size[1] <= AUTO_PNG_MAX_PIXELS else "jpeg"
+    if encoding == "jpeg":
         sent.save(buffer, format="JPEG", quality=JPEG_QUALITY)
     else:
-        sent.save(buffer, format="PNG")
+        sent.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return SentImage(f"data:image/{image_format};base64,{encoded}", size, rgb.size)
+    return SentImage(f"data:image/{encoding};base64,{encoded}", size, rgb.size)
 
 
 def decode_data_url(url: str) -> Image.Image:

@@ -23,7 +23,7 @@ class EngineOptions:
     # engine's own limit (vLLM's Qwen2.5-VL default max_pixels is 12.8 M; 1 M is plenty).
     max_image_pixels: int = 1_003_520  # 1280 visual tokens of 28 x 28 px
     min_image_pixels: int = 3_136  # 56 x 56: the smallest image Qwen-VL processors take
-    image_format: ImageFormat = "png"  # lossless; "jpeg" sends less (see images.py)
+    image_format: ImageFormat = "auto"  # PNG for small images, JPEG for large (images.py)
     stream: bool = False  # server-sent events; the timeout then bounds each gap
     logprobs: bool = True  # ask for token log-probabilities (the answer's score)
     api_key: str | None = None
