@@ -285,6 +285,47 @@ def stats() -> None:
 
 
 @app.command()
+def reindex(
+    embedder: Annotated[
+        str, typer.Option(help="the embedder spec to re-embed the collection with")
+    ],
+    grace_s: Annotated[
+        float, typer.Option(min=0, help="seconds the old version is kept after the switch")
+    ] = 60.0,
+) -> None:
+    """Re-embed the collection with another embedder into a new version, then switch to it.
+
+    Interrupted (Ctrl-C, a kill), it resumes where it stopped when run again. Afterwards set
+    MMRAG_MODELS__EMBEDDER to the same spec."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.models.spec import EMBEDDER_SCHEMES, check_spec
+        from mmrag.services import Services
+
+        spec = str(check_spec(embedder, EMBEDDER_SCHEMES))
+        services = Services.open(settings)
+        try:
+            with _progress() as progress:
+                task = progress.add_task(f"re-embedding with {spec}", total=None)
+
+                def advance(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
+
+                counts = services.reindex(spec, progress=advance, grace_s=grace_s)
+        finally:
+            services.close()
+        console.print(
+            f"re-indexed with {spec}: {counts.copied} re-embedded, {counts.skipped} from an "
+            f"earlier run, {counts.failed} left out (original unreadable), {counts.removed} "
+            f"removed; set MMRAG_MODELS__EMBEDDER={spec}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    _run(work)
+
+
+@app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="what to ask about your images")],
     image: Annotated[Path | None, typer.Option(help="an image file the question is about")] = None,

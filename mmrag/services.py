@@ -7,18 +7,20 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from mmrag.config import Settings
-from mmrag.errors import MmragError, NotFound
+from mmrag.errors import InvalidInput, MmragError, NotFound
 from mmrag.models.cache import ModelCache
 from mmrag.models.clip.embedder import ClipEmbedder, EmbedderOptions
 from mmrag.models.fixtures.background import FixtureBuilds, fixture_name
 from mmrag.models.registry import create_embedder
 from mmrag.retrieval.addresses import Resolver, system_resolver
+from mmrag.retrieval.aliases import forget_retired, read_aliases, switch_alias, version_name
 from mmrag.retrieval.annotations import AnnotationWriter
 from mmrag.retrieval.blobs import BlobStore, FilesystemBlobStore
 from mmrag.retrieval.decode import decode_image
@@ -26,10 +28,12 @@ from mmrag.retrieval.indexing import IndexScheduler
 from mmrag.retrieval.ingest import IngestPipeline
 from mmrag.retrieval.items import IngestItem, IngestReport, ProgressCallback
 from mmrag.retrieval.provenance import check_collection
+from mmrag.retrieval.reindex import ReindexCounts, Reindexer, ReindexProgress
 from mmrag.retrieval.search import SearchQuery, SearchResults, SearchService
 from mmrag.retrieval.sources import UrlFetcher
 from mmrag.retrieval.store import VectorStore
-from mmrag.retrieval.stores import open_store
+from mmrag.retrieval.stores import drop_collection, open_store
+from mmrag.retrieval.switchable import SwitchableStore
 from mmrag.retrieval.tenants import TenantGrants, belongs_to, tenant_filter
 from mmrag.workers.client import ToolClient
 from mmrag.workers.protocol import TOOL_NAMES, TOOL_QUEUES
@@ -55,7 +59,13 @@ class Services:
         runner: TaskRunner | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
+        # Every part holds this one store, so that a re-index can switch what it serves.
+        self._switchable = SwitchableStore(store)
+        self.store: VectorStore = self._switchable
+        store = self.store
+        self._embedder_spec = settings.embedder_spec
+        self._active = threading.Lock()  # the embedder spec and the store switch together
+        self._reindexing = threading.Lock()
         self.blobs = blobs
         self.models = models or ModelCache()
         # Fixture models a fresh machine lacks, trained in the background (offline profile).
@@ -93,7 +103,9 @@ class Services:
         failure = self._model_failure
         if failure is not None and time.monotonic() - failure[0] < MODEL_RETRY_AFTER_S:
             raise failure[1]
-        spec = self.settings.embedder_spec
+        with self._active:
+            spec = self._embedder_spec
+            self._switchable.pin()  # this thread's searches go to the collection of this embedder
         self.fixture_builds.require(spec)
         try:
             embedder = self.models.get(
@@ -104,10 +116,86 @@ class Services:
             raise
         self._model_failure = None
         if not self._collection_ready:
-            self.store.ensure_collection(embedder.dim)
+            # Before ensure_collection: its own mismatch error cannot name the embedders.
             check_collection(self.store, spec, embedder.dim)
+            self.store.ensure_collection(embedder.dim)
             self._collection_ready = True
         return embedder
+
+    def reindex(
+        self,
+        spec: str,
+        cancel: threading.Event | None = None,
+        progress: ReindexProgress | None = None,
+        grace_s: float = 60.0,
+    ) -> ReindexCounts:
+        """Re-embed the collection with ``spec`` into a new version of it while this process
+        keeps serving the old one, then switch (mmrag/retrieval/reindex.py, aliases.py). The
+        old version closes and is dropped ``grace_s`` after the switch."""
+        if not self._reindexing.acquire(blocking=False):
+            raise InvalidInput("a re-index is already running in this process")
+        try:
+            return self._reindex(spec, cancel, progress, grace_s)
+        finally:
+            self._reindexing.release()
+
+    def _reindex(
+        self,
+        spec: str,
+        cancel: threading.Event | None,
+        progress: ReindexProgress | None,
+        grace_s: float,
+    ) -> ReindexCounts:
+        self.embedder()  # the collection exists and matches the current embedder
+        if spec == self._embedder_spec:
+            raise InvalidInput(f"the collection is already embedded by {spec}")
+        embedder = self.models.get(
+            spec, lambda: create_embedder(spec, self._embedder_options()), ClipEmbedder
+        )
+        alias = self.settings.store.collection
+        name = version_name(alias, spec)
+        target = open_store(_with_collection(self.settings, name))
+        switched = False
+        try:
+            target.ensure_collection(embedder.dim)
+            reindexer = Reindexer(
+                self._switchable.current,
+                target,
+                embedder,
+                spec,
+                self.blobs,
+                self.settings.limits,
+                self.settings.models.batch_size,
+            )
+            counts = reindexer.run(cancel, progress)
+            # Nothing is ingested between the last copy and the switch.
+            with self._ingest_lock, self._active:
+                late = reindexer.catch_up()
+                drop_after = datetime.now(UTC) + timedelta(seconds=grace_s)
+                old_name = switch_alias(
+                    self.settings.data_dir, alias, name, spec, embedder.dim, drop_after
+                )
+                old = self._switchable.switch(target)
+                switched = True
+                self._embedder_spec = spec
+                models = self.settings.models.model_copy(update={"embedder": spec})
+                self.settings = self.settings.model_copy(update={"models": models})
+        finally:
+            if not switched:
+                target.close()
+        log.info("re-indexed with %s into %s; %s retires in %.0f s", spec, name, old_name, grace_s)
+        timer = threading.Timer(grace_s, self._drop, (old, old_name))
+        timer.daemon = True
+        timer.start()
+        counts.copied += late.copied
+        counts.failed += late.failed
+        counts.removed = late.removed
+        return counts
+
+    def _drop(self, old: VectorStore, name: str) -> None:
+        self._switchable.retire(old)
+        drop_collection(self.settings, name)
+        forget_retired(self.settings.data_dir, self.settings.store.collection, name)
 
     def _embedder_options(self) -> EmbedderOptions:
         models = self.settings.models
@@ -223,6 +311,19 @@ class Services:
 
     def start_background(self) -> None:
         self.indexer.start()
+        self._drop_expired_versions()
+
+    def _drop_expired_versions(self) -> None:
+        """Drop the collection versions a re-index retired whose grace period has passed (a
+        process that switched may have ended before its timer ran)."""
+        alias = read_aliases(self.settings.data_dir).get(self.settings.store.collection)
+        now = datetime.now(UTC)
+        for retired in alias.retired if alias else ():
+            if datetime.fromisoformat(retired.drop_after) <= now:
+                drop_collection(self.settings, retired.collection)
+                forget_retired(
+                    self.settings.data_dir, self.settings.store.collection, retired.collection
+                )
 
     def close(self) -> None:
         if self._agent is not None:
@@ -231,6 +332,11 @@ class Services:
         self.runner.close()
         self.models.unload_all()
         self.store.close()
+
+
+def _with_collection(settings: Settings, collection: str) -> Settings:
+    store = settings.store.model_copy(update={"collection": collection})
+    return settings.model_copy(update={"store": store})
 
 
 def data_dir_size(path: Path) -> int:

@@ -28,7 +28,7 @@ def check_collection(store: VectorStore, spec: str, dim: int) -> None:
             raise DimensionMismatchError(
                 f"the collection was embedded by {built_by} "
                 f"({hit.payload.get(DIM_FIELD, '?')}-d), not the configured {spec} ({dim}-d): "
-                f"set MMRAG_MODELS__EMBEDDER={built_by} again, or index into a new collection "
-                "(MMRAG_STORE__COLLECTION) or data dir with `mmrag index`"
+                f"to move to it, start with MMRAG_MODELS__EMBEDDER={built_by} and run "
+                f"`mmrag reindex --embedder {spec}`"
             )
         return

@@ -71,7 +71,9 @@ def test_another_dimension_is_refused(settings: Settings, tmp_path: Path) -> Non
     other = _with_embedder(settings, write_open_clip_dir(tmp_path / "narrow-clip", narrower))
     services = Services.open(other)
     try:
-        with pytest.raises(DimensionMismatchError, match="does not take 16-d vectors"):
+        with pytest.raises(DimensionMismatchError) as refused:
             services.embedder()
+        assert f"not the configured {other.embedder_spec} (16-d)" in refused.value.detail
+        assert f"`mmrag reindex --embedder {other.embedder_spec}`" in refused.value.detail
     finally:
         services.close()
