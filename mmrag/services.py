@@ -27,7 +27,7 @@ from mmrag.retrieval.decode import decode_image
 from mmrag.retrieval.indexing import IndexScheduler
 from mmrag.retrieval.ingest import IngestPipeline
 from mmrag.retrieval.items import IngestItem, IngestReport, ProgressCallback
-from mmrag.retrieval.provenance import check_collection
+from mmrag.retrieval.provenance import check_collection, recorded_embedder
 from mmrag.retrieval.reindex import ReindexCounts, Reindexer, ReindexProgress
 from mmrag.retrieval.search import SearchQuery, SearchResults, SearchService
 from mmrag.retrieval.sources import UrlFetcher
@@ -66,6 +66,8 @@ class Services:
         self._embedder_spec = settings.embedder_spec
         self._active = threading.Lock()  # the embedder spec and the store switch together
         self._reindexing = threading.Lock()
+        self._swap: threading.Thread | None = None  # a background re-index at start
+        self._swap_cancel = threading.Event()
         self.blobs = blobs
         self.models = models or ModelCache()
         # Fixture models a fresh machine lacks, trained in the background (offline profile).
@@ -121,6 +123,55 @@ class Services:
             self.store.ensure_collection(embedder.dim)
             self._collection_ready = True
         return embedder
+
+    def swap_embedder_in_background(self) -> bool:
+        """For a server: when the collection was filled by another embedder than the
+        configured one, serve it with that one and re-embed it with the configured one in the
+        background, switching when done (progress in the log). True when a swap started;
+        False when none is needed or the old embedder cannot load (the collection is then
+        refused as usual)."""
+        try:
+            recorded = recorded_embedder(self.store)
+        except MmragError:
+            return False  # no collection yet, or the store is down: nothing to swap
+        configured = self._embedder_spec
+        if recorded is None or recorded[0] == configured or self._swap is not None:
+            return False
+        with self._active:
+            self._embedder_spec = recorded[0]
+        try:
+            self.embedder()
+        except MmragError as error:
+            log.error("cannot serve the collection with %s meanwhile: %s", recorded[0], error)
+            with self._active:
+                self._embedder_spec = configured
+            self._model_failure = None
+            return False
+        log.warning(
+            "the collection was embedded by %s: serving it with that while re-embedding it with %s",
+            recorded[0],
+            configured,
+        )
+        self._swap = threading.Thread(
+            target=self._swap_to, args=(configured,), name="embedder-swap", daemon=True
+        )
+        self._swap.start()
+        return True
+
+    def _swap_to(self, spec: str) -> None:
+        step = {"next": 0.0}
+
+        def progress(done: int, total: int) -> None:
+            if total and done / total >= step["next"]:
+                log.info("re-embedding with %s: %d of %d images", spec, done, total)
+                step["next"] = done / total + 0.1
+
+        try:
+            counts = self.reindex(spec, self._swap_cancel, progress)
+        except MmragError as error:
+            log.error("re-embedding with %s stopped: %s", spec, error.detail)
+            return
+        log.info("now serving %s (%d images re-embedded)", spec, counts.copied + counts.skipped)
 
     def reindex(
         self,
@@ -208,7 +259,11 @@ class Services:
         )
 
     def pipeline(self) -> IngestPipeline:
-        return IngestPipeline(self.embedder(), self.store, self.blobs, self.settings)
+        embedder = self.embedder()
+        # Points record the embedder serving now (the old one during a background swap).
+        models = self.settings.models.model_copy(update={"embedder": str(embedder.spec)})
+        serving = self.settings.model_copy(update={"models": models})
+        return IngestPipeline(embedder, self.store, self.blobs, serving)
 
     def ingest(
         self, items: Sequence[IngestItem], progress: ProgressCallback | None = None
@@ -326,6 +381,9 @@ class Services:
                 )
 
     def close(self) -> None:
+        self._swap_cancel.set()  # a background swap stops at its next batch; a rerun resumes
+        if self._swap is not None:
+            self._swap.join(timeout=60)
         if self._agent is not None:
             self._agent.close()
         self.indexer.stop()

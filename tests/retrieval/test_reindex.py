@@ -153,3 +153,26 @@ def test_a_second_reindex_at_once_is_refused(services: Services, new_spec: str) 
     with pytest.raises(InvalidInput, match="already embedded by"):
         services.reindex(new_spec)
     services.close()
+
+
+def test_a_changed_embedder_is_swapped_in_the_background(
+    services: Services, settings: Settings, new_spec: str
+) -> None:
+    old_answer = _ids(services)
+    services.close()
+    models = settings.models.model_copy(update={"embedder": new_spec})
+    changed = Services.open(settings.model_copy(update={"models": models}))
+    try:
+        assert changed.swap_embedder_in_background()
+        meanwhile = [_ids(changed) for _ in range(5)]  # searches answer during the swap
+        assert changed._swap is not None
+        changed._swap.join(60)
+        new_answer = _ids(changed)
+        assert new_answer != old_answer
+        assert all(ids in (old_answer, new_answer) for ids in meanwhile)
+        [hit] = changed.search.search(SearchQuery(text="x", limit=1)).hits
+        assert hit.payload["embedder_spec"] == new_spec
+        assert read_aliases(settings.data_dir)[settings.store.collection].embedder == new_spec
+        assert not changed.swap_embedder_in_background()  # nothing left to swap
+    finally:
+        changed.close()
