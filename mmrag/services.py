@@ -7,32 +7,31 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from mmrag.config import Settings
-from mmrag.errors import InvalidInput, MmragError, NotFound
+from mmrag.embedder_swap import EmbedderSwap
+from mmrag.errors import MmragError, NotFound
 from mmrag.models.cache import ModelCache
 from mmrag.models.clip.embedder import ClipEmbedder, EmbedderOptions
 from mmrag.models.fixtures.background import FixtureBuilds, fixture_name
 from mmrag.models.registry import create_embedder
 from mmrag.retrieval.addresses import Resolver, system_resolver
-from mmrag.retrieval.aliases import forget_retired, read_aliases, switch_alias, version_name
 from mmrag.retrieval.annotations import AnnotationWriter
 from mmrag.retrieval.blobs import BlobStore, FilesystemBlobStore
 from mmrag.retrieval.decode import decode_image
 from mmrag.retrieval.indexing import IndexScheduler
 from mmrag.retrieval.ingest import IngestPipeline
 from mmrag.retrieval.items import IngestItem, IngestReport, ProgressCallback
-from mmrag.retrieval.provenance import check_collection, recorded_embedder
-from mmrag.retrieval.reindex import ReindexCounts, Reindexer, ReindexProgress
+from mmrag.retrieval.provenance import check_collection
+from mmrag.retrieval.reindex import ReindexCounts, ReindexProgress
 from mmrag.retrieval.search import SearchQuery, SearchResults, SearchService
 from mmrag.retrieval.sources import UrlFetcher
 from mmrag.retrieval.store import VectorStore
-from mmrag.retrieval.stores import drop_collection, open_store
+from mmrag.retrieval.stores import open_store
 from mmrag.retrieval.switchable import SwitchableStore
 from mmrag.retrieval.tenants import TenantGrants, belongs_to, tenant_filter
 from mmrag.workers.client import ToolClient
@@ -65,9 +64,7 @@ class Services:
         store = self.store
         self._embedder_spec = settings.embedder_spec
         self._active = threading.Lock()  # the embedder spec and the store switch together
-        self._reindexing = threading.Lock()
-        self._swap: threading.Thread | None = None  # a background re-index at start
-        self._swap_cancel = threading.Event()
+        self.swap = EmbedderSwap(self)
         self.blobs = blobs
         self.models = models or ModelCache()
         # Fixture models a fresh machine lacks, trained in the background (offline profile).
@@ -124,54 +121,44 @@ class Services:
             self._collection_ready = True
         return embedder
 
-    def swap_embedder_in_background(self) -> bool:
-        """For a server: when the collection was filled by another embedder than the
-        configured one, serve it with that one and re-embed it with the configured one in the
-        background, switching when done (progress in the log). True when a swap started;
-        False when none is needed or the old embedder cannot load (the collection is then
-        refused as usual)."""
-        try:
-            recorded = recorded_embedder(self.store)
-        except MmragError:
-            return False  # no collection yet, or the store is down: nothing to swap
-        configured = self._embedder_spec
-        if recorded is None or recorded[0] == configured or self._swap is not None:
-            return False
+    @property
+    def serving_embedder_spec(self) -> str:
+        """The embedder searches use now: the configured one, except while a swap runs."""
         with self._active:
-            self._embedder_spec = recorded[0]
-        try:
-            self.embedder()
-        except MmragError as error:
-            log.error("cannot serve the collection with %s meanwhile: %s", recorded[0], error)
+            return self._embedder_spec
+
+    def serve_embedder(self, spec: str) -> None:
+        """Serve with ``spec`` (the embedder the collection was filled by, during a swap)."""
+        with self._active:
+            self._embedder_spec = spec
+        self._model_failure = None
+
+    def load_embedder(self, spec: str) -> ClipEmbedder:
+        return self.models.get(
+            spec, lambda: create_embedder(spec, self._embedder_options()), ClipEmbedder
+        )
+
+    def open_collection(self, name: str) -> VectorStore:
+        """Another version of the collection (a re-index's target)."""
+        return open_store(_with_collection(self.settings, name))
+
+    def switch_collection(
+        self, store: VectorStore, spec: str, last_step: Callable[[], None]
+    ) -> VectorStore:
+        """Serve ``store`` with the embedder ``spec`` from now on. ``last_step`` runs first,
+        with ingest held off until the switch (a re-index's catch-up and alias record).
+        Returns the store replaced, still open for searches already under way."""
+        with self._ingest_lock:
+            last_step()
             with self._active:
-                self._embedder_spec = configured
-            self._model_failure = None
-            return False
-        log.warning(
-            "the collection was embedded by %s: serving it with that while re-embedding it with %s",
-            recorded[0],
-            configured,
-        )
-        self._swap = threading.Thread(
-            target=self._swap_to, args=(configured,), name="embedder-swap", daemon=True
-        )
-        self._swap.start()
-        return True
+                old = self._switchable.switch(store)
+                self._embedder_spec = spec
+                models = self.settings.models.model_copy(update={"embedder": spec})
+                self.settings = self.settings.model_copy(update={"models": models})
+        return old
 
-    def _swap_to(self, spec: str) -> None:
-        step = {"next": 0.0}
-
-        def progress(done: int, total: int) -> None:
-            if total and done / total >= step["next"]:
-                log.info("re-embedding with %s: %d of %d images", spec, done, total)
-                step["next"] = done / total + 0.1
-
-        try:
-            counts = self.reindex(spec, self._swap_cancel, progress)
-        except MmragError as error:
-            log.error("re-embedding with %s stopped: %s", spec, error.detail)
-            return
-        log.info("now serving %s (%d images re-embedded)", spec, counts.copied + counts.skipped)
+    def retire_collection(self, store: VectorStore) -> None:
+        self._switchable.retire(store)
 
     def reindex(
         self,
@@ -180,73 +167,14 @@ class Services:
         progress: ReindexProgress | None = None,
         grace_s: float = 60.0,
     ) -> ReindexCounts:
-        """Re-embed the collection with ``spec`` into a new version of it while this process
-        keeps serving the old one, then switch (mmrag/retrieval/reindex.py, aliases.py). The
-        old version closes and is dropped ``grace_s`` after the switch."""
-        if not self._reindexing.acquire(blocking=False):
-            raise InvalidInput("a re-index is already running in this process")
-        try:
-            return self._reindex(spec, cancel, progress, grace_s)
-        finally:
-            self._reindexing.release()
+        """Re-embed the collection with ``spec`` while serving it, then switch
+        (mmrag/embedder_swap.py)."""
+        return self.swap.run(spec, cancel, progress, grace_s)
 
-    def _reindex(
-        self,
-        spec: str,
-        cancel: threading.Event | None,
-        progress: ReindexProgress | None,
-        grace_s: float,
-    ) -> ReindexCounts:
-        self.embedder()  # the collection exists and matches the current embedder
-        if spec == self._embedder_spec:
-            raise InvalidInput(f"the collection is already embedded by {spec}")
-        embedder = self.models.get(
-            spec, lambda: create_embedder(spec, self._embedder_options()), ClipEmbedder
-        )
-        alias = self.settings.store.collection
-        name = version_name(alias, spec)
-        target = open_store(_with_collection(self.settings, name))
-        switched = False
-        try:
-            target.ensure_collection(embedder.dim)
-            reindexer = Reindexer(
-                self._switchable.current,
-                target,
-                embedder,
-                spec,
-                self.blobs,
-                self.settings.limits,
-                self.settings.models.batch_size,
-            )
-            counts = reindexer.run(cancel, progress)
-            # Nothing is ingested between the last copy and the switch.
-            with self._ingest_lock, self._active:
-                late = reindexer.catch_up()
-                drop_after = datetime.now(UTC) + timedelta(seconds=grace_s)
-                old_name = switch_alias(
-                    self.settings.data_dir, alias, name, spec, embedder.dim, drop_after
-                )
-                old = self._switchable.switch(target)
-                switched = True
-                self._embedder_spec = spec
-                models = self.settings.models.model_copy(update={"embedder": spec})
-                self.settings = self.settings.model_copy(update={"models": models})
-        finally:
-            if not switched:
-                target.close()
-        log.info("re-indexed with %s into %s; %s retires in %.0f s", spec, name, old_name, grace_s)
-        timer = threading.Timer(grace_s, self._drop, (old, old_name))
-        timer.daemon = True
-        timer.start()
-        counts.copied += late.copied
-        counts.failed += late.failed
-        counts.removed = late.removed
-        return counts
-
-    def _drop(self, old: VectorStore, name: str) -> None:
-        self._switchable.retire(old)
-        drop_collection(self.settings, name)
-        forget_retired(self.settings.data_dir, self.settings.store.collection, name)
+    def swap_embedder_in_background(self) -> bool:
+        """For a server: swap to the configured embedder in the background if the collection
+        was filled by another (mmrag/embedder_swap.py)."""
+        return self.swap.start_in_background()
 
     def _embedder_options(self) -> EmbedderOptions:
         models = self.settings.models
@@ -366,24 +294,10 @@ class Services:
 
     def start_background(self) -> None:
         self.indexer.start()
-        self._drop_expired_versions()
-
-    def _drop_expired_versions(self) -> None:
-        """Drop the collection versions a re-index retired whose grace period has passed (a
-        process that switched may have ended before its timer ran)."""
-        alias = read_aliases(self.settings.data_dir).get(self.settings.store.collection)
-        now = datetime.now(UTC)
-        for retired in alias.retired if alias else ():
-            if datetime.fromisoformat(retired.drop_after) <= now:
-                drop_collection(self.settings, retired.collection)
-                forget_retired(
-                    self.settings.data_dir, self.settings.store.collection, retired.collection
-                )
+        self.swap.drop_expired_versions()
 
     def close(self) -> None:
-        self._swap_cancel.set()  # a background swap stops at its next batch; a rerun resumes
-        if self._swap is not None:
-            self._swap.join(timeout=60)
+        self.swap.close()
         if self._agent is not None:
             self._agent.close()
         self.indexer.stop()

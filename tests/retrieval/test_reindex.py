@@ -165,8 +165,7 @@ def test_a_changed_embedder_is_swapped_in_the_background(
     try:
         assert changed.swap_embedder_in_background()
         meanwhile = [_ids(changed) for _ in range(5)]  # searches answer during the swap
-        assert changed._swap is not None
-        changed._swap.join(60)
+        changed.swap.wait(60)
         new_answer = _ids(changed)
         assert new_answer != old_answer
         assert all(ids in (old_answer, new_answer) for ids in meanwhile)
