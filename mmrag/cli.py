@@ -184,8 +184,14 @@ def index(
             with _progress() as progress:
                 task = progress.add_task("indexing", total=len(items))
 
+                reported = [0.0]
+
                 def advance(done: int, total: int) -> None:
                     progress.update(task, completed=done, total=total)
+                    # Off a terminal (logs, supervisors) the bar draws nothing: a line a tenth.
+                    if not errors.is_terminal and total and done / total >= reported[0]:
+                        errors.print(f"re-embedded {done} of {total}", highlight=False)
+                        reported[0] = done / total + 0.1
 
                 report = services.ingest(items, advance)
         finally:
@@ -308,8 +314,14 @@ def reindex(
             with _progress() as progress:
                 task = progress.add_task(f"re-embedding with {spec}", total=None)
 
+                reported = [0.0]
+
                 def advance(done: int, total: int) -> None:
                     progress.update(task, completed=done, total=total)
+                    # Off a terminal (logs, supervisors) the bar draws nothing: a line a tenth.
+                    if not errors.is_terminal and total and done / total >= reported[0]:
+                        errors.print(f"re-embedded {done} of {total}", highlight=False)
+                        reported[0] = done / total + 0.1
 
                 counts = services.reindex(spec, progress=advance, grace_s=grace_s)
         finally:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +16,7 @@ from typer.testing import CliRunner
 
 from mmrag.cli import app
 from mmrag.models.clip.tiny import TINY_CLIP_CONFIG, write_open_clip_dir
+from mmrag.retrieval.aliases import physical_collection
 
 runner = CliRunner()
 
@@ -55,3 +61,39 @@ def test_a_bad_spec_is_one_line(indexed: Path) -> None:
     assert result.exit_code == 1
     [line] = result.output.strip().splitlines()
     assert line.startswith("error: hf:Qwen/Qwen2-VL-2B-Instruct: this model loads from")
+
+
+def test_a_killed_reindex_resumes(indexed: Path, tiny_clip_dir: Path) -> None:
+    photos = indexed / "more"
+    photos.mkdir()
+    for index in range(60):
+        buffer = io.BytesIO()
+        Image.new("RGB", (24 + index, 24), (index * 4, 255 - index * 4, 90)).save(buffer, "PNG")
+        (photos / f"{index}.png").write_bytes(buffer.getvalue())
+    assert runner.invoke(app, ["index", str(photos)]).exit_code == 0
+    narrow = {**TINY_CLIP_CONFIG, "embed_dim": 16}
+    spec = f"local:{write_open_clip_dir(indexed / 'narrow', narrow, seed=5)}"
+    env = {**os.environ, "MMRAG_MODELS__BATCH_SIZE": "1"}
+    command = [sys.executable, "-m", "mmrag.cli", "reindex", "--embedder", spec]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # the first progress line comes after a few batches
+            if re.match(r"re-embedded [1-9]\d* of 63", line):
+                break
+        else:
+            raise AssertionError("the re-index ended without reporting progress")
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert physical_collection(indexed / "data", "mmrag_images") == "mmrag_images"  # no switch
+    resumed = runner.invoke(app, ["reindex", "--embedder", spec, "--grace-s", "0"])
+    assert resumed.exit_code == 0, resumed.output
+    copied, skipped = (
+        int(number)
+        for number in re.findall(r"(\d+) re-embedded, (\d+) from an earlier run", resumed.output)[0]
+    )
+    assert skipped >= 1
+    assert copied + skipped == 63
