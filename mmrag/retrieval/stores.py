@@ -36,8 +36,12 @@ def drop_collection(settings: Settings, collection: str) -> None:
         return
     from qdrant_client import QdrantClient
 
+    from mmrag.retrieval.store_qdrant import MEMORY
+
+    if settings.store.url == MEMORY:
+        return  # local mode: the collection went with its store's client
     key = settings.store.api_key.get_secret_value() if settings.store.api_key else None
-    client = QdrantClient(url=settings.store.url, api_key=key)
+    client = QdrantClient(url=settings.store.url, api_key=key, check_compatibility=False)
     try:
         client.delete_collection(collection)
     finally:
