@@ -146,9 +146,10 @@ class Services:
         self, store: VectorStore, spec: str, last_step: Callable[[], None]
     ) -> VectorStore:
         """Serve ``store`` with the embedder ``spec`` from now on. ``last_step`` runs first,
-        with ingest held off until the switch (a re-index's catch-up and alias record).
+        with ingest and every other write held off until the switch (a re-index's catch-up
+        and alias record).
         Returns the store replaced, still open for searches already under way."""
-        with self._ingest_lock:
+        with self._ingest_lock, self._switchable.frozen():
             last_step()
             with self._active:
                 old = self._switchable.switch(store)

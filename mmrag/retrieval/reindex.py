@@ -22,7 +22,7 @@ from mmrag.retrieval import sparse
 from mmrag.retrieval.blobs import BlobStore
 from mmrag.retrieval.decode import decode_image
 from mmrag.retrieval.ingest import ImageTextEmbedder, Vectors
-from mmrag.retrieval.provenance import stamp
+from mmrag.retrieval.provenance import DIM_FIELD, SPEC_FIELD, stamp
 from mmrag.retrieval.store import Hit, ImagePoint, VectorStore
 
 log = logging.getLogger(__name__)
@@ -76,15 +76,21 @@ class Reindexer:
         return counts
 
     def catch_up(self) -> ReindexCounts:
-        """Copy what the source gained since :meth:`run` and drop what it lost. Callers hold
-        ingest off meanwhile, so that the two collections agree at the switch."""
-        counts = self.run()
-        present = {hit.image_id for hit in self.source.scroll(batch=256)}
-        gone = [
-            hit.image_id for hit in self.target.scroll(batch=256) if hit.image_id not in present
+        """Bring the target level with the source after :meth:`run`: copy what the source
+        gained, drop what it lost, and copy again what changed since it was copied (captions
+        or labels a job wrote, tenants granted). Callers hold every write off meanwhile, so
+        that the two collections agree at the switch."""
+        source = {hit.image_id: hit.payload for hit in self.source.scroll(batch=256)}
+        copied = {hit.image_id: hit.payload for hit in self.target.scroll(batch=256)}
+        gone = [image_id for image_id in copied if image_id not in source]
+        stale = [
+            image_id
+            for image_id, payload in copied.items()
+            if image_id in source and _unstamped(payload) != _unstamped(source[image_id])
         ]
-        if gone:
-            self.target.delete(gone)
+        if gone or stale:
+            self.target.delete([*gone, *stale])
+        counts = self.run()
         counts.removed = len(gone)
         return counts
 
@@ -145,3 +151,7 @@ class Reindexer:
                 )
                 start += len(group)
         return result
+
+
+def _unstamped(payload: dict[str, object]) -> dict[str, object]:
+    return {key: value for key, value in payload.items() if key not in (SPEC_FIELD, DIM_FIELD)}

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from mmrag.retrieval.rwlock import ReadWriteLock
 from mmrag.retrieval.store import (
     DenseVectorName,
     Filter,
@@ -36,6 +38,9 @@ class SwitchableStore:
         self._open: dict[int, VectorStore] = {0: store}
         self._lock = threading.Lock()
         self._pins = threading.local()
+        # Writes hold it shared; a switch's last step holds it exclusive, so that nothing
+        # lands in the old collection between its final catch-up and the switch.
+        self._writes = ReadWriteLock()
 
     @property
     def current(self) -> VectorStore:
@@ -46,6 +51,10 @@ class SwitchableStore:
         """This thread's next searches go to the collection served now (see the module)."""
         with self._lock:
             self._pins.generation = self._generation
+
+    def frozen(self) -> AbstractContextManager[None]:
+        """Hold writes off (they wait, then go to whichever collection is current)."""
+        return self._writes.exclusive()
 
     def switch(self, store: VectorStore) -> VectorStore:
         """Serve from ``store`` from now on; returns the store it replaces, left open for the
@@ -73,15 +82,18 @@ class SwitchableStore:
         self.current.ensure_collection(dim)
 
     def upsert(self, points: Sequence[ImagePoint]) -> None:
-        self.current.upsert(points)
+        with self._writes.shared():
+            self.current.upsert(points)
 
     def set_payload(self, image_id: str, payload: dict[str, Any]) -> None:
-        self.current.set_payload(image_id, payload)
+        with self._writes.shared():
+            self.current.set_payload(image_id, payload)
 
     def set_text(
         self, image_id: str, text_vector: npt.NDArray[np.float32], sparse: SparseVector
     ) -> None:
-        self.current.set_text(image_id, text_vector, sparse)
+        with self._writes.shared():
+            self.current.set_text(image_id, text_vector, sparse)
 
     def get(self, image_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         return self.current.get(image_ids)
@@ -93,7 +105,8 @@ class SwitchableStore:
         return self.current.existing(image_ids)
 
     def delete(self, image_ids: Sequence[str]) -> None:
-        self.current.delete(image_ids)
+        with self._writes.shared():
+            self.current.delete(image_ids)
 
     def search(
         self,

@@ -193,3 +193,28 @@ def test_a_changed_embedder_is_swapped_in_the_background(
         assert not changed.swap_embedder_in_background()  # nothing left to swap
     finally:
         changed.close()
+
+
+def test_writes_during_the_reindex_are_kept(services: Services, new_spec: str) -> None:
+    ids = sorted(services.store.existing([hit.image_id for hit in services.store.scroll()]))
+    labelled, deleted = ids[0], ids[1]
+    added: list[str] = []
+
+    def progress(done: int, total: int) -> None:
+        if added:
+            return
+        # Mid-copy: a label on a point copied already, a delete, and a new image.
+        services.store.set_payload(labelled, {"labels": ["relabelled"]})
+        services.delete_image(deleted)
+        report = services.ingest([IngestItem.upload(_png(99), "new.png", ("late",), {})])
+        added.extend(report.indexed)
+
+    counts = services.reindex(new_spec, progress=progress, grace_s=0.1)
+    assert counts.removed == 1
+    store = services.store
+    assert store.get([labelled])[labelled]["labels"] == ["relabelled"]
+    assert store.get([labelled])[labelled]["embedder_spec"] == new_spec
+    assert store.existing([deleted]) == set()
+    assert store.existing(added) == set(added)
+    assert store.count() == IMAGES
+    services.close()
