@@ -248,3 +248,27 @@ def test_settings_check_engine_specs_at_start() -> None:
         Settings(models={"embedder": spec})
     with pytest.raises(ValidationError, match="less than or equal to 256"):
         Settings(models={"engine": {"max_in_flight": 10_000}})
+
+
+def test_box_formats_read_by_hand() -> None:
+    from mmrag.models.engine.boxes import read_boxes
+
+    # Qwen3-VL / Qwen2-VL: a 0-1000 grid of the whole image (here 200 x 100).
+    grid = '[{"bbox_2d": [100, 200, 500, 1000], "label": "a"}]'
+    assert read_boxes(grid, "grid1000", (224, 112), (200, 100)) == [(20.0, 20.0, 100.0, 100.0)]
+    qwen2 = "<|box_start|>(100,200),(500,1000)<|box_end|>"
+    assert read_boxes(qwen2, "grid1000", (224, 112), (200, 100)) == [(20.0, 20.0, 100.0, 100.0)]
+    # Cut off by the token budget: the complete box is kept; corners given the wrong way
+    # round are put in order; a box past the image is clipped; one with no area dropped.
+    cut = (
+        '```json\n[{"bbox_2d": [50, 60, 10, 20]}, {"bbox_2d": [0, 0, 300, 90]}, '
+        '{"bbox_2d": [5, 5, 5'
+    )
+    assert read_boxes(cut, "qwen2.5", (200, 100), (200, 100)) == [
+        (10.0, 20.0, 50.0, 60.0),
+        (0.0, 0.0, 200.0, 90.0),
+    ]
+    flat = '[{"bbox_2d": [10, 10, 10, 50]}]'
+    assert read_boxes(flat, "qwen2.5", (200, 100), (200, 100)) == []
+    assert read_boxes("no boxes here", "qwen2.5", (200, 100), (200, 100)) == []
+    assert read_boxes('{"bbox_2d": "oops"}', "qwen2.5", (200, 100), (200, 100)) == []
