@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -119,7 +120,7 @@ class Reindexer:
         marks = stamp(self.spec, self.embedder.dim)
         points = []
         for (hit, _), vector in zip(prepared, image_vectors, strict=True):
-            captions = [str(c) for c in hit.payload.get("captions") or []]
+            captions = caption_texts(hit.payload)
             points.append(
                 ImagePoint(
                     image_id=hit.image_id,
@@ -134,9 +135,7 @@ class Reindexer:
 
     def _caption_vectors(self, hits: Sequence[Hit]) -> dict[str, Vectors]:
         """The normalised mean of each point's caption vectors, as ingest makes them."""
-        captions = {
-            hit.image_id: [str(c) for c in hit.payload.get("captions") or []] for hit in hits
-        }
+        captions = {hit.image_id: caption_texts(hit.payload) for hit in hits}
         texts = [text for group in captions.values() for text in group]
         if not texts:
             return {}
@@ -155,3 +154,14 @@ class Reindexer:
 
 def _unstamped(payload: dict[str, object]) -> dict[str, object]:
     return {key: value for key, value in payload.items() if key not in (SPEC_FIELD, DIM_FIELD)}
+
+
+def caption_texts(payload: Mapping[str, Any]) -> list[str]:
+    """The texts a point's caption vectors stand for: its captions, and the caption a model
+    wrote for it (mmrag/retrieval/annotations.py embeds that too)."""
+    captions = payload.get("captions")
+    texts = [str(text) for text in captions] if isinstance(captions, list) else []
+    model_caption = payload.get("model_caption")
+    if isinstance(model_caption, str) and model_caption:
+        texts.append(model_caption)
+    return texts

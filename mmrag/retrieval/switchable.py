@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mmrag.errors import Unavailable
 from mmrag.retrieval.rwlock import ReadWriteLock
 from mmrag.retrieval.store import (
     DenseVectorName,
@@ -93,6 +94,12 @@ class SwitchableStore:
         self, image_id: str, text_vector: npt.NDArray[np.float32], sparse: SparseVector
     ) -> None:
         with self._writes.shared():
+            with self._lock:
+                pinned = getattr(self._pins, "generation", self._generation)
+                stale = pinned != self._generation
+            if stale:
+                # Embedded by the model the switch replaced: retried, it embeds with the new.
+                raise Unavailable("the embedder changed while this caption was embedded")
             self.current.set_text(image_id, text_vector, sparse)
 
     def get(self, image_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
