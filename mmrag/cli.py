@@ -29,6 +29,8 @@ from mmrag.errors import InvalidInput, MmragError
 from mmrag.retrieval.items import IngestReport
 
 if TYPE_CHECKING:
+    from mmrag.evaluation.runner import ModelResult
+    from mmrag.models.vision import VisionOptions
     from mmrag.services import Services
 
 app = typer.Typer(help="mmrag: search and question your images.", no_args_is_help=True)
@@ -105,9 +107,19 @@ def serve(
 
         from mmrag.api.app import create_app
 
+        _check_engines(settings)
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
     _run(work, quiet=False)
+
+
+def _check_engines(settings: Settings) -> None:
+    """An engine-served model whose engine is down or serves another model stops the start
+    with one line, not the first request."""
+    from mmrag.models.engine.probe import check_engines
+    from mmrag.workers.executor import engine_options
+
+    check_engines(settings.served_vision_specs(), engine_options(settings.models.engine))
 
 
 @app.command()
@@ -141,6 +153,7 @@ def worker(
         from mmrag.workers.protocol import parse_queues
         from mmrag.workers.worker import run_worker
 
+        _check_engines(settings)
         code = run_worker(settings, parse_queues(queues), concurrency, hostname, preload)
         if code:
             raise typer.Exit(code)
@@ -171,8 +184,14 @@ def index(
             with _progress() as progress:
                 task = progress.add_task("indexing", total=len(items))
 
+                reported = [0.0]
+
                 def advance(done: int, total: int) -> None:
                     progress.update(task, completed=done, total=total)
+                    # Off a terminal (logs, supervisors) the bar draws nothing: a line a tenth.
+                    if not errors.is_terminal and total and done / total >= reported[0]:
+                        errors.print(f"re-embedded {done} of {total}", highlight=False)
+                        reported[0] = done / total + 0.1
 
                 report = services.ingest(items, advance)
         finally:
@@ -270,6 +289,53 @@ def stats() -> None:
         table.add_row("data dir", str(settings.data_dir))
         table.add_row("data dir bytes", f"{data_dir_size(settings.data_dir):,}")
         console.print(table)
+
+    _run(work)
+
+
+@app.command()
+def reindex(
+    embedder: Annotated[
+        str, typer.Option(help="the embedder spec to re-embed the collection with")
+    ],
+    grace_s: Annotated[
+        float, typer.Option(min=0, help="seconds the old version is kept after the switch")
+    ] = 60.0,
+) -> None:
+    """Re-embed the collection with another embedder into a new version, then switch to it.
+
+    Interrupted (Ctrl-C, a kill), it resumes where it stopped when run again. Afterwards set
+    MMRAG_MODELS__EMBEDDER to the same spec."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.models.spec import EMBEDDER_SCHEMES, check_spec
+        from mmrag.services import Services
+
+        spec = str(check_spec(embedder, EMBEDDER_SCHEMES))
+        services = Services.open(settings)
+        try:
+            with _progress() as progress:
+                task = progress.add_task(f"re-embedding with {spec}", total=None)
+
+                reported = [0.0]
+
+                def advance(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
+                    # Off a terminal (logs, supervisors) the bar draws nothing: a line a tenth.
+                    if not errors.is_terminal and total and done / total >= reported[0]:
+                        errors.print(f"re-embedded {done} of {total}", highlight=False)
+                        reported[0] = done / total + 0.1
+
+                counts = services.reindex(spec, progress=advance, grace_s=grace_s)
+        finally:
+            services.close()
+        console.print(
+            f"re-indexed with {spec}: {counts.copied} re-embedded, {counts.skipped} from an "
+            f"earlier run, {counts.failed} left out (original unreadable), {counts.removed} "
+            f"removed; set MMRAG_MODELS__EMBEDDER={spec}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     _run(work)
 
@@ -419,6 +485,138 @@ def eval_answers(
                 ", ".join(f"{k} {v}" for k, v in part["by_kind"].items()),
             )
         console.print(table)
+
+    _run(work)
+
+
+SpecOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--spec", help="a model spec to evaluate; repeat to compare (default: configured)"
+    ),
+]
+JsonOut = Annotated[Path | None, typer.Option("--json", help="write the report as JSON here")]
+HtmlOut = Annotated[Path | None, typer.Option("--html", help="write an HTML report here")]
+ImagesDir = Annotated[Path, typer.Option("--images", help="the folder the dataset's images are in")]
+
+
+def _report(
+    task: str,
+    dataset: Path,
+    results: list[ModelResult],
+    json_out: Path | None,
+    html_out: Path | None,
+) -> None:
+    import json
+
+    from mmrag.evaluation.report import as_html, as_json, as_table
+
+    console.print(as_table(task, results))
+    if json_out is not None:
+        json_out.write_text(json.dumps(as_json(task, str(dataset), results), indent=2) + "\n")
+    if html_out is not None:
+        html_out.write_text(as_html(task, str(dataset), results))
+
+
+def _vision_options(settings: Settings) -> VisionOptions:
+    from mmrag.workers.executor import vision_options
+
+    return vision_options(settings)
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset: Annotated[
+        Path, typer.Argument(help="Karpathy (Flickr30k/COCO) or COCO captions JSON")
+    ],
+    images: ImagesDir,
+    spec: SpecOption = None,
+    split: Annotated[str | None, typer.Option(help="Karpathy split to keep (test)")] = None,
+    json_out: JsonOut = None,
+    html_out: HtmlOut = None,
+) -> None:
+    """Recall@1/5/10 text->image and image->text of embedders on your captioned images."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.evaluation.datasets import load_captions
+        from mmrag.evaluation.runner import eval_retrieval as run
+        from mmrag.models.clip.embedder import EmbedderOptions
+
+        data = load_captions(dataset, images, split)
+        models = settings.models
+        options = EmbedderOptions(
+            device=models.device, batch_size=models.batch_size, cache_dir=models.cache_dir
+        )
+        specs = spec or [settings.embedder_spec]
+        _report("retrieval", dataset, [run(s, data, options) for s in specs], json_out, html_out)
+
+    _run(work)
+
+
+@eval_app.command("captions")
+def eval_captions(
+    dataset: Annotated[Path, typer.Argument(help="Karpathy or COCO captions JSON")],
+    images: ImagesDir,
+    spec: SpecOption = None,
+    split: Annotated[str | None, typer.Option(help="Karpathy split to keep (test)")] = None,
+    json_out: JsonOut = None,
+    html_out: HtmlOut = None,
+) -> None:
+    """BLEU-4 and CIDEr-D of captioning models against your reference captions."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.evaluation.datasets import load_captions
+        from mmrag.evaluation.runner import eval_captions as run
+
+        data = load_captions(dataset, images, split)
+        options = _vision_options(settings)
+        specs = spec or [settings.model_spec("vlm")]
+        _report("captions", dataset, [run(s, data, options) for s in specs], json_out, html_out)
+
+    _run(work)
+
+
+@eval_app.command("vqa")
+def eval_vqa(
+    questions: Annotated[Path, typer.Argument(help="VQAv2 questions JSON")],
+    annotations: Annotated[Path, typer.Argument(help="VQAv2 annotations JSON")],
+    images: ImagesDir,
+    spec: SpecOption = None,
+    json_out: JsonOut = None,
+    html_out: HtmlOut = None,
+) -> None:
+    """VQA accuracy (min(humans agreeing / 3, 1)) of VLMs on your questions."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.evaluation.datasets import load_vqa
+        from mmrag.evaluation.runner import eval_vqa as run
+
+        data = load_vqa(questions, annotations, images)
+        options = _vision_options(settings)
+        specs = spec or [settings.model_spec("vlm")]
+        _report("vqa", questions, [run(s, data, options) for s in specs], json_out, html_out)
+
+    _run(work)
+
+
+@eval_app.command("grounding")
+def eval_grounding(
+    dataset: Annotated[Path, typer.Argument(help="COCO detection JSON")],
+    images: ImagesDir,
+    spec: SpecOption = None,
+    json_out: JsonOut = None,
+    html_out: HtmlOut = None,
+) -> None:
+    """Box AP (COCOeval) of grounding / detection models, the categories as vocabulary."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.evaluation.datasets import load_detection
+        from mmrag.evaluation.runner import eval_grounding as run
+
+        data = load_detection(dataset, images)
+        options = _vision_options(settings)
+        specs = spec or [settings.model_spec("grounding")]
+        _report("grounding", dataset, [run(s, data, options) for s in specs], json_out, html_out)
 
     _run(work)
 

@@ -65,6 +65,24 @@ def _checked_spec(text: str, schemes: tuple[Scheme, ...]) -> str:
         raise ValueError(error.detail) from None
 
 
+class EngineSettings(BaseModel):
+    """How ``openai:`` specs reach their engine (an OpenAI-compatible server: vLLM, SGLang,
+    Ollama, ...); see mmrag/models/engine/options.py for what each bounds."""
+
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+    connect_timeout_s: float = Field(5.0, gt=0, le=60)
+    max_in_flight: int = Field(8, ge=1, le=256)  # requests per worker process and model
+    max_retries: int = Field(4, ge=0, le=20)  # on 429/502/503/504 and refused connections
+    backoff_s: float = Field(0.5, ge=0, le=60)
+    backoff_max_s: float = Field(30.0, ge=0, le=600)
+    max_image_pixels: int = Field(1_003_520, ge=3_136, le=50_000_000)
+    min_image_pixels: int = Field(3_136, ge=1, le=1_000_000)
+    image_format: Literal["auto", "png", "jpeg"] = "auto"
+    stream: bool = False
+    logprobs: bool = True
+    api_key: SecretStr | None = None
+
+
 class ModelSettings(BaseModel):
     """Model specs; an empty spec takes the profile's default."""
 
@@ -101,6 +119,7 @@ class ModelSettings(BaseModel):
     batch_size: int = Field(32, ge=1, le=1024)
     # Generation cap of the vision-language model (captions and answers).
     max_new_tokens: int = Field(48, ge=1, le=2048)
+    engine: EngineSettings = EngineSettings()
     # Downloaded checkpoints and trained fixture models. None: the libraries' own caches
     # (~/.cache/huggingface, ~/.cache/mmrag/fixtures or $MMRAG_FIXTURE_CACHE), shared by data dirs.
     cache_dir: Path | None = None

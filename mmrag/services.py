@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from mmrag.config import Settings
+from mmrag.embedder_swap import EmbedderSwap
 from mmrag.errors import MmragError, NotFound
 from mmrag.models.cache import ModelCache
 from mmrag.models.clip.embedder import ClipEmbedder, EmbedderOptions
@@ -25,11 +26,14 @@ from mmrag.retrieval.decode import decode_image
 from mmrag.retrieval.indexing import IndexScheduler
 from mmrag.retrieval.ingest import IngestPipeline
 from mmrag.retrieval.items import IngestItem, IngestReport, ProgressCallback
+from mmrag.retrieval.provenance import check_collection
 from mmrag.retrieval.regions import RegionIndexer
+from mmrag.retrieval.reindex import ReindexCounts, ReindexProgress
 from mmrag.retrieval.search import SearchQuery, SearchResults, SearchService
 from mmrag.retrieval.sources import UrlFetcher
 from mmrag.retrieval.store import VectorStore
 from mmrag.retrieval.stores import open_store
+from mmrag.retrieval.switchable import SwitchableStore
 from mmrag.retrieval.tenants import TenantGrants, belongs_to, tenant_filter
 from mmrag.workers.client import ToolClient
 from mmrag.workers.protocol import TOOL_NAMES, TOOL_QUEUES
@@ -55,7 +59,13 @@ class Services:
         runner: TaskRunner | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
+        # Every part holds this one store, so that a re-index can switch what it serves.
+        self._switchable = SwitchableStore(store)
+        self.store: VectorStore = self._switchable
+        store = self.store
+        self._embedder_spec = settings.embedder_spec
+        self._active = threading.Lock()  # the embedder spec and the store switch together
+        self.swap = EmbedderSwap(self)
         self.blobs = blobs
         self.models = models or ModelCache()
         # Fixture models a fresh machine lacks, trained in the background (offline profile).
@@ -100,7 +110,9 @@ class Services:
         failure = self._model_failure
         if failure is not None and time.monotonic() - failure[0] < MODEL_RETRY_AFTER_S:
             raise failure[1]
-        spec = self.settings.embedder_spec
+        with self._active:
+            spec = self._embedder_spec
+            self._switchable.pin()  # this thread's searches go to the collection of this embedder
         self.fixture_builds.require(spec)
         try:
             embedder = self.models.get(
@@ -111,9 +123,67 @@ class Services:
             raise
         self._model_failure = None
         if not self._collection_ready:
+            # Before ensure_collection: its own mismatch error cannot name the embedders.
+            check_collection(self.store, spec, embedder.dim)
             self.store.ensure_collection(embedder.dim)
             self._collection_ready = True
         return embedder
+
+    @property
+    def serving_embedder_spec(self) -> str:
+        """The embedder searches use now: the configured one, except while a swap runs."""
+        with self._active:
+            return self._embedder_spec
+
+    def serve_embedder(self, spec: str) -> None:
+        """Serve with ``spec`` (the embedder the collection was filled by, during a swap)."""
+        with self._active:
+            self._embedder_spec = spec
+        self._model_failure = None
+
+    def load_embedder(self, spec: str) -> ClipEmbedder:
+        return self.models.get(
+            spec, lambda: create_embedder(spec, self._embedder_options()), ClipEmbedder
+        )
+
+    def open_collection(self, name: str) -> VectorStore:
+        """Another version of the collection (a re-index's target)."""
+        return open_store(_with_collection(self.settings, name))
+
+    def switch_collection(
+        self, store: VectorStore, spec: str, last_step: Callable[[], None]
+    ) -> VectorStore:
+        """Serve ``store`` with the embedder ``spec`` from now on. ``last_step`` runs first,
+        with ingest and every other write held off until the switch (a re-index's catch-up
+        and alias record).
+        Returns the store replaced, still open for searches already under way."""
+        with self._ingest_lock, self._switchable.frozen():
+            last_step()
+            with self._active:
+                old = self._switchable.switch(store)
+                self._embedder_spec = spec
+                models = self.settings.models.model_copy(update={"embedder": spec})
+                self.settings = self.settings.model_copy(update={"models": models})
+        return old
+
+    def retire_collection(self, store: VectorStore) -> None:
+        self._switchable.retire(store)
+
+    def reindex(
+        self,
+        spec: str,
+        cancel: threading.Event | None = None,
+        progress: ReindexProgress | None = None,
+        grace_s: float = 60.0,
+    ) -> ReindexCounts:
+        """Re-embed the collection with ``spec`` while serving it, then switch
+        (mmrag/embedder_swap.py)."""
+        return self.swap.run(spec, cancel, progress, grace_s)
+
+    def swap_embedder_in_background(self) -> bool:
+        """For a server: swap to the configured embedder in the background if the collection
+        was filled by another (mmrag/embedder_swap.py)."""
+        return self.swap.start_in_background()
 
     def _embedder_options(self) -> EmbedderOptions:
         models = self.settings.models
@@ -126,7 +196,11 @@ class Services:
         )
 
     def pipeline(self) -> IngestPipeline:
-        return IngestPipeline(self.embedder(), self.store, self.blobs, self.settings)
+        embedder = self.embedder()
+        # Points record the embedder serving now (the old one during a background swap).
+        models = self.settings.models.model_copy(update={"embedder": str(embedder.spec)})
+        serving = self.settings.model_copy(update={"models": models})
+        return IngestPipeline(embedder, self.store, self.blobs, serving)
 
     def ingest(
         self, items: Sequence[IngestItem], progress: ProgressCallback | None = None
@@ -240,14 +314,21 @@ class Services:
 
     def start_background(self) -> None:
         self.indexer.start()
+        self.swap.drop_expired_versions()
 
     def close(self) -> None:
+        self.swap.close()
         if self._agent is not None:
             self._agent.close()
         self.indexer.stop()
         self.runner.close()
         self.models.unload_all()
         self.store.close()
+
+
+def _with_collection(settings: Settings, collection: str) -> Settings:
+    store = settings.store.model_copy(update={"collection": collection})
+    return settings.model_copy(update={"store": store})
 
 
 def data_dir_size(path: Path) -> int:

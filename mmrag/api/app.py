@@ -31,6 +31,8 @@ def _prepare_search(services: Services) -> None:
     cannot load does not stop the server: /readyz and every search then answer 503 with the
     reason."""
     try:
+        # Another embedder configured than the collection's: served meanwhile, swapped after.
+        services.swap_embedder_in_background()
         services.embedder()
     except MmragError as error:
         log.error("the embedder is not available: %s", error.detail)

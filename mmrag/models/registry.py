@@ -65,6 +65,10 @@ def create_vision_model(
     """
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
     source: Path | None
+    if parsed.scheme == "openai":
+        from mmrag.models.engine.adapter import engine_adapter
+
+        return engine_adapter(parsed, options)
     match parsed:
         case ModelSpec(scheme="hf"):
             source = None  # the snapshot is resolved at load
@@ -78,7 +82,9 @@ def create_vision_model(
             source = fixture_directory(name, options.cache_dir)
             config = read_config(source)
         case _:
-            raise UnknownModel(f"no vision model for {parsed}: use hf:, local: or fixture:")
+            raise UnknownModel(
+                f"no vision model for {parsed}: use hf:, local:, fixture: or openai:"
+            )
     return vision_adapter(str(config.get("model_type", "")), parsed)(parsed, options, source)
 
 

@@ -1,7 +1,9 @@
 """Model spec strings: ``scheme:name[@revision]``.
 
 ``open_clip:ViT-B-32@laion2b_s34b_b79k``, ``hf:Qwen/Qwen2.5-VL-3B-Instruct@<revision>``,
-``local:/path/to/dir``, ``fixture:shapes-clip``.
+``local:/path/to/dir``, ``fixture:shapes-clip``, and a model served by an OpenAI-compatible
+engine: ``openai:http://host:8000/v1#Qwen/Qwen2.5-VL-7B-Instruct`` (the engine's base URL, then
+``#`` and the model id the engine serves; see :mod:`mmrag.models.engine.target`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from typing import Literal, cast
 
 from mmrag.errors import UnknownModel
 
-Scheme = Literal["open_clip", "hf", "local", "fixture"]
-SCHEMES: tuple[Scheme, ...] = ("open_clip", "hf", "local", "fixture")
+Scheme = Literal["open_clip", "hf", "local", "fixture", "openai"]
+SCHEMES: tuple[Scheme, ...] = ("open_clip", "hf", "local", "fixture", "openai")
 
 _SPEC = re.compile(r"^(?P<scheme>[a-z][a-z0-9_]*):(?P<name>[^@\s]+)(?:@(?P<revision>[^@\s]+))?$")
 
@@ -39,14 +41,14 @@ def parse_spec(text: str) -> ModelSpec:
         raise UnknownModel(
             f"unknown model scheme {scheme!r} in {text!r}: expected one of {', '.join(SCHEMES)}"
         )
-    if scheme == "local" and match["revision"]:
-        raise UnknownModel(f"a local model spec takes no revision: {text!r}")
+    if scheme in ("local", "openai") and match["revision"]:
+        raise UnknownModel(f"a {scheme} model spec takes no revision: {text!r}")
     return ModelSpec(cast(Scheme, scheme), match["name"], match["revision"])
 
 
 # The schemes each kind of model loads from (the registry's adapters).
 EMBEDDER_SCHEMES: tuple[Scheme, ...] = ("open_clip", "local", "fixture")
-VISION_SCHEMES: tuple[Scheme, ...] = ("hf", "local", "fixture")
+VISION_SCHEMES: tuple[Scheme, ...] = ("hf", "local", "fixture", "openai")
 
 
 def check_spec(text: str, schemes: tuple[Scheme, ...]) -> ModelSpec:
@@ -63,4 +65,8 @@ def check_spec(text: str, schemes: tuple[Scheme, ...]) -> ModelSpec:
             raise UnknownModel(
                 f"unknown fixture model {spec.name!r}: expected one of {', '.join(FIXTURES)}"
             )
+    if spec.scheme == "openai":
+        from mmrag.models.engine.target import engine_target
+
+        engine_target(spec)  # raises on a URL or model id that cannot be right
     return spec

@@ -11,13 +11,14 @@ A tool an adapter does not declare in ``tools`` raises :class:`ToolNotServed`; c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from PIL import Image
 
 from mmrag.models.base import Device, InferenceModel, Tool
+from mmrag.models.engine.options import EngineOptions
 from mmrag.models.spec import ModelSpec
 
 CaptionDetail = Literal["short", "detailed"]
@@ -51,6 +52,8 @@ class VisionOptions:
     max_new_tokens: int = 48  # generation cap for captions and answers
     box_threshold: float = 0.3  # detection score below which boxes are dropped
     max_boxes: int = 100  # per image, after non-maximum suppression
+    # How openai: specs (models served by an inference engine) reach their engine.
+    engine: EngineOptions = field(default_factory=EngineOptions)
 
 
 class VisionModel(InferenceModel):

@@ -51,6 +51,7 @@ from mmrag.retrieval.items import (
     clean_captions,
     clean_metadata,
 )
+from mmrag.retrieval.provenance import stamp
 from mmrag.retrieval.store import ImagePoint, VectorStore
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ class IngestPipeline:
             batch_size=settings.models.batch_size, thumbnail_px=settings.limits.thumbnail_px
         )
         self.clock = clock
+        # What made the vectors, on every point (retrieval/provenance.py).
+        self._stamp = stamp(settings.embedder_spec, embedder.dim)
         self._ready = False
         self._ready_lock = threading.Lock()
 
@@ -299,7 +302,7 @@ class IngestPipeline:
                 ImagePoint(
                     image_id=prepared.info.image_id,
                     image_vector=image_vector,
-                    payload=_payload(prepared),
+                    payload={**_payload(prepared), **self._stamp},
                     text_vector=text_vectors.get(prepared.index),
                     sparse=sparse.encode_document(captions) if captions else None,
                 )

@@ -599,7 +599,8 @@ class EdgeVectorStore(RecordReads):
     def _mismatch(self, dim: int, reason: str) -> DimensionMismatchError:
         return DimensionMismatchError(
             f"the collection at {self._paths.root} does not take {dim}-d vectors ({reason}); "
-            "it was built by another embedder: use a new collection name or data dir"
+            "it was built by another embedder: configure that one again and run "
+            "`mmrag reindex --embedder <spec>`, or use a new collection name or data dir"
         )
 
     def _create_payload_indexes(self, shard: qe.EdgeShard) -> None:

@@ -493,7 +493,8 @@ class QdrantServerStore(RecordReads):
     def _mismatch(self, dim: int, reason: str) -> DimensionMismatchError:
         return DimensionMismatchError(
             f"the Qdrant collection {self._name!r} does not take {dim}-d vectors ({reason}); "
-            "it was built by another embedder: use a new collection name"
+            "it was built by another embedder: configure that one again and run "
+            "`mmrag reindex --embedder <spec>`, or use a new collection name"
         )
 
     def _point(self, point: ImagePoint, dim: int) -> models.PointStruct:

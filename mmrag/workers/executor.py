@@ -16,9 +16,10 @@ from typing import Any, cast
 
 from PIL import Image
 
-from mmrag.config import Settings
+from mmrag.config import EngineSettings, Settings
 from mmrag.errors import InvalidInput, MmragError, ModelFailed, Unavailable, UnknownModel
 from mmrag.models.cache import ModelCache
+from mmrag.models.engine.options import EngineOptions
 from mmrag.models.registry import create_vision_model
 from mmrag.models.vision import Answer, Box, VisionModel, VisionOptions
 from mmrag.retrieval.blobs import BlobStore
@@ -72,13 +73,7 @@ class ToolExecutor:
         self._sweeper: threading.Thread | None = None
 
     def options(self) -> VisionOptions:
-        models = self.settings.models
-        return VisionOptions(
-            device=models.device,
-            cpu_threads=models.cpu_threads,
-            cache_dir=models.cache_dir,
-            max_new_tokens=models.max_new_tokens,
-        )
+        return vision_options(self.settings)
 
     def run(self, task: ToolTask, timeout_s: float | None = None) -> list[ItemResult]:
         """One result per item, in order; bad items get error envelopes.
@@ -182,6 +177,24 @@ class ToolExecutor:
         self._stop.set()
         self.batchers.close()
         self.models.unload_all()
+
+
+def vision_options(settings: Settings) -> VisionOptions:
+    """The vision adapters' options from the settings (also `mmrag eval`'s)."""
+    models = settings.models
+    return VisionOptions(
+        device=models.device,
+        cpu_threads=models.cpu_threads,
+        cache_dir=models.cache_dir,
+        max_new_tokens=models.max_new_tokens,
+        engine=engine_options(models.engine),
+    )
+
+
+def engine_options(settings: EngineSettings) -> EngineOptions:
+    """The engine settings as the engine adapter's options (models import no settings)."""
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    return EngineOptions(**settings.model_dump(exclude={"api_key"}), api_key=key)
 
 
 def _batch_key(task: ToolTask, item: ToolItem) -> Hashable:

@@ -128,7 +128,7 @@ def ids(report: IngestReport) -> list[str | None]:
 
 
 def test_uploads_become_points_blobs_and_a_report(
-    pipeline: IngestPipeline, store: VectorStore, blobs: FilesystemBlobStore
+    pipeline: IngestPipeline, store: VectorStore, blobs: FilesystemBlobStore, settings: Settings
 ) -> None:
     data = [images.jpeg((64, 48), seed=seed) for seed in range(6)]
 
@@ -154,6 +154,8 @@ def test_uploads_become_points_blobs_and_a_report(
         "caption": "",
         "labels": [],
         "metadata": {},
+        "embedder_spec": settings.embedder_spec,
+        "embedder_dim": 32,
     }
     assert blobs.read("original", first.sha256) == data[0]
     with Image.open(io.BytesIO(blobs.read("thumbnail", first.sha256))) as thumbnail:
