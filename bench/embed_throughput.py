@@ -92,7 +92,12 @@ def build_embedder(threads: int, batch_size: int, int8: bool) -> ClipEmbedder:
     import torch
 
     torch.manual_seed(0)  # same random weights for fp32 and int8
-    options = EmbedderOptions(device="cpu", cpu_threads=threads, batch_size=batch_size, int8=int8)
+    options = EmbedderOptions(
+        device="cpu",
+        cpu_threads=threads,
+        batch_size=batch_size,
+        precision="int8" if int8 else "fp32",
+    )
     embedder = ClipEmbedder(
         parse_spec(f"open_clip:{MODEL}"), OpenClipSource(MODEL), options, random_weights=True
     )
@@ -125,7 +130,10 @@ def levers(embedder: ClipEmbedder, prepared: Sequence[Any], threads: int) -> dic
     """Forward-only images/s under each lever, one at a time (one run each, after warm-up)."""
     import torch
 
-    batch = embedder.preprocess_images(prepared)
+    from mmrag.models.clip.preprocess import normalise_batch
+
+    pixels = torch.from_numpy(embedder.preprocess_images(prepared))
+    batch = normalise_batch(pixels, embedder.preprocess_cfg)
     model = embedder._model
     results: dict[str, float] = {}
 

@@ -112,9 +112,11 @@ class Services:
         return EmbedderOptions(
             device=models.device,
             cpu_threads=models.cpu_threads,
-            int8=models.int8,
             batch_size=models.batch_size,
             cache_dir=models.cache_dir,
+            backend=models.backend,
+            precision=models.precision,
+            export_dir=models.export_dir,
         )
 
     def pipeline(self) -> IngestPipeline:
