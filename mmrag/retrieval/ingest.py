@@ -30,6 +30,7 @@ from PIL import Image
 
 from mmrag.config import Settings
 from mmrag.errors import MmragError, Unavailable
+from mmrag.models.clip.embedder import Serving
 from mmrag.models.clip.preprocess import PreparedImage
 from mmrag.retrieval import sparse
 from mmrag.retrieval.blobs import BlobKind, BlobStore
@@ -62,6 +63,7 @@ class ImageTextEmbedder(Protocol):
     """What ingest needs from an embedder (``ClipEmbedder`` is one)."""
 
     dim: int
+    serving: Serving  # the backend and precision that make the vectors, stored with them
 
     @property
     def input_size(self) -> tuple[int, int]: ...
@@ -292,6 +294,7 @@ class IngestPipeline:
         """One point per item; the batch's single forward pass (images, then captions)."""
         image_vectors = self.embedder.embed_prepared([prepared.pixels for prepared in batch])
         text_vectors = self._caption_vectors(batch)
+        made_by = self.embedder.serving.as_payload()
         points = []
         for prepared, image_vector in zip(batch, image_vectors, strict=True):
             captions = prepared.captions
@@ -299,7 +302,7 @@ class IngestPipeline:
                 ImagePoint(
                     image_id=prepared.info.image_id,
                     image_vector=image_vector,
-                    payload=_payload(prepared),
+                    payload={**_payload(prepared), "embedding": made_by},
                     text_vector=text_vectors.get(prepared.index),
                     sparse=sparse.encode_document(captions) if captions else None,
                 )
