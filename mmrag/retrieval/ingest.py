@@ -32,6 +32,7 @@ from mmrag.config import Settings
 from mmrag.errors import MmragError, Unavailable
 from mmrag.models.clip.embedder import Serving
 from mmrag.models.clip.preprocess import PreparedImage
+from mmrag.models.cpu import usable_cores
 from mmrag.retrieval import sparse
 from mmrag.retrieval.blobs import BlobKind, BlobStore
 from mmrag.retrieval.decode import (
@@ -80,7 +81,9 @@ class ImageTextEmbedder(Protocol):
 @dataclass(frozen=True)
 class IngestOptions:
     batch_size: int = 32
-    workers: int = 2  # decode threads; 2 keep a 2-core CPU's embedder fed (bench/)
+    # Decode threads; 0: one per usable core. More would only queue for the same cores (the
+    # embedder's runtime uses them all), and hold more decoded images in memory.
+    workers: int = 0
     # Decode threads run at this nice level (Linux: per thread). Torch's CPU threads meet at
     # a barrier after every op, so a decode thread holding a core can stall all of them;
     # niced, decoding fills the gaps instead (and yields to search requests in the API).
@@ -139,7 +142,7 @@ class IngestPipeline:
         self._ensure_ready()
         run = _Run(self, len(items), progress)
         pool = ThreadPoolExecutor(
-            self.options.workers,
+            self.options.workers or usable_cores(),
             thread_name_prefix="ingest-decode",
             initializer=_lower_thread_priority,
             initargs=(self.options.decode_nice,),
