@@ -221,14 +221,30 @@ def quantize_int8(source: Path, target: Path, reduce_range: bool) -> None:
     """Dynamic int8 of the MatMul/Gemm weights, per output channel."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        str(source),
-        str(target),
-        op_types_to_quantize=["MatMul", "Gemm"],
-        per_channel=True,
-        reduce_range=reduce_range,
-        weight_type=QuantType.QInt8,
-    )
+    # It logs, on the root logger, a tip to run its shape-inference pre-pass first; that pass
+    # is for static quantisation's calibration, not needed here.
+    tip = _DropMessage("consider to run pre-processing before quantization")
+    logging.getLogger().addFilter(tip)
+    try:
+        quantize_dynamic(
+            str(source),
+            str(target),
+            op_types_to_quantize=["MatMul", "Gemm"],
+            per_channel=True,
+            reduce_range=reduce_range,
+            weight_type=QuantType.QInt8,
+        )
+    finally:
+        logging.getLogger().removeFilter(tip)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, fragment: str) -> None:
+        super().__init__()
+        self.fragment = fragment
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.fragment not in record.getMessage()
 
 
 def _tower(model: Any, method: str) -> Any:
