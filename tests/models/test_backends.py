@@ -255,3 +255,16 @@ def test_an_unwritable_export_dir_falls_back_to_torch(tiny_clip_dir: Path, tmp_p
     embedder = _load(f"local:{tiny_clip_dir}", blocker / "exports", "onnxruntime", "int8")
     assert (embedder.serving.backend, embedder.serving.precision) == ("torch", "fp32")
     assert "onnxruntime/int8" in embedder.serving.reason
+
+
+def test_auto_races_the_two_best_ranked_and_says_so(
+    tiny_clip_dir: Path, tiny_embedder: ClipEmbedder, tmp_path: Path
+) -> None:
+    embedder = _load(f"local:{tiny_clip_dir}", tmp_path, "auto", "auto")
+    first_two = [str(choice) for choice in candidates("auto", "auto")[0][:2]]
+    served = f"{embedder.serving.backend}/{embedder.serving.precision}"
+    assert served in first_two
+    reason = embedder.serving.reason
+    assert "timed probe of 4 images" in reason
+    assert all(name in reason.split("timed probe")[1] for name in first_two)
+    _assert_matches(embedder, tiny_embedder, BOUNDS[embedder.serving.precision])  # type: ignore[index]

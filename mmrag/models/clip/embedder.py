@@ -187,9 +187,11 @@ class ClipEmbedder(InferenceModel):
             lambda choice: installed(choice.backend),
             parity.probe_images(self.preprocess_cfg),
             _tokens(tokenizer(list(parity.PROBE_TEXTS))),
+            # auto: the two best-ranked that hold parity race on the probes.
+            contenders=2 if self.options.backend == "auto" else 1,
         )
         score = f", cosine to torch fp32 {selected.parity.worst:.5f}" if selected.parity else ""
-        why = reason + score
+        why = selected.reason + score
         if selected.refused:
             why += "; refused " + "; ".join(selected.refused)
         self.serving = Serving(selected.choice.backend, selected.choice.precision, why)
