@@ -312,13 +312,18 @@ def end_to_end(store: EdgeVectorStore, tower: TextTower, texts: list[str]) -> di
 
 
 def run_size(
-    size: int, queries: int, tower: TextTower | None, probe_inprocess: bool, workdir: Path
+    size: int,
+    queries: int,
+    tower: TextTower | None,
+    probe_inprocess: bool,
+    workdir: Path,
+    quantization: str = "none",
 ) -> dict[str, Any]:
     log.info("size %d: generating", size)
     corpus = make_corpus(size, queries, seed=size)
     directory = workdir / f"n{size}"
     hnsw = HnswSettings()  # the service defaults: m=16, ef_construct=100, ef_search=128
-    store_settings = StoreSettings(hnsw=hnsw)
+    store_settings = StoreSettings(hnsw=hnsw, quantization=quantization)
 
     def reopen() -> EdgeVectorStore:
         opened = EdgeVectorStore(directory, store_settings)
@@ -389,6 +394,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="*", help="override the point counts")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--no-encoder", action="store_true", help="skip the text tower")
+    parser.add_argument(
+        "--quantization", choices=["none", "int8"], default="none", help="int8: rescored"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sizes = args.sizes or ([2_000, 10_000] if args.quick else [10_000, 100_000])
@@ -406,6 +414,7 @@ def main(argv: list[str] | None = None) -> None:
                 tower if size == sizes[-1] else None,  # end to end at the largest size only
                 probe_inprocess=(i == 0),
                 workdir=Path(workdir),
+                quantization=args.quantization,
             )
             for i, size in enumerate(sizes)
         ]
@@ -419,6 +428,7 @@ def main(argv: list[str] | None = None) -> None:
             "queries": args.queries,
             "cores": usable_cores(),
             "hnsw": HnswSettings().model_dump(),
+            "quantization": args.quantization,
             "text_encoding_vit_b32": encoding,
             "sizes": runs,
             "summary": {

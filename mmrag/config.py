@@ -145,6 +145,11 @@ class StoreSettings(BaseModel):
     api_key: SecretStr | None = None
     collection: str = Field("mmrag_images", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
     hnsw: HnswSettings = HnswSettings()
+    # Edge store: int8 copies of the dense vectors (a quarter of the bytes, kept in RAM) serve
+    # the HNSW search, and the full vectors rescore ``oversampling`` x the limit. Set when a
+    # collection is created; an existing one keeps the setting it was made with.
+    quantization: Literal["none", "int8"] = "none"
+    oversampling: float = Field(2.0, ge=1, le=16)
 
 
 class LimitSettings(BaseModel):
