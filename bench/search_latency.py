@@ -361,6 +361,7 @@ def run_size(
         after = measure_all_filters(store, corpus)
         result: dict[str, Any] = {
             "points": size,
+            "quantization": quantization,
             "corpus": corpus_stats(corpus),
             "upsert_points_per_s": round(size / upsert_s),
             "before_build_brute_force": before,
@@ -395,7 +396,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--no-encoder", action="store_true", help="skip the text tower")
     parser.add_argument(
-        "--quantization", choices=["none", "int8"], default="none", help="int8: rescored"
+        "--quantization",
+        choices=["none", "int8"],
+        nargs="+",
+        default=["none"],
+        help="store modes to run, the first the baseline (int8: rescored)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -411,14 +416,28 @@ def main(argv: list[str] | None = None) -> None:
             run_size(
                 size,
                 args.queries,
-                tower if size == sizes[-1] else None,  # end to end at the largest size only
-                probe_inprocess=(i == 0),
-                workdir=Path(workdir),
-                quantization=args.quantization,
+                # end to end at the largest size only, once
+                tower if size == sizes[-1] and quantization == args.quantization[0] else None,
+                probe_inprocess=(i == 0 and quantization == args.quantization[0]),
+                workdir=Path(workdir) / quantization,
+                quantization=quantization,
             )
+            for quantization in args.quantization
             for i, size in enumerate(sizes)
         ]
-    largest = runs[-1]
+    # The summary is of the largest size in the first quantization mode (the baseline); the
+    # others follow it as ratios.
+    largest = next(run for run in runs if run["points"] == sizes[-1])
+    others = {
+        run["quantization"]: {
+            "build": run["build"],
+            "baseline_build": largest["build"],
+            "after_build_no_filter": run["after_build_hnsw"]["no_filter"],
+            "baseline_after_build_no_filter": largest["after_build_hnsw"]["no_filter"],
+        }
+        for run in runs
+        if run["points"] == sizes[-1] and run is not largest
+    }
     search_p50 = largest["after_build_hnsw"]["no_filter"]["p50_ms"]
     encode_p50 = encoding[encoding["best"]]["p50_ms"] if encoding else None
     emit(
@@ -429,6 +448,7 @@ def main(argv: list[str] | None = None) -> None:
             "cores": usable_cores(),
             "hnsw": HnswSettings().model_dump(),
             "quantization": args.quantization,
+            "largest_size_other_quantization": others,
             "text_encoding_vit_b32": encoding,
             "sizes": runs,
             "summary": {
