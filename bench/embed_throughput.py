@@ -13,7 +13,13 @@ A few levers (threads, batch size, oneDNN, inference_mode vs no_grad) are timed 
 alone. The machine may be shared: every figure is the best of ``--repeats`` runs and the
 samples are reported too.
 
-    .venv/bin/python -m bench.embed_throughput [--images 64] [--threads N] [--repeats 2]
+Then every embedding backend and precision (``--backends``) against torch fp32 in the same run:
+image tower images/s (and CPU ms per image, steadier on a shared machine), text tower batch-1
+query latency p50/p99, the lowest cosine to torch fp32's vectors, and retrieval accuracy on the
+shapes world with the fixture CLIP (bench/backend_accuracy.py), next to torch fp32's.
+
+    .venv/bin/python -m bench.embed_throughput [--images 64] [--threads N] [--rounds 2] \
+        [--backends torch/fp32,onnxruntime/int8,...] [--only-backends] [--accuracy-scenes 300]
 """
 
 from __future__ import annotations
@@ -24,13 +30,19 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from bench.common import emit, timed
+from bench.backend_accuracy import accuracy, scenes
+from bench.common import emit, percentiles_ms, timed
+from mmrag.models.clip.backends import check_choice
 from mmrag.models.clip.embedder import ClipEmbedder, EmbedderOptions, OpenClipSource
+from mmrag.models.clip.onnx_export import default_export_dir
 from mmrag.models.cpu import usable_cores
 from mmrag.models.spec import parse_spec
 from mmrag.models.torch_setup import configure_cpu_threads, ensure_torchvision
@@ -88,11 +100,32 @@ def flops_per_image(model: Any) -> float:
     return float(counter.get_total_flops()) / 1e9
 
 
-def build_embedder(threads: int, batch_size: int, int8: bool) -> ClipEmbedder:
+BACKENDS = (
+    "torch/fp32,torch/int8,torch/bf16,onnxruntime/fp32,onnxruntime/int8,openvino/fp32,"
+    "openvino/bf16,auto/auto"
+)
+
+
+def options_for(pair: str, threads: int, batch_size: int, export_dir: Any) -> EmbedderOptions:
+    backend, _, precision = pair.partition("/")
+    return EmbedderOptions(
+        device="cpu",
+        cpu_threads=threads,
+        batch_size=batch_size,
+        backend=backend,  # type: ignore[arg-type]
+        precision=precision or "auto",  # type: ignore[arg-type]
+        export_dir=export_dir,
+    )
+
+
+def build_embedder(
+    threads: int, batch_size: int, int8: bool, pair: str = "", export_dir: Any = None
+) -> ClipEmbedder:
     import torch
 
-    torch.manual_seed(0)  # same random weights for fp32 and int8
-    options = EmbedderOptions(device="cpu", cpu_threads=threads, batch_size=batch_size, int8=int8)
+    torch.manual_seed(0)  # same random weights for every precision and backend
+    pair = pair or ("torch/int8" if int8 else "torch/fp32")
+    options = options_for(pair, threads, batch_size, export_dir)
     embedder = ClipEmbedder(
         parse_spec(f"open_clip:{MODEL}"), OpenClipSource(MODEL), options, random_weights=True
     )
@@ -125,7 +158,10 @@ def levers(embedder: ClipEmbedder, prepared: Sequence[Any], threads: int) -> dic
     """Forward-only images/s under each lever, one at a time (one run each, after warm-up)."""
     import torch
 
-    batch = embedder.preprocess_images(prepared)
+    from mmrag.models.clip.preprocess import normalise_batch
+
+    pixels = torch.from_numpy(embedder.preprocess_images(prepared))
+    batch = normalise_batch(pixels, embedder.preprocess_cfg)
     model = embedder._model
     results: dict[str, float] = {}
 
@@ -151,6 +187,88 @@ def levers(embedder: ClipEmbedder, prepared: Sequence[Any], threads: int) -> dic
     return results
 
 
+def _cosine(a: Any, b: Any) -> float:
+    return round(float(np.sum(a * b, axis=1).min()), 5)
+
+
+def backend_section(
+    args: argparse.Namespace, images: Sequence[Image.Image], threads: int
+) -> dict[str, Any]:
+    """Every runnable backend/precision against torch fp32 (the first entry), one at a time."""
+    from mmrag.models.fixtures import default_cache_dir
+    from mmrag.models.registry import create_embedder
+
+    pairs = ["torch/fp32"] + [p for p in args.backends.split(",") if p and p != "torch/fp32"]
+    runnable = [p for p in pairs if check_choice(*p.split("/")) is None]
+    queries = [f"a photo of a {word}" for word in ("dog", "cat", "red car", "beach", "city")]
+    world, single = scenes(args.accuracy_scenes) if args.accuracy_scenes else ([], [])
+    reference: dict[str, Any] = {}
+    results: dict[str, Any] = {}
+    for pair in runnable:
+        embedder = build_embedder(threads, args.batch_size, False, pair, args.export_dir)
+        prepared = [embedder.prepare_image(image) for image in images]
+        embedder.embed_prepared(prepared[: args.batch_size])  # warm-up
+        image_vectors = embedder.embed_prepared(prepared)
+        text_vectors = embedder.embed_texts(queries)
+        if not reference:
+            reference = {"images": image_vectors, "texts": text_vectors}
+        rates, cpu_ms = [], []
+        for _ in range(args.rounds):
+            cpu = time.process_time()
+            rates.append(rate(partial(embedder.embed_prepared, prepared), len(prepared)))
+            cpu_ms.append((time.process_time() - cpu) / len(prepared) * 1000)
+        latencies = []
+        for index in range(args.text_queries):
+            query = queries[index % len(queries)]
+            latencies.append(timed(partial(embedder.embed_texts, [query])))
+        entry: dict[str, Any] = {
+            "serving": f"{embedder.serving.backend}/{embedder.serving.precision}",
+            "why": embedder.serving.reason,
+            "image_images_per_s_per_round": [round(r, 2) for r in rates],
+            "image_cpu_ms_per_image": round(float(np.median(cpu_ms)), 1),
+            "text_batch1": percentiles_ms(latencies),
+            "min_cosine_to_torch_fp32": {
+                "images": _cosine(image_vectors, reference["images"]),
+                "texts": _cosine(text_vectors, reference["texts"]),
+            },
+        }
+        del embedder
+        if world:
+            fixture = create_embedder(
+                "fixture:shapes-clip",
+                replace(
+                    options_for(pair, threads, 64, args.export_dir), cache_dir=default_cache_dir()
+                ),
+            )
+            entry["fixture_clip_accuracy"] = accuracy(fixture, world, single)
+            entry["fixture_clip_serving"] = f"{fixture.serving.backend}/{fixture.serving.precision}"
+        results[pair] = entry
+        log.info("%s: %s", pair, entry)
+    base = results["torch/fp32"]
+    for entry in results.values():
+        entry["image_x_torch_fp32_cpu"] = round(
+            base["image_cpu_ms_per_image"] / entry["image_cpu_ms_per_image"], 2
+        )
+        entry["text_p50_x_torch_fp32"] = round(
+            base["text_batch1"]["p50_ms"] / entry["text_batch1"]["p50_ms"], 2
+        )
+        if "fixture_clip_accuracy" in entry:
+            entry["accuracy_points_vs_torch_fp32"] = {
+                task: {
+                    metric: round(value - base["fixture_clip_accuracy"][task][metric], 2)
+                    for metric, value in scores.items()
+                }
+                for task, scores in entry["fixture_clip_accuracy"].items()
+            }
+    skipped = {p: check_choice(*p.split("/")) for p in pairs if p not in runnable}
+    return {
+        "backends": results,
+        "skipped": skipped,
+        "accuracy_scenes": args.accuracy_scenes,
+        "text_queries": args.text_queries,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--images", type=int, default=32, help="images per timed run")
@@ -159,6 +277,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="0: usable cores")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-levers", action="store_true", help="skip the lever sweep")
+    parser.add_argument("--backends", default=BACKENDS, help="backend/precision pairs")
+    parser.add_argument("--only-backends", action="store_true", help="skip gemm, naive, levers")
+    parser.add_argument("--text-queries", type=int, default=50, help="batch-1 latency samples")
+    parser.add_argument("--accuracy-scenes", type=int, default=300, help="0: no accuracy")
+    parser.add_argument("--export-dir", type=Path, default=default_export_dir())
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     ensure_torchvision()
@@ -167,6 +290,21 @@ def main() -> None:
     threads = args.threads or usable_cores()
     images = photos(args.images)
     started = time.perf_counter()
+    if args.only_backends:
+        section = backend_section(args, images, threads)
+        emit(
+            "embed_throughput",
+            {
+                "model": f"{MODEL} (random weights, 224 px); accuracy: fixture:shapes-clip",
+                "threads": threads,
+                "images": len(images),
+                "batch_size": args.batch_size,
+                **section,
+                "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],
+                "seconds": round(time.perf_counter() - started, 1),
+            },
+        )
+        return
 
     fp32 = build_embedder(threads, args.batch_size, int8=False)
     int8 = build_embedder(threads, args.batch_size, int8=True)
@@ -227,6 +365,7 @@ def main() -> None:
             "ours_int8": summary("ours_int8"),
             "int8_vs_fp32_min_cosine": round(float(agreement.min()), 5),
             "levers_forward_images_per_s": lever_results,
+            **backend_section(args, images, threads),
             "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],
             "seconds": round(time.perf_counter() - started, 1),
         },

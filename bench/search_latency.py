@@ -312,13 +312,18 @@ def end_to_end(store: EdgeVectorStore, tower: TextTower, texts: list[str]) -> di
 
 
 def run_size(
-    size: int, queries: int, tower: TextTower | None, probe_inprocess: bool, workdir: Path
+    size: int,
+    queries: int,
+    tower: TextTower | None,
+    probe_inprocess: bool,
+    workdir: Path,
+    quantization: str = "none",
 ) -> dict[str, Any]:
     log.info("size %d: generating", size)
     corpus = make_corpus(size, queries, seed=size)
     directory = workdir / f"n{size}"
     hnsw = HnswSettings()  # the service defaults: m=16, ef_construct=100, ef_search=128
-    store_settings = StoreSettings(hnsw=hnsw)
+    store_settings = StoreSettings(hnsw=hnsw, quantization=quantization)
 
     def reopen() -> EdgeVectorStore:
         opened = EdgeVectorStore(directory, store_settings)
@@ -356,6 +361,7 @@ def run_size(
         after = measure_all_filters(store, corpus)
         result: dict[str, Any] = {
             "points": size,
+            "quantization": quantization,
             "corpus": corpus_stats(corpus),
             "upsert_points_per_s": round(size / upsert_s),
             "before_build_brute_force": before,
@@ -389,6 +395,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="*", help="override the point counts")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--no-encoder", action="store_true", help="skip the text tower")
+    parser.add_argument(
+        "--quantization",
+        choices=["none", "int8"],
+        nargs="+",
+        default=["none"],
+        help="store modes to run, the first the baseline (int8: rescored)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sizes = args.sizes or ([2_000, 10_000] if args.quick else [10_000, 100_000])
@@ -403,13 +416,28 @@ def main(argv: list[str] | None = None) -> None:
             run_size(
                 size,
                 args.queries,
-                tower if size == sizes[-1] else None,  # end to end at the largest size only
-                probe_inprocess=(i == 0),
-                workdir=Path(workdir),
+                # end to end at the largest size only, once
+                tower if size == sizes[-1] and quantization == args.quantization[0] else None,
+                probe_inprocess=(i == 0 and quantization == args.quantization[0]),
+                workdir=Path(workdir) / quantization,
+                quantization=quantization,
             )
+            for quantization in args.quantization
             for i, size in enumerate(sizes)
         ]
-    largest = runs[-1]
+    # The summary is of the largest size in the first quantization mode (the baseline); the
+    # others follow it as ratios.
+    largest = next(run for run in runs if run["points"] == sizes[-1])
+    others = {
+        run["quantization"]: {
+            "build": run["build"],
+            "baseline_build": largest["build"],
+            "after_build_no_filter": run["after_build_hnsw"]["no_filter"],
+            "baseline_after_build_no_filter": largest["after_build_hnsw"]["no_filter"],
+        }
+        for run in runs
+        if run["points"] == sizes[-1] and run is not largest
+    }
     search_p50 = largest["after_build_hnsw"]["no_filter"]["p50_ms"]
     encode_p50 = encoding[encoding["best"]]["p50_ms"] if encoding else None
     emit(
@@ -419,6 +447,8 @@ def main(argv: list[str] | None = None) -> None:
             "queries": args.queries,
             "cores": usable_cores(),
             "hnsw": HnswSettings().model_dump(),
+            "quantization": args.quantization,
+            "largest_size_other_quantization": others,
             "text_encoding_vit_b32": encoding,
             "sizes": runs,
             "summary": {

@@ -271,7 +271,7 @@ def stats() -> None:
     """What the index holds."""
 
     def work(settings: Settings) -> None:
-        from mmrag.services import Services, data_dir_size
+        from mmrag.services import Services, data_dir_size, last_serving
 
         services = Services.open(settings)
         try:
@@ -283,6 +283,15 @@ def stats() -> None:
         table.add_row("vectors in HNSW", str(info.indexed_vectors))
         table.add_row("store backend", info.backend)
         table.add_row("embedder", settings.embedder_spec)
+        serving = last_serving(settings.data_dir)
+        configured = f"{settings.models.backend}/{settings.models.precision}"
+        table.add_row(
+            "embedding backend",
+            f"{serving.get('backend')}/{serving.get('precision')} at {serving.get('recorded')}: "
+            f"{serving.get('reason')}"
+            if serving
+            else f"not loaded yet (configured {configured})",
+        )
         table.add_row("vision-language model", settings.model_spec("vlm"))
         table.add_row("grounding model", settings.model_spec("grounding"))
         table.add_row("model work", settings.workers.mode)

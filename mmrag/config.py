@@ -115,7 +115,11 @@ class ModelSettings(BaseModel):
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int = Field(0, ge=0, le=256, description="0 = one per usable core")
-    int8: bool = Field(False, description="dynamic int8 quantisation of the embedder on CPU")
+    # The embedder's CPU runtime and precision (mmrag/models/clip/backends.py): auto picks per
+    # CPU and proves the pick against torch fp32 at load; a pair this machine cannot run stops
+    # the service at start.
+    backend: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
     batch_size: int = Field(32, ge=1, le=1024)
     # Generation cap of the vision-language model (captions and answers).
     max_new_tokens: int = Field(48, ge=1, le=2048)
@@ -123,6 +127,20 @@ class ModelSettings(BaseModel):
     # Downloaded checkpoints and trained fixture models. None: the libraries' own caches
     # (~/.cache/huggingface, ~/.cache/mmrag/fixtures or $MMRAG_FIXTURE_CACHE), shared by data dirs.
     cache_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _runnable_backend(self) -> ModelSettings:
+        from mmrag.models.clip.backends import check_choice
+
+        problem = check_choice(self.backend, self.precision)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def export_dir(self) -> Path | None:
+        """Where the embedder's ONNX exports are cached (None: ~/.cache/mmrag/exports)."""
+        return self.cache_dir / "exports" if self.cache_dir is not None else None
 
 
 class HnswSettings(BaseModel):
@@ -146,6 +164,11 @@ class StoreSettings(BaseModel):
     api_key: SecretStr | None = None
     collection: str = Field("mmrag_images", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
     hnsw: HnswSettings = HnswSettings()
+    # Edge store: int8 copies of the dense vectors (a quarter of the bytes, kept in RAM) serve
+    # the HNSW search, and the full vectors rescore ``oversampling`` x the limit. Set when a
+    # collection is created; an existing one keeps the setting it was made with.
+    quantization: Literal["none", "int8"] = "none"
+    oversampling: float = Field(2.0, ge=1, le=16)
 
 
 class LimitSettings(BaseModel):

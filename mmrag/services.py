@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from mmrag.config import Settings
 from mmrag.embedder_swap import EmbedderSwap
 from mmrag.errors import MmragError, NotFound
 from mmrag.models.cache import ModelCache
-from mmrag.models.clip.embedder import ClipEmbedder, EmbedderOptions
+from mmrag.models.clip.embedder import ClipEmbedder, EmbedderOptions, Serving
 from mmrag.models.fixtures.background import FixtureBuilds, fixture_name
 from mmrag.models.registry import create_embedder
 from mmrag.retrieval.addresses import Resolver, system_resolver
@@ -91,6 +92,7 @@ class Services:
         self.tenant_grants = TenantGrants(store)
         self.resolver: Resolver = system_resolver  # DNS for URL ingest; tests swap it
         self._collection_ready = False
+        self._serving_recorded: Serving | None = None
         self._model_failure: tuple[float, MmragError] | None = None
         # One ingest at a time: the check for already-stored ids and the upsert must not
         # interleave with another run's (the same bytes uploaded twice at once would both
@@ -122,6 +124,9 @@ class Services:
             self._model_failure = (time.monotonic(), error)
             raise
         self._model_failure = None
+        if self._serving_recorded is not embedder.serving:
+            record_serving(self.settings.data_dir, embedder.serving)
+            self._serving_recorded = embedder.serving
         if not self._collection_ready:
             # Before ensure_collection: its own mismatch error cannot name the embedders.
             check_collection(self.store, spec, embedder.dim)
@@ -190,9 +195,11 @@ class Services:
         return EmbedderOptions(
             device=models.device,
             cpu_threads=models.cpu_threads,
-            int8=models.int8,
             batch_size=models.batch_size,
             cache_dir=models.cache_dir,
+            backend=models.backend,
+            precision=models.precision,
+            export_dir=models.export_dir,
         )
 
     def pipeline(self) -> IngestPipeline:
@@ -285,6 +292,10 @@ class Services:
             checks["embedder"] = error.detail
         return checks
 
+    def embedder_serving(self) -> Serving | None:
+        """The loaded embedder's backend and precision; None while it is not loaded."""
+        return self._serving_recorded
+
     def tool_readiness(self) -> dict[str, str]:
         """Whether each tool can run now (informational: search works without them):
         ``"ok"``, ``"building"`` while its fixture model is trained, or why not."""
@@ -329,6 +340,30 @@ class Services:
 def _with_collection(settings: Settings, collection: str) -> Settings:
     store = settings.store.model_copy(update={"collection": collection})
     return settings.model_copy(update={"store": store})
+
+
+SERVING_FILE = "embedding.json"
+
+
+def record_serving(data_dir: Path, serving: Serving) -> None:
+    """Note which backend and precision serve the embedder, for ``mmrag stats`` (which does
+    not load models): the last process that loaded it wrote this."""
+    record = {**asdict(serving), "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    staging = data_dir / f".{SERVING_FILE}.{threading.get_native_id()}"
+    try:
+        staging.write_text(json.dumps(record) + "\n")
+        staging.replace(data_dir / SERVING_FILE)
+    except OSError as error:  # informational only: never worth failing a search for
+        log.warning("cannot record the embedding backend in %s: %s", data_dir, error)
+
+
+def last_serving(data_dir: Path) -> dict[str, str] | None:
+    """What :func:`record_serving` last wrote, or None."""
+    try:
+        record = json.loads((data_dir / SERVING_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def data_dir_size(path: Path) -> int:

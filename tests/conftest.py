@@ -55,6 +55,13 @@ def settings(tmp_path: Path, tiny_clip_dir: Path, monkeypatch: pytest.MonkeyPatc
     return Settings(
         data_dir=tmp_path / "data",
         allowed_roots=[allowed],
-        models={"embedder": f"local:{tiny_clip_dir}", "device": "cpu", "batch_size": 8},
+        # torch: no export or parity probe per test; tests/models/test_backends.py and
+        # tests/api/test_search_backends.py cover the other backends and auto.
+        models={
+            "embedder": f"local:{tiny_clip_dir}",
+            "device": "cpu",
+            "batch_size": 8,
+            "backend": "torch",
+        },
         samples={"enabled": False},
     )

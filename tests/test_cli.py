@@ -107,3 +107,25 @@ def test_bad_setting_is_one_line(env: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
     assert result.exit_code == 1
     assert result.output.startswith("error: invalid setting store.backend")
+
+
+@pytest.mark.parametrize(
+    ("backend", "precision", "says"),
+    [
+        ("tensorrt", "auto", "invalid setting models.backend"),
+        ("auto", "fp8", "invalid setting models.precision"),
+        ("onnxruntime", "bf16", "backend onnxruntime does not run bf16"),
+    ],
+)
+def test_an_unknown_or_unrunnable_backend_stops_serve_with_one_line(
+    env: Path, monkeypatch: pytest.MonkeyPatch, backend: str, precision: str, says: str
+) -> None:
+    monkeypatch.setenv("MMRAG_MODELS__BACKEND", backend)
+    monkeypatch.setenv("MMRAG_MODELS__PRECISION", precision)
+
+    result = runner.invoke(app, ["serve", "--port", "1"])
+
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ")
+    assert says in result.output
+    assert len(result.output.strip().splitlines()) == 1

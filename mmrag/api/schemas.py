@@ -224,9 +224,19 @@ class FixtureBuild(BaseModel):
     detail: str
 
 
+class Embedding(BaseModel):
+    """What computes the CLIP vectors, and why it was picked."""
+
+    backend: Literal["torch", "onnxruntime", "openvino"]
+    precision: Literal["fp32", "fp16", "bf16", "int8"]
+    reason: str
+
+
 class Readiness(BaseModel):
     ready: bool
     checks: dict[str, str]
+    # The embedder's backend and precision once it is loaded (null before).
+    embedding: Embedding | None = None
     # Whether each model tool can run now ("ok", "building", or why not); informational,
     # search is ready without them.
     tools: dict[str, str] = {}

@@ -60,3 +60,18 @@ def _read(path: Path) -> str | None:
         return path.read_text().strip()
     except OSError:
         return None
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags (``avx2``, ``avx512_vnni``, ``amx_bf16``, ...); empty where
+    ``/proc/cpuinfo`` is not there. Every core of a machine reports the same, so the first
+    ``flags`` line is read."""
+    try:
+        with cpuinfo.open() as lines:
+            for line in lines:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()

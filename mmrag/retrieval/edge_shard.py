@@ -88,10 +88,22 @@ def hnsw_config(hnsw: HnswSettings) -> qe.HnswIndexConfig:
     )
 
 
+def quantization_config(settings: StoreSettings) -> qe.ScalarQuantizationConfig | None:
+    if settings.quantization == "none":
+        return None
+    # quantile 0.99: the extreme 1 % of values clip, so the other 99 % get finer int8 steps.
+    return qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, always_ram=True)
+
+
 def shard_config(dim: int, settings: StoreSettings) -> qe.EdgeConfig:
     def dense_params() -> qe.EdgeVectorParams:
         # Cached: the vectors live in files and are read through the page cache.
-        return qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine, memory=qe.Memory.Cached)
+        return qe.EdgeVectorParams(
+            size=dim,
+            distance=qe.Distance.Cosine,
+            memory=qe.Memory.Cached,
+            quantization_config=quantization_config(settings),
+        )
 
     # An image's crops, compared with a query by their best match (MaxSim).
     regions = qe.EdgeVectorParams(

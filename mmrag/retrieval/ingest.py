@@ -30,7 +30,9 @@ from PIL import Image
 
 from mmrag.config import Settings
 from mmrag.errors import MmragError, Unavailable
+from mmrag.models.clip.embedder import Serving
 from mmrag.models.clip.preprocess import PreparedImage
+from mmrag.models.cpu import usable_cores
 from mmrag.retrieval import sparse
 from mmrag.retrieval.blobs import BlobKind, BlobStore
 from mmrag.retrieval.decode import (
@@ -63,6 +65,7 @@ class ImageTextEmbedder(Protocol):
     """What ingest needs from an embedder (``ClipEmbedder`` is one)."""
 
     dim: int
+    serving: Serving  # the backend and precision that make the vectors, stored with them
 
     @property
     def input_size(self) -> tuple[int, int]: ...
@@ -79,7 +82,9 @@ class ImageTextEmbedder(Protocol):
 @dataclass(frozen=True)
 class IngestOptions:
     batch_size: int = 32
-    workers: int = 2  # decode threads; 2 keep a 2-core CPU's embedder fed (bench/)
+    # Decode threads; 0: one per usable core. More would only queue for the same cores (the
+    # embedder's runtime uses them all), and hold more decoded images in memory.
+    workers: int = 0
     # Decode threads run at this nice level (Linux: per thread). Torch's CPU threads meet at
     # a barrier after every op, so a decode thread holding a core can stall all of them;
     # niced, decoding fills the gaps instead (and yields to search requests in the API).
@@ -140,7 +145,7 @@ class IngestPipeline:
         self._ensure_ready()
         run = _Run(self, len(items), progress)
         pool = ThreadPoolExecutor(
-            self.options.workers,
+            self.options.workers or usable_cores(),
             thread_name_prefix="ingest-decode",
             initializer=_lower_thread_priority,
             initargs=(self.options.decode_nice,),
@@ -295,6 +300,7 @@ class IngestPipeline:
         """One point per item; the batch's single forward pass (images, then captions)."""
         image_vectors = self.embedder.embed_prepared([prepared.pixels for prepared in batch])
         text_vectors = self._caption_vectors(batch)
+        made_by = self.embedder.serving.as_payload()
         points = []
         for prepared, image_vector in zip(batch, image_vectors, strict=True):
             captions = prepared.captions
@@ -302,7 +308,7 @@ class IngestPipeline:
                 ImagePoint(
                     image_id=prepared.info.image_id,
                     image_vector=image_vector,
-                    payload={**_payload(prepared), **self._stamp},
+                    payload={**_payload(prepared), **self._stamp, "embedding": made_by},
                     text_vector=text_vectors.get(prepared.index),
                     sparse=sparse.encode_document(captions) if captions else None,
                 )

@@ -124,7 +124,10 @@ class Reindexer:
             [self.embedder.prepare_image(image) for _, image in prepared]
         )
         text_vectors = self._caption_vectors([hit for hit, _ in prepared])
-        marks = stamp(self.spec, self.embedder.dim)
+        marks = {
+            **stamp(self.spec, self.embedder.dim),
+            "embedding": self.embedder.serving.as_payload(),
+        }
         points = []
         for (hit, _), vector in zip(prepared, image_vectors, strict=True):
             captions = caption_texts(hit.payload)
@@ -173,7 +176,8 @@ class Reindexer:
 
 
 def _unstamped(payload: dict[str, object]) -> dict[str, object]:
-    return {key: value for key, value in payload.items() if key not in (SPEC_FIELD, DIM_FIELD)}
+    made_by = (SPEC_FIELD, DIM_FIELD, "embedding")
+    return {key: value for key, value in payload.items() if key not in made_by}
 
 
 def caption_texts(payload: Mapping[str, Any]) -> list[str]:

@@ -567,7 +567,13 @@ class EdgeVectorStore(RecordReads):
         return qe.Point(checked_point_id(point.image_id), vectors, json_payload(point.payload))
 
     def _search_params(self) -> qe.SearchParams:
-        return qe.SearchParams(hnsw_ef=self._settings.hnsw.ef_search)
+        quantization = None
+        if self._settings.quantization != "none":
+            # Rescored with the full vectors: int8 only picks the candidates.
+            quantization = qe.QuantizationSearchParams(
+                rescore=True, oversampling=self._settings.oversampling
+            )
+        return qe.SearchParams(hnsw_ef=self._settings.hnsw.ef_search, quantization=quantization)
 
     def _shard_or_none(self) -> qe.EdgeShard | None:
         if self._closed:

@@ -29,6 +29,8 @@ def test_health_readiness_metrics_and_docs(live_api: httpx.Client) -> None:
     assert ready.json() == {
         "ready": True,
         "checks": {"store": "ok", "embedder": "ok"},
+        # The tests' settings pin torch (tests/models/test_backends.py covers the rest).
+        "embedding": {"backend": "torch", "precision": "fp32", "reason": "configured torch/auto"},
         "tools": tools,
         "builds": {},  # every fixture model was in the cache at start: nothing to build
     }

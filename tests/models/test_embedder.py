@@ -18,7 +18,12 @@ from PIL import Image
 
 from mmrag.errors import InvalidInput, ModelUnavailable
 from mmrag.models.clip.embedder import ClipEmbedder, EmbedderOptions, quantize_mlp_int8
-from mmrag.models.clip.preprocess import ImagePreprocess, fit_image, normalise_batch
+from mmrag.models.clip.preprocess import (
+    ImagePreprocess,
+    fit_image,
+    normalise_array,
+    normalise_batch,
+)
 from mmrag.models.clip.tiny import write_open_clip_dir
 from mmrag.models.cpu import usable_cores
 from mmrag.models.registry import create_embedder
@@ -149,7 +154,11 @@ def test_preprocessing_matches_open_clips_transform(
     model, _, transform = open_clip.create_model_and_transforms(f"local-dir:{small_vit_dir}")
     model.eval()
     reference_pixels = torch.stack([transform(photo) for photo in photos])
-    ours_pixels = small_vit.preprocess_images([small_vit.prepare_image(p) for p in photos])
+    prepared = small_vit.preprocess_images([small_vit.prepare_image(p) for p in photos])
+    ours_pixels = normalise_batch(torch.from_numpy(prepared), small_vit.preprocess_cfg)
+    # The runtimes that take numpy normalise with the same fp32 arithmetic, bit for bit.
+    as_numpy = normalise_array(prepared, small_vit.preprocess_cfg)
+    assert np.array_equal(as_numpy, ours_pixels.numpy())
     assert ours_pixels.shape == reference_pixels.shape
     # 1 grey level is 1/255/std ~ 0.015 here; the reducing_gap shortcut moves a few levels.
     assert (ours_pixels - reference_pixels).abs().mean() < 0.02
@@ -247,10 +256,10 @@ def test_batch_size_must_be_positive(tiny_clip_dir: Path) -> None:
 def test_int8_builds_and_stays_close_to_fp32(
     small_vit: ClipEmbedder, small_vit_dir: Path, photos: list[Image.Image]
 ) -> None:
-    options = EmbedderOptions(device="cpu", batch_size=4, int8=True)
+    options = EmbedderOptions(device="cpu", batch_size=4, precision="int8")
     int8 = create_embedder(f"local:{small_vit_dir}", options)
     int8.load()
-    assert int8.quantized
+    assert (int8.serving.backend, int8.serving.precision) == ("torch", "int8")
     visual = list(int8._model.visual.modules())
     assert any(isinstance(m, DynamicInt8Linear) for m in visual)  # the image tower's MLPs
     attention = [m for m in visual if isinstance(m, torch.nn.MultiheadAttention)]
@@ -285,11 +294,10 @@ def test_fp16_path_gives_float32_unit_vectors_close_to_fp32(
     small_vit: ClipEmbedder, small_vit_dir: Path, photos: list[Image.Image]
 ) -> None:
     # The precision used on CUDA, run on CPU: same open_clip mixed-precision model.
-    options = EmbedderOptions(device="cpu", precision="fp16", int8=True)
+    options = EmbedderOptions(device="cpu", precision="fp16")
     fp16 = create_embedder(f"local:{small_vit_dir}", options)
     fp16.load()
-    assert fp16.precision == "fp16"
-    assert not fp16.quantized  # int8 is for fp32 CPU models only
+    assert (fp16.serving.backend, fp16.serving.precision) == ("torch", "fp16")
     weight_types = {p.dtype for p in fp16._model.parameters()}
     assert torch.float16 in weight_types
     vectors = fp16.embed_images(photos[:3])
@@ -299,7 +307,7 @@ def test_fp16_path_gives_float32_unit_vectors_close_to_fp32(
 
 
 def test_auto_precision_is_fp32_on_cpu(tiny_embedder: ClipEmbedder) -> None:
-    assert tiny_embedder.precision == "fp32"
+    assert tiny_embedder.serving.precision == "fp32"
     assert {p.dtype for p in tiny_embedder._model.parameters()} == {torch.float32}
 
 

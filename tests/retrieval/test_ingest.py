@@ -156,6 +156,7 @@ def test_uploads_become_points_blobs_and_a_report(
         "metadata": {},
         "embedder_spec": settings.embedder_spec,
         "embedder_dim": 32,
+        "embedding": {"backend": "torch", "precision": "fp32"},  # what made the vectors
     }
     assert blobs.read("original", first.sha256) == data[0]
     with Image.open(io.BytesIO(blobs.read("thumbnail", first.sha256))) as thumbnail:

@@ -309,3 +309,25 @@ def test_hnsw_settings_reach_the_shard(tmp_path: Path) -> None:
     config = (tmp_path / "mmrag_images" / "gen-000001" / "edge_config.json").read_text()
     assert '"m":8' in config
     assert '"ef_construct":40' in config
+
+
+def test_int8_quantisation_with_rescoring_keeps_results(tmp_path: Path) -> None:
+    settings = StoreSettings(quantization="int8")
+    quantised = EdgeVectorStore(tmp_path, settings)
+    try:
+        quantised.ensure_collection(DIM)
+        vectors = clustered(400)
+        quantised.upsert(points(vectors))
+        assert quantised.optimize() is True  # the build makes the int8 copies
+        queries = clustered(5, seed=9)
+        found = [[h.image_id for h in quantised.search(q, "image", 10)] for q in queries]
+        exact = [exact_top(vectors, q, 10) for q in queries]
+        recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
+        assert recall >= 0.95
+        top = quantised.search(queries[0], "image", 1)[0]
+        # Rescored: the score is the full-precision cosine, not the int8 estimate.
+        assert top.score == pytest.approx(
+            float(vectors[int(top.image_id, 16)] @ queries[0]), abs=1e-5
+        )
+    finally:
+        quantised.close()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from mmrag.api.deps import ServicesDep
-from mmrag.api.schemas import FixtureBuild, Readiness
+from mmrag.api.schemas import Embedding, FixtureBuild, Readiness
 
 router = APIRouter(tags=["health"])
 
@@ -34,7 +36,11 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         )
         for name, build in services.fixture_builds.states().items()
     }
-    body = Readiness(ready=ready, checks=checks, tools=tools, builds=builds).model_dump()
+    serving = services.embedder_serving()
+    embedding = None if serving is None else Embedding.model_validate(asdict(serving))
+    body = Readiness(
+        ready=ready, checks=checks, embedding=embedding, tools=tools, builds=builds
+    ).model_dump()
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

@@ -4,9 +4,11 @@ Preprocessing is split in two so that ingest can overlap it with the forward pas
 :meth:`ClipEmbedder.prepare_image` (resize + crop to a uint8 array, run in decode threads) and
 :meth:`ClipEmbedder.embed_prepared` (normalise a batch, forward, L2-normalise).
 
-Precision: fp32 on CPU (optionally dynamic int8 for the image tower's MLPs), open_clip's fp16
-mixed precision on CUDA (Linear/conv weights fp16, LayerNorm parameters fp32). Vectors always
-come back as float32 numpy arrays, normalised in fp32.
+Runtimes: on CPU the towers run on torch, ONNX Runtime or OpenVINO, in fp32, bf16 or int8,
+picked per machine and proved against torch fp32 before serving (mmrag.models.clip.backends and
+.parity); on CUDA torch with open_clip's fp16 mixed precision (Linear/conv weights fp16,
+LayerNorm parameters fp32). Vectors always come back as float32 numpy arrays, normalised in
+fp32.
 """
 
 from __future__ import annotations
@@ -24,18 +26,15 @@ from PIL import Image
 
 from mmrag.errors import InvalidInput, ModelUnavailable, UnknownModel
 from mmrag.models.base import Device, InferenceModel, Tool, resolve_device
-from mmrag.models.clip.preprocess import (
-    ImagePreprocess,
-    PreparedImage,
-    fit_image,
-    normalise_batch,
-)
+from mmrag.models.clip.backends import BackendSetting, Choice
+from mmrag.models.clip.preprocess import ImagePreprocess, PreparedImage, fit_image
+from mmrag.models.clip.runtimes import TorchRunner, TowerRunner
 from mmrag.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
-Precision = Literal["auto", "fp32", "fp16"]
+Precision = Literal["auto", "fp32", "fp16", "bf16", "int8"]
 
 OFFLINE_HINT = (
     "Run with MMRAG_PROFILE=offline to use the fixture models (no download), "
@@ -48,10 +47,13 @@ LOCAL_DIR = "local-dir:"
 class EmbedderOptions:
     device: Device = "auto"
     cpu_threads: int = 0  # 0: one per usable core (see mmrag.models.torch_setup)
-    int8: bool = False  # dynamic int8 of the image tower's MLP Linear layers; CPU + fp32 only
     batch_size: int = 32
     cache_dir: Path | None = None  # None: Hugging Face's and open_clip's own caches
-    precision: Precision = "auto"  # auto: fp16 on CUDA, fp32 on CPU
+    # CPU: fp32, bf16 or int8 (auto: per backend and CPU). CUDA: fp16 (auto) or fp32.
+    precision: Precision = "auto"
+    # CPU runtime; the settings default to auto, the library to torch (no export, no probe).
+    backend: BackendSetting = "torch"
+    export_dir: Path | None = None  # ONNX exports; None: ~/.cache/mmrag/exports
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,11 @@ class OpenClipSource:
         return f"{self.model_name}" + (f" ({self.pretrained})" if self.pretrained else "")
 
 
-def resolve_precision(precision: Precision, device: str) -> Literal["fp32", "fp16"]:
-    if precision != "auto":
-        return precision
-    return "fp16" if device == "cuda" else "fp32"
+def cuda_precision(precision: Precision) -> Literal["fp32", "fp16"]:
+    """fp32 where asked, else fp16 (bf16 and int8 are the CPU backends' precisions)."""
+    if precision in ("bf16", "int8"):
+        log.warning("precision %s is for CPU backends: fp16 on CUDA", precision)
+    return "fp32" if precision == "fp32" else "fp16"
 
 
 class ClipEmbedder(InferenceModel):
@@ -90,15 +93,15 @@ class ClipEmbedder(InferenceModel):
         self.source = source
         self.options = options
         self.random_weights = random_weights  # real compute, no download: benchmarks only
-        self._model: Any = None
+        self._model: Any = None  # the torch model while torch serves; None otherwise
+        self._runner: TowerRunner | None = None
         self._tokenizer: Callable[[Sequence[str]], Any] | None = None
         self._device = "cpu"
-        self._dtype: Any = None
         self.preprocess_cfg = ImagePreprocess()
-        self.precision: Literal["fp32", "fp16"] = "fp32"
-        self.quantized = False
-        self.threads = 0  # torch CPU threads set at load; 0 on GPU
+        self.serving = Serving("torch", "fp32", "not loaded yet")
+        self.threads = 0  # CPU threads set at load; 0 on GPU
         self.dim = 0
+        self._exported_bytes = 0
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -106,15 +109,17 @@ class ClipEmbedder(InferenceModel):
         from mmrag.models.torch_setup import configure_cpu_threads, ensure_torchvision
 
         ensure_torchvision()
-        import torch
         from safetensors import SafetensorError
 
         self._device = resolve_device(self.requested_device)
-        self.precision = resolve_precision(self.options.precision, self._device)
+        if self._device == "cuda":
+            precision = cuda_precision(self.options.precision)
+        else:  # fp16 on CPU: CUDA's model, for tests and comparisons
+            precision = "fp16" if self.options.precision == "fp16" else "fp32"
         if self._device == "cpu":
             self.threads = configure_cpu_threads(self.options.cpu_threads)
         try:
-            model, tokenizer = self._build()
+            model, tokenizer = self._build(precision)
             preprocess_cfg = ImagePreprocess.from_open_clip(model.visual.preprocess_cfg)
         except UnknownModel:
             raise
@@ -128,40 +133,77 @@ class ClipEmbedder(InferenceModel):
                 f"{OFFLINE_HINT}"
             ) from error
         model.eval()
-        self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        if self.options.int8:
-            if self._device == "cpu" and self.precision == "fp32":
-                model = quantize_mlp_int8(model)
-                self.quantized = True
-            else:
-                log.warning(
-                    "int8 ignored: it is for fp32 on CPU and %s runs %s on %s",
-                    self.spec,
-                    self.precision,
-                    self._device,
-                )
         self.preprocess_cfg = preprocess_cfg
-        self._model = model
         self._tokenizer = tokenizer
-        with torch.inference_mode():
-            probe = model.encode_text(tokenizer(["probe"]).to(self._device))
-        self.dim = int(probe.shape[-1])
+        half = precision == "fp16"
+        reference = TorchRunner(model, "fp32", preprocess_cfg, self._device, half=half)
+        if self._device == "cuda" or half:
+            runner: TowerRunner = reference
+            self.serving = Serving("torch", precision, f"{self._device}: open_clip's {precision}")
+        else:
+            runner = self._select(reference, tokenizer)
+        self._runner = runner
+        self._model = runner.model if isinstance(runner, TorchRunner) else None
+        if self._model is None:
+            self._exported_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        del reference, model  # a runtime that is not torch frees the torch weights
+        self.dim = int(runner.encode_texts(_tokens(tokenizer(["probe"]))).shape[-1])
         log.info(
-            "loaded %s on %s (%s%s, dim %d, %s)",
+            "loaded %s on %s (%s/%s, dim %d, %s)",
             self.spec,
             self._device,
-            self.precision,
-            " + int8 MLPs" if self.quantized else "",
+            self.serving.backend,
+            self.serving.precision,
             self.dim,
             f"{self.threads} threads" if self._device == "cpu" else "GPU",
         )
 
-    def _build(self) -> tuple[Any, Callable[[Sequence[str]], Any]]:
+    def _select(self, reference: TorchRunner, tokenizer: Callable[[Sequence[str]], Any]) -> Any:
+        """The first CPU backend that opens and matches torch fp32 on the parity probes."""
+        from mmrag.models.clip import parity
+        from mmrag.models.clip.backends import candidates, installed
+        from mmrag.models.clip.onnx_export import default_export_dir, weights_digest
+        from mmrag.models.clip.runtimes import open_runner
+
+        requested = self.options.precision
+        order, reason = candidates(
+            self.options.backend, "auto" if requested == "fp16" else requested
+        )
+        export_root = self.options.export_dir or default_export_dir()
+        digest: list[str] = []  # hashed once, and only if some candidate needs an export
+
+        def open_choice(choice: Choice) -> TowerRunner:
+            if choice.backend != "torch" and not digest:
+                digest.append(weights_digest(reference.model))
+            weights = digest[0] if digest else ""
+            cfg = self.preprocess_cfg
+            return open_runner(choice, reference, cfg, self.threads, export_root, weights)
+
+        selected = parity.select(
+            order,
+            reason,
+            reference,
+            open_choice,
+            lambda choice: installed(choice.backend),
+            parity.probe_images(self.preprocess_cfg),
+            _tokens(tokenizer(list(parity.PROBE_TEXTS))),
+            # auto: the two best-ranked that hold parity race on the probes.
+            contenders=2 if self.options.backend == "auto" else 1,
+        )
+        score = f", cosine to torch fp32 {selected.parity.worst:.5f}" if selected.parity else ""
+        why = selected.reason + score
+        if selected.refused:
+            why += "; refused " + "; ".join(selected.refused)
+        self.serving = Serving(selected.choice.backend, selected.choice.precision, why)
+        log.info("embedder %s serves with %s: %s", self.spec, selected.choice, why)
+        return selected.runner
+
+    def _build(self, precision: str) -> tuple[Any, Callable[[Sequence[str]], Any]]:
         """The open_clip model (on its device, in its precision) and its tokenizer."""
         import open_clip
 
         name = self.source.model_name
-        common: dict[str, Any] = {"device": self._device, "precision": self.precision}
+        common: dict[str, Any] = {"device": self._device, "precision": precision}
         if self.random_weights or name.startswith(LOCAL_DIR):
             # A local directory carries its own config, weights and preprocessing.
             model = open_clip.create_model(name, load_weights=not self.random_weights, **common)
@@ -185,6 +227,7 @@ class ClipEmbedder(InferenceModel):
 
     def _unload(self) -> None:
         self._model = None
+        self._runner = None
         self._tokenizer = None
 
     @property
@@ -201,16 +244,11 @@ class ClipEmbedder(InferenceModel):
         return fit_image(image, self.preprocess_cfg)
 
     def preprocess_images(self, prepared: Sequence[PreparedImage]) -> Any:
-        import torch
-
-        pixels = torch.from_numpy(np.stack(prepared)).to(self._device)
-        return normalise_batch(pixels, self.preprocess_cfg).to(dtype=self._dtype)
+        return np.stack(prepared)  # normalised by the runner, where it computes
 
     def _forward_images(self, batch: Any) -> Any:
-        import torch
-
-        with torch.inference_mode():
-            return self._model.encode_image(batch)
+        assert self._runner is not None
+        return self._runner.encode_images(batch)
 
     def embed_prepared(self, prepared: Sequence[PreparedImage]) -> Vectors:
         """Embed already-prepared images, batch by batch: ``N x dim`` unit vectors."""
@@ -237,13 +275,11 @@ class ClipEmbedder(InferenceModel):
         if any(not text.strip() for text in texts):
             raise InvalidInput("cannot embed an empty text")
         assert self._tokenizer is not None
-        return self._tokenizer(list(texts)).to(self._device)
+        return _tokens(self._tokenizer(list(texts)))
 
     def _forward_texts(self, tokens: Any) -> Any:
-        import torch
-
-        with torch.inference_mode():
-            return self._model.encode_text(tokens)
+        assert self._runner is not None
+        return self._runner.encode_texts(tokens)
 
     def embed_texts(self, texts: Sequence[str]) -> Vectors:
         """Embed texts (truncated to the model's context): ``N x dim`` unit vectors."""
@@ -262,10 +298,17 @@ class ClipEmbedder(InferenceModel):
     # -- shared ----------------------------------------------------------------------------
 
     def postprocess(self, features: Any) -> Vectors:
-        """L2-normalise in fp32 (fp16 norms lose digits) and hand back numpy."""
-        vectors = features.float()
-        vectors = vectors / vectors.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-        return np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32)
+        """L2-normalise in fp32 (fp16 norms lose digits)."""
+        vectors = np.asarray(features, dtype=np.float32)
+        norms = np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(vectors / norms, dtype=np.float32)
+
+    def memory_bytes(self) -> int:
+        """The torch weights while torch serves; an exported runtime's are not torch tensors,
+        so they are counted as the torch model they replace (a close upper bound)."""
+        if self._model is not None or not self.loaded:
+            return super().memory_bytes()
+        return self._exported_bytes
 
 
 def quantize_mlp_int8(model: Any) -> Any:
@@ -297,6 +340,24 @@ def quantize_mlp_int8(model: Any) -> Any:
                     mlp, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
                 )
     return model
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What computes the vectors: recorded with every vector stored, shown by /readyz and
+    ``mmrag stats``."""
+
+    backend: str  # torch, onnxruntime, openvino
+    precision: str  # fp32, bf16, int8 (CPU); fp16 or fp32 (CUDA)
+    reason: str  # why this one: the CPU, the setting, what was refused
+
+    def as_payload(self) -> dict[str, str]:
+        return {"backend": self.backend, "precision": self.precision}
+
+
+def _tokens(tokens: Any) -> Any:
+    """open_clip's tokenizers answer a torch LongTensor; the runners take int64 numpy."""
+    return np.ascontiguousarray(tokens.numpy(), dtype=np.int64)
 
 
 def _first_line(error: BaseException) -> str:

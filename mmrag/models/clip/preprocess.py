@@ -95,6 +95,18 @@ def normalise_batch(batch: Any, cfg: ImagePreprocess) -> Any:
     return pixels.mul_(scale).add_(shift.to(batch.device).view(1, 3, 1, 1))
 
 
+def normalise_array(batch: npt.NDArray[np.uint8], cfg: ImagePreprocess) -> npt.NDArray[np.float32]:
+    """:func:`normalise_batch` in numpy, with the same fp32 multiply and add, for runtimes that
+    take numpy input (ONNX Runtime, OpenVINO)."""
+    std = np.asarray(cfg.std, dtype=np.float64)
+    scale = (1.0 / (255.0 * std)).astype(np.float32).reshape(1, 3, 1, 1)
+    shift = (-np.asarray(cfg.mean, dtype=np.float64) / std).astype(np.float32).reshape(1, 3, 1, 1)
+    pixels = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
+    pixels *= scale
+    pixels += shift
+    return pixels
+
+
 # -- geometry, step by step as torchvision does it -------------------------------------------
 
 
