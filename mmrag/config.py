@@ -141,6 +141,9 @@ class LimitSettings(BaseModel):
     max_request_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     max_caption_chars: int = Field(2_000, ge=1)
     max_metadata_bytes: int = Field(16 * 1024, ge=2)
+    # Every JSON body and JSON form field (retrieval/json_bounds.py): parsers recurse per level.
+    max_json_depth: int = Field(32, ge=4, le=512)
+    max_json_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_urls: int = Field(64, ge=1)
     # Images one synchronous request may ingest (a server folder); bulk work belongs in jobs.
     max_request_images: int = Field(1_000, ge=1)

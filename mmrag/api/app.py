@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 from mmrag import __version__
 from mmrag.api import openapi, problems
 from mmrag.api.body_limit import BodySizeLimit
+from mmrag.api.json_limit import JsonBounds
 from mmrag.api.metrics import Metrics
 from mmrag.api.routes import agent, health, images, jobs, search, slack, tools, web
 from mmrag.api.security_headers import SecurityHeaders
@@ -91,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Innermost, so the HTTPException it raises from receive() reaches FastAPI's body
     # parsing directly and not through the metrics middleware's task group.
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
+    # Outside the size cap: it answers its own problems and reads at most max_json_bytes.
+    app.add_middleware(JsonBounds, limits=settings.limits)
     metrics.install(app)
     app.include_router(health.router)
     app.include_router(images.router)

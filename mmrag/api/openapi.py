@@ -34,9 +34,11 @@ _WHY: dict[int, str] = {
     401: "an API key is required (keys are configured) and none or an unknown one was sent",
     403: "the key lacks the scope, or the path or address is not allowed",
     404: "no such image or job",
-    413: "too large: the body, an image, or too many items in one request",
+    413: "too large: the body (a JSON body past limits.max_json_bytes), an image, or too many "
+    "items in one request",
     415: "not an image in a supported format",
-    422: "the request breaks a constraint; `errors` lists each one for schema violations",
+    422: "the request breaks a constraint (JSON nested past limits.max_json_depth, an integer "
+    "outside signed 64-bit included); `errors` lists each one for schema violations",
     502: "a source URL could not be fetched",
     503: "not available now (a model still building, no worker, the store down); "
     "retry after the Retry-After header",

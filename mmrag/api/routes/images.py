@@ -39,6 +39,7 @@ from mmrag.retrieval.items import (
     clean_metadata,
     items_from_paths,
 )
+from mmrag.retrieval.json_bounds import check_json_text
 from mmrag.retrieval.sources import ServerPaths
 from mmrag.services import Services
 
@@ -212,6 +213,8 @@ async def delete_image(image_id: ImageIdPath, services: ServicesDep, _: CanWrite
 def _parse_metadata(raw: str | None, services: Services) -> dict[str, Any]:
     if raw is None or not raw.strip():
         return {}
+    limits = services.settings.limits
+    check_json_text(raw, limits.max_json_depth, limits.max_json_bytes, "metadata")
     try:
         parsed = json.loads(raw)
     except json.JSONDecodeError as error:

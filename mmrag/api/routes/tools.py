@@ -35,6 +35,7 @@ from mmrag.config import ApiKey
 from mmrag.errors import Forbidden, InvalidInput
 from mmrag.retrieval.annotations import normalise_label
 from mmrag.retrieval.items import IngestItem
+from mmrag.retrieval.json_bounds import check_json_text
 from mmrag.services import Services
 from mmrag.workers.protocol import BoxesOutput, ToolName
 
@@ -130,6 +131,8 @@ async def _tool_request(
         upload = candidate
     elif content_type.startswith("application/json") or not content_type:
         raw = await request.body()
+        limits = services.settings.limits
+        check_json_text(raw, limits.max_json_depth, limits.max_json_bytes)
         try:
             fields = json.loads(raw) if raw else {}
         except json.JSONDecodeError as error:
