@@ -490,3 +490,66 @@ def _print_report(report: IngestReport) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+keys_app = typer.Typer(help="API keys: each belongs to a tenant and holds scopes.")
+app.add_typer(keys_app, name="keys")
+tenants_app = typer.Typer(help="Tenants: who owns images, jobs and conversations.")
+app.add_typer(tenants_app, name="tenants")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="the tenant the key acts for (made if new)")],
+    scopes: Annotated[str, typer.Option(help="comma list of read, write, jobs, admin")] = "read",
+    name: Annotated[str | None, typer.Option(help="a name for logs (default: its id)")] = None,
+    expires: Annotated[
+        str | None, typer.Option(help="30d, 12h, 90m from now, or an ISO 8601 time")
+    ] = None,
+) -> None:
+    """Make a key; its secret is printed once and only its hash is kept."""
+    from mmrag.cli_keys import create_key
+
+    _run(lambda settings: create_key(settings, console, tenant, scopes, name, expires))
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's keys")] = None,
+) -> None:
+    """Every key: id, name, tenant, scopes, expiry and whether it is active (no secrets)."""
+    from mmrag.cli_keys import list_keys
+
+    _run(lambda settings: list_keys(settings, console, tenant))
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id")]) -> None:
+    """Refuse the key from now on, in every API process on this data dir."""
+    from mmrag.cli_keys import revoke_key
+
+    _run(lambda settings: revoke_key(settings, console, key_id))
+
+
+@keys_app.command("rotate")
+def keys_rotate(key_id: Annotated[str, typer.Argument(help="the key's id")]) -> None:
+    """Revoke the key and make its successor (same tenant, name, scopes, expiry)."""
+    from mmrag.cli_keys import rotate_key
+
+    _run(lambda settings: rotate_key(settings, console, key_id))
+
+
+@tenants_app.command("list")
+def tenants_list() -> None:
+    """Every tenant with its active keys."""
+    from mmrag.cli_keys import list_tenants
+
+    _run(lambda settings: list_tenants(settings, console))
+
+
+@tenants_app.command("delete")
+def tenants_delete(tenant: Annotated[str, typer.Argument(help="the tenant's name")]) -> None:
+    """Refuse every key of the tenant from now on (its images stay until deleted)."""
+    from mmrag.cli_keys import delete_tenant
+
+    _run(lambda settings: delete_tenant(settings, console, tenant))

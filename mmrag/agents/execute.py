@@ -23,7 +23,6 @@ from mmrag.config import AgentSettings
 from mmrag.retrieval.annotations import normalise_label
 from mmrag.retrieval.search import SearchQuery
 from mmrag.retrieval.store import Filter
-from mmrag.retrieval.tenants import tenant_filter
 from mmrag.services import Services
 from mmrag.workers.client import ImageRequest
 from mmrag.workers.protocol import ToolName
@@ -42,11 +41,12 @@ class StepRunner:
         previous: Sequence[str],
         tenant: str | None = None,
     ) -> None:
-        self._services = services
+        # A tenant's question sees only its images: its view of the store, for retrieval and
+        # for the tools' write-back alike.
+        self._services = services.scoped(tenant) if tenant is not None else services
         self._settings = settings
         self._image_id = image_id
         self._previous = list(previous)
-        self._tenant = tenant
 
     def images_for(self, step: Step, hits: Sequence[str]) -> list[str]:
         """The image ids the step runs on, in rank order."""
@@ -97,7 +97,7 @@ class StepRunner:
 
     def _retrieve(self, args: RetrieveArgs) -> list[Output]:
         limit = args.limit or self._settings.retrieve_limit
-        scope = tenant_filter(self._tenant) if self._tenant is not None else Filter()
+        scope = Filter()
         if args.like is not None:
             # By example: one more, since the given image is its own best match and is dropped.
             query = SearchQuery(image_id=self._image_id, limit=limit + 1, filter=scope)

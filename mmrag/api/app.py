@@ -22,6 +22,7 @@ from mmrag.errors import MmragError
 from mmrag.retrieval.samples import seed_sample_gallery
 from mmrag.services import Services
 from mmrag.slack.runtime import SlackRuntime
+from mmrag.tenancy.keys import KeyStore
 from mmrag.workers.jobs.service import JobService
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             try:
                 yield
             finally:
+                app.state.keys.close()
                 if slack_runtime is not None:
                     await run_in_threadpool(slack_runtime.close)
                 await run_in_threadpool(job_service.close)
@@ -87,6 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    # Read on every request (api/security.py): a key revoked by `mmrag keys` in another
+    # process is refused at once.
+    app.state.keys = KeyStore.in_data_dir(settings.data_dir)
     problems.install(app)
     openapi.install(app, settings)
     # Innermost, so the HTTPException it raises from receive() reaches FastAPI's body

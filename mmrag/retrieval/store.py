@@ -31,7 +31,7 @@ INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "datetime", "text"]] = {
     "id": "keyword",
     "labels": "keyword",
     "source.kind": "keyword",
-    "tenants": "keyword",  # retrieval/tenants.py: who may see the image
+    "tenant": "keyword",  # retrieval/tenants.py: whose point it is
     "format": "keyword",
     "width": "integer",
     "height": "integer",

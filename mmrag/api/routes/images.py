@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from mmrag.api.deps import ServicesDep
+from mmrag.api.deps import TenantServicesDep
 from mmrag.api.events import EVENT_STREAM, Progress, run_with_progress, sse, wants_events
 from mmrag.api.metrics import Metrics
 from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, binary, event_stream, problems
@@ -68,7 +68,7 @@ _READ_CHUNK = 1024 * 1024
 )
 async def upload_images(
     request: Request,
-    services: ServicesDep,
+    services: TenantServicesDep,
     _: CanWrite,
     files: Annotated[list[UploadFile], File(description="image files", min_length=1)],
     captions: Annotated[
@@ -99,7 +99,7 @@ async def upload_images(
     responses={**_CREATED, **problems(415, 502)},
 )
 async def images_from_urls(
-    request: Request, body: FromUrlsRequest, services: ServicesDep, _: CanWrite
+    request: Request, body: FromUrlsRequest, services: TenantServicesDep, _: CanWrite
 ) -> ImagesCreated | StreamingResponse:
     limits = services.settings.limits
     if len(body.urls) > limits.max_urls:
@@ -132,7 +132,7 @@ async def images_from_urls(
     responses={**_CREATED, **problems(404, 415)},
 )
 async def images_from_paths(
-    request: Request, body: FromPathsRequest, services: ServicesDep, _: CanWrite
+    request: Request, body: FromPathsRequest, services: TenantServicesDep, _: CanWrite
 ) -> ImagesCreated | StreamingResponse:
     settings = services.settings
     metadata = clean_metadata(body.metadata or {}, settings.limits)
@@ -150,7 +150,7 @@ async def images_from_paths(
 
 @router.get("", response_model=ImageList)
 async def list_images(
-    services: ServicesDep,
+    services: TenantServicesDep,
     _: CanRead,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
@@ -169,7 +169,7 @@ async def list_images(
 
 
 @router.get("/{image_id:hex32}", response_model=ImagePublic, responses=_NOT_FOUND)
-async def get_image(image_id: ImageIdPath, services: ServicesDep, _: CanRead) -> ImagePublic:
+async def get_image(image_id: ImageIdPath, services: TenantServicesDep, _: CanRead) -> ImagePublic:
     payload = await run_in_threadpool(services.image, image_id)
     return ImagePublic.from_payload(payload)
 
@@ -180,7 +180,7 @@ async def get_image(image_id: ImageIdPath, services: ServicesDep, _: CanRead) ->
     responses={200: binary("image/*", "the original bytes"), **_NOT_FOUND},
 )
 async def image_content(
-    image_id: ImageIdPath, services: ServicesDep, _: CanRead
+    image_id: ImageIdPath, services: TenantServicesDep, _: CanRead
 ) -> StreamingResponse:
     payload = await run_in_threadpool(services.image, image_id)
     handle = await run_in_threadpool(services.blobs.open, "original", payload["sha256"])
@@ -198,14 +198,16 @@ async def image_content(
     response_class=Response,
     responses={200: binary("image/*", "a small JPEG or PNG"), **_NOT_FOUND},
 )
-async def image_thumbnail(image_id: ImageIdPath, services: ServicesDep, _: CanRead) -> Response:
+async def image_thumbnail(
+    image_id: ImageIdPath, services: TenantServicesDep, _: CanRead
+) -> Response:
     payload = await run_in_threadpool(services.image, image_id)
     data = await run_in_threadpool(services.blobs.read, "thumbnail", payload["sha256"])
     return Response(data, media_type=sniff_mime_type(data), headers=_immutable())
 
 
 @router.delete("/{image_id:hex32}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
-async def delete_image(image_id: ImageIdPath, services: ServicesDep, _: CanWrite) -> Response:
+async def delete_image(image_id: ImageIdPath, services: TenantServicesDep, _: CanWrite) -> Response:
     await run_in_threadpool(services.delete_image, image_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
