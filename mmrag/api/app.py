@@ -12,10 +12,11 @@ from starlette.types import ASGIApp
 
 from mmrag import __version__
 from mmrag.api import openapi, problems
+from mmrag.api.audit import Audit
 from mmrag.api.body_limit import BodySizeLimit
 from mmrag.api.json_limit import JsonBounds
 from mmrag.api.metrics import Metrics
-from mmrag.api.routes import agent, health, images, jobs, search, slack, tools, web
+from mmrag.api.routes import admin, agent, health, images, jobs, search, slack, tools, web
 from mmrag.api.security_headers import SecurityHeaders
 from mmrag.config import Settings
 from mmrag.errors import MmragError
@@ -100,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outside the size cap: it answers its own problems and reads at most max_json_bytes.
     app.add_middleware(JsonBounds, limits=settings.limits)
     metrics.install(app)
+    # Outermost of these: it sees every status, the JSON bounds' and the size cap's included.
+    app.add_middleware(Audit)
     app.include_router(health.router)
     app.include_router(images.router)
     app.include_router(search.router)
@@ -107,5 +110,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(agent.router)
     app.include_router(jobs.router)
     app.include_router(slack.router)
+    app.include_router(admin.router)
     web.install(app)
     return app

@@ -1,0 +1,227 @@
+"""Two tenants over real HTTP, on the embedded engine and through qdrant-client: each sees
+only its own images, jobs and answers; the same bytes tell neither about the other; keys are
+checked on every request (revoked, read-only, malformed, in the query string, of a deleted
+tenant); writes and refusals are audited without the secret."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from api.live_server import LiveServer
+from PIL import Image
+
+from mmrag.config import Settings
+from mmrag.errors import InvalidInput
+from mmrag.tenancy.keys import KeyStore, parse_scopes
+
+
+def png_bytes(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 40), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+RED, GREEN, BLUE = png_bytes((230, 20, 20)), png_bytes((20, 230, 20)), png_bytes((20, 20, 230))
+
+
+@dataclass
+class World:
+    url: str
+    data_dir: Path
+    secrets: dict[str, str]
+    key_ids: dict[str, str]
+
+    def client(self, who: str) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.secrets[who]}"} if who else {}
+        return httpx.Client(base_url=self.url, timeout=60, headers=headers)
+
+
+KEYS = {
+    "acme": ("acme", "read,write,jobs"),
+    "acme_reader": ("acme", "read"),
+    "globex": ("globex", "read,write"),
+    "doomed": ("initech", "read"),
+    "ops": ("ops", "admin"),
+}
+
+
+@pytest.fixture(params=["edge", "qdrant"])
+def world(request: pytest.FixtureRequest, tmp_path: Path, tiny_clip_dir: Path) -> Iterator[World]:
+    store = {"backend": request.param, "url": ":memory:" if request.param == "qdrant" else None}
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        models={"embedder": f"local:{tiny_clip_dir}", "device": "cpu"},
+        samples={"enabled": False},
+        store=store,
+    )
+    keys = KeyStore.in_data_dir(settings.data_dir)
+    secrets, ids = {}, {}
+    for name, (tenant, scopes) in KEYS.items():
+        record, secrets[name] = keys.create(tenant, parse_scopes(scopes), name)
+        ids[name] = record.id
+    keys.close()
+    with LiveServer(settings) as server:
+        yield World(server.url, settings.data_dir, secrets, ids)
+
+
+def upload(client: httpx.Client, data: bytes, name: str = "a.png") -> dict[str, object]:
+    response = client.post("/v1/images", files=[("files", (name, data, "image/png"))])
+    assert response.status_code == 201, response.text
+    item: dict[str, object] = response.json()["items"][0]
+    return item
+
+
+def listed(client: httpx.Client) -> set[str]:
+    return {item["id"] for item in client.get("/v1/images").json()["items"]}
+
+
+def searched(client: httpx.Client, **body: object) -> set[str]:
+    response = client.post("/v1/search", json={"text": "a red square", "limit": 50, **body})
+    assert response.status_code == 200, response.text
+    return {hit["id"] for hit in response.json()["results"]}
+
+
+def test_each_tenant_sees_only_its_own(world: World) -> None:
+    with world.client("acme") as acme, world.client("globex") as globex:
+        shared_a = upload(acme, RED)
+        only_a = upload(acme, GREEN)
+        shared_b = upload(globex, RED)
+        # The same bytes: the same id, and nothing tells globex that acme has them.
+        assert shared_a["id"] == shared_b["id"]
+        assert shared_a["duplicate"] is False
+        assert shared_b["duplicate"] is False
+        assert upload(acme, RED)["duplicate"] is True  # its own: a duplicate
+        assert listed(acme) == {shared_a["id"], only_a["id"]}
+        assert listed(globex) == {shared_b["id"]}
+        assert acme.get("/v1/images").json()["total"] == 2
+        assert searched(acme) == {shared_a["id"], only_a["id"]}
+        for target in ("caption", "hybrid"):
+            assert searched(globex, target=target) <= {shared_b["id"]}
+        assert searched(globex) == {shared_b["id"]}
+        # Another tenant's image is as unknown as one nobody has: the same 404.
+        unknown = "0" * 32
+        for path in ("", "/content", "/thumbnail"):
+            theirs = globex.get(f"/v1/images/{only_a['id']}{path}")
+            nobodys = globex.get(f"/v1/images/{unknown}{path}")
+            assert theirs.status_code == nobodys.status_code == 404
+            assert theirs.json()["title"] == nobodys.json()["title"]
+            assert acme.get(f"/v1/images/{only_a['id']}{path}").status_code == 200
+        assert globex.post("/v1/search", json={"image_id": only_a["id"]}).status_code == 404
+        assert globex.delete(f"/v1/images/{only_a['id']}").status_code == 404
+        assert acme.get(f"/v1/images/{only_a['id']}").status_code == 200
+        # Deleting is per tenant; the shared blob stays while globex holds it.
+        assert acme.delete(f"/v1/images/{shared_a['id']}").status_code == 204
+        assert acme.get(f"/v1/images/{shared_a['id']}").status_code == 404
+        content = globex.get(f"/v1/images/{shared_b['id']}/content")
+        assert content.status_code == 200
+        assert content.content == RED
+
+
+def test_the_agent_answers_from_the_callers_images_only(world: World) -> None:
+    with world.client("acme") as acme, world.client("globex") as globex:
+        mine = upload(globex, BLUE)["id"]
+        theirs = upload(acme, RED)["id"]
+        response = globex.post("/v1/ask", json={"question": "show me a red square"})
+        assert response.status_code == 200, response.text
+        cited = {citation["image_id"] for citation in response.json()["citations"]}
+        assert cited <= {mine}
+        refused = globex.post("/v1/ask", json={"question": "what is this?", "image_id": theirs})
+        assert refused.status_code == 404
+
+
+def test_jobs_are_the_tenants_own(world: World) -> None:
+    with world.client("acme") as acme, world.client("globex") as globex:
+        upload(acme, RED)
+        spec = {"source": {"kind": "indexed"}, "tasks": [{"task": "embed"}]}
+        submitted = acme.post("/v1/jobs", json=spec)
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"]
+        assert acme.get(f"/v1/jobs/{job_id}").status_code == 200
+        assert [job["id"] for job in acme.get("/v1/jobs").json()["items"]] == [job_id]
+        assert globex.get("/v1/jobs").json() == {"items": [], "total": 0, "limit": 50, "offset": 0}
+        for path in ("", "/items", "/export", "/events"):
+            assert globex.get(f"/v1/jobs/{job_id}{path}").status_code == 404
+        assert globex.post(f"/v1/jobs/{job_id}/cancel").status_code == 404
+        # globex holds no image: its indexed source is empty, whatever acme holds.
+        assert globex.post("/v1/jobs", json=spec).status_code == 422
+
+
+def test_keys_are_checked_on_every_request(world: World) -> None:
+    with world.client("acme_reader") as reader, world.client("") as nobody:
+        assert reader.get("/v1/images").status_code == 200
+        refused = reader.post("/v1/images", files=[("files", ("a.png", RED, "image/png"))])
+        assert refused.status_code == 403
+        assert nobody.get("/v1/images").status_code == 401
+        for header in ("Bearer", "Basic abc", "Bearer a b", "bearer"):
+            assert nobody.get("/v1/images", headers={"Authorization": header}).status_code == 401
+        assert nobody.get("/v1/images", headers={"X-API-Key": ""}).status_code == 401
+        # Revoked from another process's connection: refused at the next request.
+        keys = KeyStore.in_data_dir(world.data_dir)
+        keys.revoke(world.key_ids["acme_reader"])
+        keys.delete_tenant("initech")
+        keys.close()
+        assert reader.get("/v1/images").status_code == 401
+    with world.client("doomed") as doomed:
+        assert doomed.get("/v1/images").status_code == 401
+
+
+def test_a_key_in_the_query_string_is_refused_and_never_logged(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = world.secrets["acme"]
+    with caplog.at_level(logging.INFO), world.client("") as nobody:
+        for name in ("api_key", "key", "token"):
+            response = nobody.get("/v1/images", params={name: secret})
+            assert response.status_code == 401
+            assert "query string" in response.json()["detail"]
+    # The server's records (access log, audit); the test's own client logs the URL it sent.
+    served = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert any(r.name == "uvicorn.access" for r in served)
+    assert secret not in json.dumps([r.__dict__ for r in served], default=str)
+
+
+def test_writes_and_refusals_are_audited(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    with (
+        caplog.at_level(logging.INFO, "mmrag.audit"),
+        world.client("acme") as acme,
+        world.client("acme_reader") as reader,
+    ):
+        upload(acme, RED)
+        reader.post("/v1/images", files=[("files", ("a.png", RED, "image/png"))])
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "mmrag.audit"]
+    write = next(line for line in lines if line["status"] == 201)
+    assert (write["key"], write["tenant"], write["route"]) == ("acme", "acme", "/v1/images")
+    denied = next(line for line in lines if line["status"] == 403)
+    assert (denied["key"], denied["tenant"], denied["method"]) == ("acme_reader", "acme", "POST")
+    audit = "\n".join(r.getMessage() for r in caplog.records if r.name == "mmrag.audit")
+    for secret in world.secrets.values():
+        assert secret not in audit
+
+
+def test_admin_lists_tenants_and_usage(world: World) -> None:
+    with world.client("acme") as acme, world.client("ops") as ops:
+        upload(acme, RED)
+        upload(acme, GREEN)
+        assert acme.get("/v1/admin/tenants").status_code == 403
+        response = ops.get("/v1/admin/tenants")
+        assert response.status_code == 200, response.text
+        usage = {item["name"]: item for item in response.json()["items"]}
+        assert usage["acme"]["images"] == 2
+        assert usage["acme"]["bytes"] == len(RED) + len(GREEN)
+        assert usage["acme"]["active_keys"] == 2
+        assert usage["globex"]["images"] == 0
+
+
+@pytest.mark.parametrize("tenant", ["../etc", "a/b", "", "slack:T1", "a b"])
+def test_tenant_names_with_path_characters_are_refused(tmp_path: Path, tenant: str) -> None:
+    keys = KeyStore.in_data_dir(tmp_path)
+    with pytest.raises(InvalidInput):
+        keys.create(tenant, parse_scopes("read"))
+    keys.close()
