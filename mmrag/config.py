@@ -178,6 +178,19 @@ class AuthSettings(BaseModel):
         return next((key for key in self.api_keys if key.sha256 == digest), None)
 
 
+class TenancySettings(BaseModel):
+    """Per-key rates and per-tenant quotas (api/limits.py). Generous defaults: they stop a
+    runaway client, not ordinary use. Absurd values (zero, negative, past the bounds) stop
+    the server at start."""
+
+    search_per_s: float = Field(50.0, gt=0, le=100_000)  # /v1/search, per key
+    ask_per_s: float = Field(5.0, gt=0, le=10_000)  # /v1/ask and /v1/plan, per key
+    concurrent_jobs: int = Field(8, ge=1, le=1_000)  # unfinished jobs, per tenant
+    images_per_day: int = Field(100_000, ge=1, le=10**9)  # new images, per key, UTC day
+    max_images: int = Field(1_000_000, ge=1, le=10**10)  # per tenant
+    max_bytes: int = Field(1024**4, ge=1024**2, le=2**50)  # original bytes, per tenant
+
+
 class SampleSettings(BaseModel):
     enabled: bool = True  # index the sample gallery on first start
     shapes: int = Field(24, ge=0, le=1000)
@@ -345,6 +358,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     auth: AuthSettings = AuthSettings()
     samples: SampleSettings = SampleSettings()
+    tenancy: TenancySettings = TenancySettings()
     workers: WorkerSettings = WorkerSettings()
     agent: AgentSettings = AgentSettings()
     jobs: JobSettings = JobSettings()

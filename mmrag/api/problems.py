@@ -29,6 +29,7 @@ STATUS: list[tuple[type[errors.MmragError], int]] = [
     (errors.Unauthorized, 401),
     (errors.Forbidden, 403),
     (errors.Unavailable, 503),
+    (errors.RateLimited, 429),
 ]
 
 
@@ -55,7 +56,7 @@ async def _domain_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, errors.MmragError)
     status = status_of(error)
     headers = None
-    if isinstance(error, errors.Unavailable):
+    if isinstance(error, errors.Unavailable | errors.RateLimited):
         headers = {"Retry-After": str(error.retry_after_s)}
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer"}

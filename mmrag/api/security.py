@@ -82,7 +82,8 @@ def identify(
     configured = settings.auth.find(presented)
     if configured is not None:
         return Caller(configured.name, DEFAULT_TENANT, frozenset(configured.scopes))
-    raise Unauthorized("unknown, revoked or expired API key")
+    # Revoked, expired, or of a deleted tenant: said the same way, revealing nothing.
+    raise Unauthorized("unknown API key")
 
 
 def current_caller(

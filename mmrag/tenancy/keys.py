@@ -42,6 +42,12 @@ CREATE TABLE IF NOT EXISTS keys (
     expires REAL,
     revoked REAL
 );
+CREATE TABLE IF NOT EXISTS daily_images (
+    caller TEXT NOT NULL,
+    day TEXT NOT NULL,
+    images INTEGER NOT NULL,
+    PRIMARY KEY (caller, day)
+);
 """
 
 
@@ -191,6 +197,25 @@ class KeyStore:
         """Whether any key was ever made: from then on, API calls need one."""
         with self._lock:
             return self._db.execute("SELECT 1 FROM keys LIMIT 1").fetchone() is not None
+
+    # -- daily counts (api/limits.py) ---------------------------------------------------------
+
+    def images_on(self, caller: str, day: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT images FROM daily_images WHERE caller=? AND day=?", (caller, day)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def add_images(self, caller: str, day: str, images: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO daily_images (caller, day, images) VALUES (?, ?, ?) "
+                "ON CONFLICT (caller, day) DO UPDATE SET images = images + excluded.images",
+                (caller, day, images),
+            )
+            # Yesterday's and older counts are never read again.
+            self._db.execute("DELETE FROM daily_images WHERE day < ?", (day,))
 
     # -- tenants -----------------------------------------------------------------------------
 

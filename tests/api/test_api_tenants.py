@@ -8,7 +8,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,14 +54,17 @@ KEYS = {
 }
 
 
-@pytest.fixture(params=["edge", "qdrant"])
-def world(request: pytest.FixtureRequest, tmp_path: Path, tiny_clip_dir: Path) -> Iterator[World]:
-    store = {"backend": request.param, "url": ":memory:" if request.param == "qdrant" else None}
+@contextmanager
+def started(
+    root: Path, tiny_clip_dir: Path, backend: str, tenancy: dict[str, object] | None = None
+) -> Iterator[World]:
+    store = {"backend": backend, "url": ":memory:" if backend == "qdrant" else None}
     settings = Settings(
-        data_dir=tmp_path / "data",
+        data_dir=root / "data",
         models={"embedder": f"local:{tiny_clip_dir}", "device": "cpu"},
         samples={"enabled": False},
         store=store,
+        tenancy=tenancy or {},
     )
     keys = KeyStore.in_data_dir(settings.data_dir)
     secrets, ids = {}, {}
@@ -69,6 +74,12 @@ def world(request: pytest.FixtureRequest, tmp_path: Path, tiny_clip_dir: Path) -
     keys.close()
     with LiveServer(settings) as server:
         yield World(server.url, settings.data_dir, secrets, ids)
+
+
+@pytest.fixture(params=["edge", "qdrant"])
+def world(request: pytest.FixtureRequest, tmp_path: Path, tiny_clip_dir: Path) -> Iterator[World]:
+    with started(tmp_path, tiny_clip_dir, request.param) as running:
+        yield running
 
 
 def upload(client: httpx.Client, data: bytes, name: str = "a.png") -> dict[str, object]:
@@ -225,3 +236,70 @@ def test_tenant_names_with_path_characters_are_refused(tmp_path: Path, tenant: s
     with pytest.raises(InvalidInput):
         keys.create(tenant, parse_scopes("read"))
     keys.close()
+
+
+def test_rate_limits_answer_429_and_recover(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    with (
+        started(tmp_path, tiny_clip_dir, "edge", {"search_per_s": 2, "ask_per_s": 1}) as running,
+        running.client("acme") as acme,
+        running.client("globex") as globex,
+    ):
+        answers = [acme.post("/v1/search", json={"text": "red"}) for _ in range(6)]
+        limited = [answer for answer in answers if answer.status_code == 429]
+        assert limited, [answer.status_code for answer in answers]
+        assert all(a.status_code in (200, 429) for a in answers)
+        wait = int(limited[0].headers["Retry-After"])
+        assert 1 <= wait <= 2
+        assert limited[0].headers["content-type"].startswith("application/problem+json")
+        # Per key: the other key is not slowed down.
+        assert globex.post("/v1/search", json={"text": "red"}).status_code == 200
+        time.sleep(wait)
+        assert acme.post("/v1/search", json={"text": "red"}).status_code == 200
+        asks = [acme.post("/v1/plan", json={"question": "a red square?"}) for _ in range(4)]
+        assert 429 in [answer.status_code for answer in asks]
+
+
+def test_images_a_day_refuse_before_storing(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    with (
+        started(tmp_path, tiny_clip_dir, "edge", {"images_per_day": 2}) as running,
+        running.client("acme") as acme,
+        running.client("acme_reader") as reader,
+    ):
+        upload(acme, RED)
+        upload(acme, GREEN)
+        refused = acme.post("/v1/images", files=[("files", ("b.png", BLUE, "image/png"))])
+        assert refused.status_code == 429, refused.text
+        assert 1 <= int(refused.headers["Retry-After"]) <= 86400
+        assert "a day" in refused.json()["detail"]
+        assert reader.get("/v1/images").json()["total"] == 2
+        # Another key (of another tenant) has its own day.
+        with running.client("globex") as globex:
+            upload(globex, BLUE)
+
+
+def test_tenant_quota_refuses_before_storing(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    with (
+        started(tmp_path, tiny_clip_dir, "edge", {"max_images": 2}) as running,
+        running.client("acme") as acme,
+    ):
+        upload(acme, RED)
+        two = [("files", (f"{i}.png", data, "image/png")) for i, data in enumerate((GREEN, BLUE))]
+        refused = acme.post("/v1/images", files=two)
+        assert refused.status_code == 413, refused.text
+        assert refused.json()["title"] == "Quota exceeded"
+        assert acme.get("/v1/images").json()["total"] == 1
+        upload(acme, GREEN)  # one more fits
+
+
+def test_absurd_limits_stop_the_server_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from mmrag.cli import app
+
+    for name, value in (("SEARCH_PER_S", "0"), ("MAX_BYTES", "-1"), ("CONCURRENT_JOBS", "1e9")):
+        monkeypatch.setenv(f"MMRAG_TENANCY__{name}", value)
+        result = CliRunner().invoke(app, ["serve", "--port", "1"])
+        monkeypatch.delenv(f"MMRAG_TENANCY__{name}")
+        assert result.exit_code == 1, result.output
+        assert len(result.output.strip().splitlines()) == 1
+        assert "tenancy" in result.output

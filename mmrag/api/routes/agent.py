@@ -18,6 +18,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from mmrag.api.deps import TenantServicesDep
 from mmrag.api.events import EVENT_STREAM, sse
+from mmrag.api.limits import AskRate
 from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, event_stream, problems
 from mmrag.api.problems import problem_body, status_of
 from mmrag.api.schemas import AskBody, AskResponse, PlanBody, PlanResponse
@@ -27,11 +28,13 @@ from mmrag.retrieval.tenants import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["agent"], responses=V1_PROBLEMS)
-_ASK_PROBLEMS = {**BODY_PROBLEMS, **problems(404)}
+_ASK_PROBLEMS = {**BODY_PROBLEMS, **problems(404, 429)}
 
 
 @router.post("/plan", response_model=PlanResponse, responses=_ASK_PROBLEMS)
-async def plan(body: PlanBody, services: TenantServicesDep, key: CanRead) -> PlanResponse:
+async def plan(
+    body: PlanBody, services: TenantServicesDep, key: CanRead, _: AskRate
+) -> PlanResponse:
     agent = await run_in_threadpool(services.agent)
     owner = conversation_owner(key)
     found = await run_in_threadpool(
@@ -55,7 +58,7 @@ async def plan(body: PlanBody, services: TenantServicesDep, key: CanRead) -> Pla
         **_ASK_PROBLEMS,
     },
 )
-async def ask(body: AskBody, services: TenantServicesDep, key: CanRead) -> Any:
+async def ask(body: AskBody, services: TenantServicesDep, key: CanRead, _: AskRate) -> Any:
     agent = await run_in_threadpool(services.agent)
     # Threads belong to the API key that started them (when keys are configured).
     owner = conversation_owner(key)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
@@ -15,6 +15,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from mmrag.api.deps import TenantServicesDep
 from mmrag.api.events import EVENT_STREAM, Progress, run_with_progress, sse, wants_events
+from mmrag.api.limits import Limits
 from mmrag.api.metrics import Metrics
 from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, binary, event_stream, problems
 from mmrag.api.path_ids import HexIdPath
@@ -28,13 +29,14 @@ from mmrag.api.schemas import (
     ImagesCreated,
     IngestFailure,
 )
-from mmrag.api.security import CanRead, CanWrite
+from mmrag.api.security import Caller, CanRead, CanWrite
 from mmrag.api.uploads import read_upload
 from mmrag.errors import InvalidInput, MmragError, TooLarge
 from mmrag.retrieval.decode import mime_type_of_format, sniff_mime_type
 from mmrag.retrieval.items import (
     IngestItem,
     IngestReport,
+    ProgressCallback,
     clean_captions,
     clean_metadata,
     items_from_paths,
@@ -53,6 +55,7 @@ _CREATED = {
         "result",
     ),
     **BODY_PROBLEMS,
+    **problems(429),
 }
 _NOT_FOUND = problems(404)
 
@@ -83,13 +86,15 @@ async def upload_images(
         raise InvalidInput(f"{len(captions)} captions for {len(files)} files: give one per file")
     shared_metadata = _parse_metadata(metadata, services)
     items = []
+    size = 0
     for index, upload in enumerate(files):
         data = await read_upload(upload, limits.max_image_bytes)
+        size += len(data)
         caption = clean_captions([captions[index]], limits) if captions else []
         items.append(
             IngestItem.upload(data, upload.filename or f"file-{index}", caption, shared_metadata)
         )
-    return await _ingest(request, services, items)
+    return await _ingest(request, services, items, size)
 
 
 @router.post(
@@ -225,23 +230,34 @@ def _parse_metadata(raw: str | None, services: Services) -> dict[str, Any]:
 
 
 async def _ingest(
-    request: Request, services: Services, items: list[IngestItem]
+    request: Request, services: Services, items: list[IngestItem], size: int = 0
 ) -> ImagesCreated | StreamingResponse:
-    """Ingest and answer with the created images, or stream progress events first."""
+    """Ingest and answer with the created images, or stream progress events first. The
+    key's images a day and the tenant's quota are checked first (``size``: the bytes known
+    before fetching; a URL's or a path's are not), and nothing is stored past them."""
     metrics: Metrics = request.app.state.metrics
+    limits: Limits = request.app.state.limits
+    caller: Caller = request.state.caller
+    await run_in_threadpool(limits.admit_images, caller, services.store, len(items), size)
+
+    def ingest(items: list[IngestItem], progress: ProgressCallback | None = None) -> IngestReport:
+        report = services.ingest(items, progress)
+        limits.count_images(caller, report)
+        return report
+
     if wants_events(request):
-        events = _ingest_events(services, items, metrics)
+        events = _ingest_events(ingest, items, metrics)
         return StreamingResponse(events, media_type=EVENT_STREAM)
-    report = await run_in_threadpool(services.ingest, items)
+    report = await run_in_threadpool(ingest, items)
     metrics.count_ingest(report)
     return _created_or_raise(report)
 
 
 async def _ingest_events(
-    services: Services, items: list[IngestItem], metrics: Metrics
+    ingest: Callable[..., IngestReport], items: list[IngestItem], metrics: Metrics
 ) -> AsyncIterator[str]:
     try:
-        async for update in run_with_progress(partial(services.ingest, items)):
+        async for update in run_with_progress(partial(ingest, items)):
             if isinstance(update, Progress):
                 yield sse("progress", update)
             else:

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from mmrag.api.deps import TenantServicesDep
+from mmrag.api.limits import Limits
 from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, json_or_form_body, problems
 from mmrag.api.schemas import (
     BoxesResponse,
@@ -44,7 +45,7 @@ R = TypeVar("R", bound=OneImageRequest)
 _LIST_FIELDS = ("phrases", "labels")
 _FORM_LIMITS = {"max_files": 1, "max_fields": 128}
 
-_PROBLEMS = {**BODY_PROBLEMS, **problems(404, 415)}
+_PROBLEMS = {**BODY_PROBLEMS, **problems(404, 415, 429)}
 
 
 @router.post(
@@ -155,7 +156,10 @@ async def _tool_request(
         raise Forbidden(f"API key {key.name!r} lacks the 'write' scope needed to upload")
     data = await read_upload(upload, services.settings.limits.max_image_bytes)
     item = IngestItem.upload(data, upload.filename or "upload", (), {})
+    tenancy: Limits = request.app.state.limits
+    await run_in_threadpool(tenancy.admit_images, key, services.store, 1, len(data))
     report = await run_in_threadpool(services.ingest, [item])
+    tenancy.count_images(key, report)
     result = report.results[0]
     if result.image is None:
         raise result.error or InvalidInput("the upload could not be indexed")

@@ -164,8 +164,13 @@ class JobService:
         if tenant is None:
             jobs, total = self.store.page(limit, offset)
             return [self.status(job.id) for job in jobs], total
-        # The job stores page over all jobs; a tenant's page is filtered here, reading the
-        # records (not the items) page by page. Job counts are small next to item counts.
+        mine = self.records(tenant)
+        return [self.status(job.id) for job in mine[offset : offset + limit]], len(mine)
+
+    def records(self, tenant: str) -> list[JobRecord]:
+        """The tenant's jobs, newest first. The job stores page over all jobs; a tenant's are
+        filtered here, reading the records (not the items) page by page: job counts are
+        small next to item counts."""
         mine: list[JobRecord] = []
         position = 0
         while True:
@@ -173,8 +178,7 @@ class JobService:
             mine.extend(job for job in jobs if (job.tenant or DEFAULT_TENANT) == tenant)
             position += len(jobs)
             if len(jobs) < TENANT_SCAN_PAGE:
-                break
-        return [self.status(job.id) for job in mine[offset : offset + limit]], len(mine)
+                return mine
 
     def items(self, job_id: str, offset: int = 0, limit: int | None = None) -> Iterator[ItemRecord]:
         """The job's items in order, read page by page (memory does not grow with the job)."""
