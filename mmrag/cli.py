@@ -553,3 +553,37 @@ def tenants_delete(tenant: Annotated[str, typer.Argument(help="the tenant's name
     from mmrag.cli_keys import delete_tenant
 
     _run(lambda settings: delete_tenant(settings, console, tenant))
+
+
+@app.command()
+def fsck(
+    repair: Annotated[bool, typer.Option("--repair", help="delete what is orphaned")] = False,
+) -> None:
+    """Check that index entries and blobs agree, both ways (run with the server stopped)."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.retrieval.blobs import FilesystemBlobStore
+        from mmrag.retrieval.fsck import fsck as check
+        from mmrag.retrieval.stores import open_store
+
+        store = open_store(settings)
+        try:
+            report = check(store, FilesystemBlobStore.from_settings(settings), repair)
+        finally:
+            store.close()
+        console.print(f"{report.points} index entries, {report.blobs} blobs")
+        for key, tenant, missing in report.entries_without_blobs:
+            console.print(f"entry without blobs: point {key} (tenant {tenant}) lacks {missing}")
+        for kind, sha256 in report.blobs_without_entries:
+            console.print(f"blob without entry: {kind} {sha256}")
+        for path in report.leftovers:
+            console.print(f"leftover temporary file: {path}")
+        if report.clean:
+            console.print("clean")
+        elif report.repaired:
+            console.print("repaired")
+        else:
+            console.print("problems found: run `mmrag fsck --repair` to fix them")
+            raise typer.Exit(ERROR_EXIT)
+
+    _run(work)

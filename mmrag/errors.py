@@ -89,6 +89,16 @@ class Unavailable(MmragError):
         self.retry_after_s = retry_after_s
 
 
+class InsufficientStorage(Unavailable):
+    """The disk (or blob store) is full: nothing of the request was kept, and it can succeed
+    once space returns."""
+
+    title = "Insufficient storage"
+
+    def __init__(self, detail: str, retry_after_s: int = 60) -> None:
+        super().__init__(detail, retry_after_s)
+
+
 class BackendDown(Unavailable):
     """No worker serves the tool, or the task broker is unreachable: an outage, not a fault
     of the request (jobs wait it out without spending the items' attempts)."""

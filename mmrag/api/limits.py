@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 
-from mmrag.api.security import Caller, current_caller
+from mmrag.api.security import ANONYMOUS, Caller, current_caller
 from mmrag.config import TenancySettings
 from mmrag.errors import QuotaExceeded, RateLimited
 from mmrag.retrieval.items import IngestReport
@@ -34,6 +34,8 @@ class Limits:
         self.rates = RateLimiter()
 
     def take(self, caller: Caller, kind: RateKind) -> None:
+        if caller is ANONYMOUS:
+            return  # auth off: no key to limit (quotas still hold the default tenant)
         rate = self.settings.search_per_s if kind == "search" else self.settings.ask_per_s
         self.rates.take(caller_key(caller), kind, rate)
 
@@ -42,7 +44,7 @@ class Limits:
         would pass the key's images today or the tenant's quota."""
         now = now_utc()
         used = self.keys.images_on(caller_key(caller), utc_day(now))
-        if used + images > self.settings.images_per_day:
+        if caller is not ANONYMOUS and used + images > self.settings.images_per_day:
             raise RateLimited(
                 f"{images} more images would pass this key's {self.settings.images_per_day} "
                 f"a day ({used} today)",
@@ -61,7 +63,7 @@ class Limits:
             )
 
     def count_images(self, caller: Caller, report: IngestReport) -> None:
-        if report.indexed:
+        if report.indexed and caller is not ANONYMOUS:
             self.keys.add_images(caller_key(caller), utc_day(now_utc()), len(report.indexed))
 
     def admit_job(self, caller: Caller, jobs: JobService) -> None:

@@ -42,6 +42,8 @@ _WHY: dict[int, str] = {
     422: "the request breaks a constraint (JSON nested past limits.max_json_depth, an integer "
     "outside signed 64-bit included); `errors` lists each one for schema violations",
     502: "a source URL could not be fetched",
+    507: "the disk is full: nothing of the request was kept; retry after the Retry-After "
+    "header, once space returns",
     503: "not available now (a model still building, no worker, the store down); "
     "retry after the Retry-After header",
 }
@@ -70,7 +72,7 @@ def problems(*statuses: int) -> Responses:
             "description": _WHY[status],
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
-        if status in (429, 503):
+        if status in (429, 503, 507):
             entry["headers"] = {"Retry-After": _header("seconds to wait before trying again")}
         if status == 401:
             entry["headers"] = {"WWW-Authenticate": _header("the scheme to use: Bearer")}

@@ -28,6 +28,7 @@ STATUS: list[tuple[type[errors.MmragError], int]] = [
     (errors.NotFound, 404),
     (errors.Unauthorized, 401),
     (errors.Forbidden, 403),
+    (errors.InsufficientStorage, 507),
     (errors.Unavailable, 503),
     (errors.RateLimited, 429),
 ]

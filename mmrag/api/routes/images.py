@@ -55,7 +55,7 @@ _CREATED = {
         "result",
     ),
     **BODY_PROBLEMS,
-    **problems(429),
+    **problems(429, 507),
 }
 _NOT_FOUND = problems(404)
 

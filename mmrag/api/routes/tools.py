@@ -45,7 +45,7 @@ R = TypeVar("R", bound=OneImageRequest)
 _LIST_FIELDS = ("phrases", "labels")
 _FORM_LIMITS = {"max_files": 1, "max_fields": 128}
 
-_PROBLEMS = {**BODY_PROBLEMS, **problems(404, 415, 429)}
+_PROBLEMS = {**BODY_PROBLEMS, **problems(404, 415, 429, 507)}
 
 
 @router.post(
