@@ -136,7 +136,8 @@ class Services:
 
     def url_fetcher(self) -> UrlFetcher:
         """A fetcher for URL ingest; close it when the request is done."""
-        return UrlFetcher(self.settings.limits, resolver=self.resolver)
+        # The root's resolver: a tenant's copy shares it, even one swapped in after the copy.
+        return UrlFetcher(self.settings.limits, resolver=self._root.resolver)
 
     def decode_query_image(self, raw: bytes) -> Image.Image:
         return decode_image(raw, self.settings.limits).image
