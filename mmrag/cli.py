@@ -488,10 +488,6 @@ def _print_report(report: IngestReport) -> None:
         console.print(table)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    app()
-
-
 keys_app = typer.Typer(help="API keys: each belongs to a tenant and holds scopes.")
 app.add_typer(keys_app, name="keys")
 tenants_app = typer.Typer(help="Tenants: who owns images, jobs and conversations.")
@@ -587,3 +583,7 @@ def fsck(
             raise typer.Exit(ERROR_EXIT)
 
     _run(work)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
