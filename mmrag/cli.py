@@ -27,6 +27,7 @@ from rich.table import Table
 from mmrag.config import Settings
 from mmrag.errors import InvalidInput, MmragError
 from mmrag.retrieval.items import IngestReport
+from mmrag.retrieval.tenants import DEFAULT_TENANT
 
 if TYPE_CHECKING:
     from mmrag.services import Services
@@ -221,7 +222,8 @@ def search(
             query_image = None
             if image is not None:
                 query_image = services.decode_query_image(_read_file(image, settings))
-            found = services.search.search(
+            # The default tenant's images: the API's without keys, and the CLI's own.
+            found = services.scoped(DEFAULT_TENANT).search.search(
                 SearchQuery(
                     text=text, image=query_image, target=chosen, limit=limit, filter=store_filter
                 )
@@ -290,9 +292,9 @@ def ask(
         services = Services.open(settings)
         try:
             agent = services.agent()
-            agent.check(question, None, thread)  # before the image is indexed
+            agent.check(question, None, thread, DEFAULT_TENANT)  # before the image is indexed
             image_id = _index_file(services, image) if image is not None else None
-            result = agent.ask(question, image_id, thread)
+            result = agent.ask(question, image_id, thread, tenant=DEFAULT_TENANT)
         finally:
             services.close()
         if as_json:

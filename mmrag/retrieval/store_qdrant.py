@@ -46,6 +46,7 @@ from mmrag.retrieval.store_common import (
     hybrid_candidates,
     json_payload,
 )
+from mmrag.retrieval.tenants import TENANT_FIELD
 
 _T = TypeVar("_T")
 MEMORY = ":memory:"
@@ -367,12 +368,19 @@ class QdrantServerStore(RecordReads):
             with warnings.catch_warnings():
                 # Local mode warns that it ignores payload indexes; the server builds them.
                 warnings.simplefilter("ignore", UserWarning)
+                # The tenant field as Qdrant's multitenancy guide says: is_tenant lays a
+                # tenant's points out together, so its filtered searches read less.
+                schema: models.PayloadSchemaType | models.KeywordIndexParams = (
+                    models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
+                    if field == TENANT_FIELD
+                    else _SCHEMA[kind]
+                )
                 self._call(
                     partial(
                         self._client.create_payload_index,
                         self._name,
                         field,
-                        _SCHEMA[kind],
+                        schema,
                         wait=True,
                     )
                 )

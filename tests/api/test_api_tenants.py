@@ -130,6 +130,10 @@ def test_each_tenant_sees_only_its_own(world: World) -> None:
         # Deleting is per tenant; the shared blob stays while globex holds it.
         assert acme.delete(f"/v1/images/{shared_a['id']}").status_code == 204
         assert acme.get(f"/v1/images/{shared_a['id']}").status_code == 404
+        # Metrics carry the caller's tenant.
+        metrics = httpx.get(f"{world.url}/metrics").text
+        for tenant in ("acme", "globex"):
+            assert f'mmrag_ingested_images_total{{outcome="indexed",tenant="{tenant}"}}' in metrics
         content = globex.get(f"/v1/images/{shared_b['id']}/content")
         assert content.status_code == 200
         assert content.content == RED

@@ -246,22 +246,22 @@ async def _ingest(
         return report
 
     if wants_events(request):
-        events = _ingest_events(ingest, items, metrics)
+        events = _ingest_events(ingest, items, metrics, caller.tenant)
         return StreamingResponse(events, media_type=EVENT_STREAM)
     report = await run_in_threadpool(ingest, items)
-    metrics.count_ingest(report)
+    metrics.count_ingest(report, caller.tenant)
     return _created_or_raise(report)
 
 
 async def _ingest_events(
-    ingest: Callable[..., IngestReport], items: list[IngestItem], metrics: Metrics
+    ingest: Callable[..., IngestReport], items: list[IngestItem], metrics: Metrics, tenant: str
 ) -> AsyncIterator[str]:
     try:
         async for update in run_with_progress(partial(ingest, items)):
             if isinstance(update, Progress):
                 yield sse("progress", update)
             else:
-                metrics.count_ingest(update)
+                metrics.count_ingest(update, tenant)
                 yield sse("result", _created_or_raise(update).model_dump_json())
     except MmragError as error:
         yield sse("error", problem_body(status_of(error), error.title, error.detail))
