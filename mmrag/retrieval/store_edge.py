@@ -81,6 +81,7 @@ _SCHEMA = {
     "integer": qe.PayloadSchemaType.Integer,
     "datetime": qe.PayloadSchemaType.Datetime,
     "text": qe.PayloadSchemaType.Text,
+    "bool": qe.PayloadSchemaType.Bool,
 }
 # Upserts go to the engine in slices: bounds how long one call holds the GIL.
 _UPSERT_SLICE = 256

@@ -57,6 +57,7 @@ _SCHEMA = {
     "integer": models.PayloadSchemaType.INTEGER,
     "datetime": models.PayloadSchemaType.DATETIME,
     "text": models.PayloadSchemaType.TEXT,
+    "bool": models.PayloadSchemaType.BOOL,
 }
 
 

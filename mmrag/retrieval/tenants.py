@@ -19,6 +19,10 @@ cannot hold. So each tenant gets its own point:
   of any tenant holds its content id any more.
 
 The cost is one vector per tenant that indexes the same bytes, which is rare outside tests.
+Measured (bench/tenant_filter.py, 20k points over 50 tenants, edge store): a tenant's search
+is no slower than an unfiltered one over the whole store (the keyword index narrows it), and
+the default tenant's ``must_not`` is as fast once its flag has a bool index (it was 6-20x
+slower without one).
 :class:`TenantView` is the whole store as one tenant sees it; everything above it (ingest,
 search, tools, the agent, jobs) works on a view and never sees another tenant's point.
 """
