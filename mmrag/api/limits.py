@@ -28,9 +28,10 @@ def caller_key(caller: Caller) -> str:
 
 
 class Limits:
-    def __init__(self, settings: TenancySettings, keys: KeyStore) -> None:
+    def __init__(self, settings: TenancySettings, keys: KeyStore, max_image_bytes: int) -> None:
         self.settings = settings
         self.keys = keys
+        self.max_image_bytes = max_image_bytes
         self.rates = RateLimiter()
 
     def take(self, caller: Caller, kind: RateKind) -> None:
@@ -50,12 +51,17 @@ class Limits:
                 f"a day ({used} today)",
                 seconds_to_midnight(now),
             )
-        usage = usage_of(view)
-        if usage.images + images > self.settings.max_images:
+        held = view.count()  # an indexed count: cheap at any size
+        if held + images > self.settings.max_images:
             raise QuotaExceeded(
-                f"tenant {caller.tenant!r} holds {usage.images} images; {images} more would "
+                f"tenant {caller.tenant!r} holds {held} images; {images} more would "
                 f"pass its quota of {self.settings.max_images}"
             )
+        # Bytes cost a scroll of the tenant's payloads (usage_of); skipped while even images
+        # all at the size limit could not reach the quota.
+        if (held + images) * self.max_image_bytes <= self.settings.max_bytes:
+            return
+        usage = usage_of(view)
         if usage.bytes + size > self.settings.max_bytes:
             raise QuotaExceeded(
                 f"tenant {caller.tenant!r} holds {usage.bytes} bytes; {size} more would pass "

@@ -5,6 +5,7 @@ tenant); writes and refusals are audited without the secret."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from api.live_server import LiveServer
 from PIL import Image
@@ -307,3 +309,27 @@ def test_absurd_limits_stop_the_server_at_start(monkeypatch: pytest.MonkeyPatch)
         assert result.exit_code == 1, result.output
         assert len(result.output.strip().splitlines()) == 1
         assert "tenancy" in result.output
+
+
+def noise_png(seed: int, side: int = 480) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 255, (side, side, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_tenant_byte_quota_refuses_before_storing(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    first, second = noise_png(1), noise_png(2)
+    assert 600_000 < len(first) < 1024**2 < len(first) + len(second)
+    with (
+        started(tmp_path, tiny_clip_dir, "edge", {"max_bytes": 1024**2}) as running,
+        running.client("acme") as acme,
+    ):
+        upload(acme, first)
+        refused = acme.post("/v1/images", files=[("files", ("b.png", second, "image/png"))])
+        assert refused.status_code == 413, refused.text
+        assert "bytes" in refused.json()["detail"]
+        assert acme.get("/v1/images").json()["total"] == 1
+        digest = hashlib.sha256(second).hexdigest()
+        stored = {path.name for path in (running.data_dir / "blobs").rglob("*")}
+        assert digest not in stored
