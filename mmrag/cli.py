@@ -545,6 +545,24 @@ def tenants_list() -> None:
     _run(lambda settings: list_tenants(settings, console))
 
 
+@tenants_app.command("migrate")
+def tenants_migrate() -> None:
+    """Give each tenant its own points where the first design shared one (server stopped)."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.retrieval.stores import open_store
+        from mmrag.retrieval.tenants import migrate_shared_points
+
+        store = open_store(settings)
+        try:
+            made = migrate_shared_points(store)
+        finally:
+            store.close()
+        console.print(f"{made} tenant points made from shared ones")
+
+    _run(work)
+
+
 @tenants_app.command("delete")
 def tenants_delete(tenant: Annotated[str, typer.Argument(help="the tenant's name")]) -> None:
     """Refuse every key of the tenant from now on (its images stay until deleted)."""

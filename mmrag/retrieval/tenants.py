@@ -198,3 +198,32 @@ class TenantView:
 def holders(store: VectorStore, image_id: str) -> int:
     """How many points, of any tenant, hold the content ``image_id`` (its blob's users)."""
     return store.count(Filter((MatchValue("id", image_id),)))
+
+
+LEGACY_TENANTS_FIELD = "tenants"
+
+
+def migrate_shared_points(store: VectorStore) -> int:
+    """Points of the first design (one shared point listing its tenants in ``tenants``) each
+    become a point per listed tenant, vectors and payload copied; the shared point stays the
+    default tenant's, as the API without tenancy saw it. Idempotent; the number of points
+    made. Run with the service stopped (``mmrag tenants migrate``)."""
+    from mmrag.retrieval import sparse  # the BM25 model loads only when a point needs it
+
+    made = 0
+    for hit in store.scroll(Filter(must_not=(MatchValue(SCOPED_FIELD, True),))):
+        tenants = [str(tenant) for tenant in hit.payload.get(LEGACY_TENANTS_FIELD) or []]
+        image = store.get_vector(hit.image_id, "image") if tenants else None
+        if image is None:
+            continue
+        text = store.get_vector(hit.image_id, "text")
+        captions = [str(caption) for caption in hit.payload.get("captions", [])]
+        words = sparse.encode_document(captions) if captions else None
+        payload = {k: v for k, v in hit.payload.items() if k != LEGACY_TENANTS_FIELD}
+        for tenant in tenants:
+            view = TenantView(store, tenant)
+            if not view.existing([hit.image_id]):
+                view.upsert([ImagePoint(hit.image_id, image, payload, text, words)])
+                made += 1
+        store.set_payload(hit.image_id, {LEGACY_TENANTS_FIELD: []})
+    return made

@@ -8,8 +8,13 @@ from workers.shapes_scenes import held_out, png_of
 
 from mmrag.errors import InvalidInput, NotFound
 from mmrag.retrieval.items import IngestItem, IngestReport
-from mmrag.retrieval.search import SearchQuery
-from mmrag.retrieval.tenants import DEFAULT_TENANT, point_key, tenant_filter
+from mmrag.retrieval.search import SearchQuery, SearchTarget
+from mmrag.retrieval.tenants import (
+    DEFAULT_TENANT,
+    migrate_shared_points,
+    point_key,
+    tenant_filter,
+)
 from mmrag.services import Services
 
 
@@ -99,3 +104,18 @@ def test_the_agent_retrieves_and_looks_only_within_the_tenant(services: Services
 def test_a_tenant_name_is_checked(name: str) -> None:
     with pytest.raises(InvalidInput):
         tenant_filter(name)
+
+
+def test_shared_points_of_the_first_design_are_migrated(services: Services) -> None:
+    pool = held_out(2)
+    item = IngestItem.upload(png_of(pool[0]), "0.png", ["a red circle"])
+    (image_id,) = [r.image.image_id for r in services.ingest([item]).results if r.image]
+    # As the Slack bot wrote it before: one point listing the workspaces that indexed it.
+    services.root_store.set_payload(image_id, {"tenants": ["slack:T1", "slack:T2"]})
+    assert migrate_shared_points(services.root_store) == 2
+    assert migrate_shared_points(services.root_store) == 0
+    for tenant in ("slack:T1", "slack:T2", DEFAULT_TENANT):
+        assert services.image(image_id, tenant)["caption"] == "a red circle"
+        query = SearchQuery(text="a red circle", target=SearchTarget.HYBRID)
+        assert [hit.image_id for hit in services.search_for(tenant, query).hits] == [image_id]
+    assert services.root_store.count() == 3
