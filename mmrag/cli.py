@@ -27,6 +27,7 @@ from rich.table import Table
 from mmrag.config import Settings
 from mmrag.errors import InvalidInput, MmragError
 from mmrag.retrieval.items import IngestReport
+from mmrag.retrieval.tenants import DEFAULT_TENANT
 
 if TYPE_CHECKING:
     from mmrag.evaluation.runner import ModelResult
@@ -241,7 +242,8 @@ def search(
             query_image = None
             if image is not None:
                 query_image = services.decode_query_image(_read_file(image, settings))
-            found = services.search.search(
+            # The default tenant's images: the API's without keys, and the CLI's own.
+            found = services.scoped(DEFAULT_TENANT).search.search(
                 SearchQuery(
                     text=text, image=query_image, target=chosen, limit=limit, filter=store_filter
                 )
@@ -368,9 +370,9 @@ def ask(
         services = Services.open(settings)
         try:
             agent = services.agent()
-            agent.check(question, None, thread)  # before the image is indexed
+            agent.check(question, None, thread, DEFAULT_TENANT)  # before the image is indexed
             image_id = _index_file(services, image) if image is not None else None
-            result = agent.ask(question, image_id, thread)
+            result = agent.ask(question, image_id, thread, tenant=DEFAULT_TENANT)
         finally:
             services.close()
         if as_json:
@@ -732,6 +734,121 @@ def _print_report(report: IngestReport) -> None:
         for source, reason in report.failed:
             table.add_row(source, reason)
         console.print(table)
+
+
+keys_app = typer.Typer(help="API keys: each belongs to a tenant and holds scopes.")
+app.add_typer(keys_app, name="keys")
+tenants_app = typer.Typer(help="Tenants: who owns images, jobs and conversations.")
+app.add_typer(tenants_app, name="tenants")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="the tenant the key acts for (made if new)")],
+    scopes: Annotated[str, typer.Option(help="comma list of read, write, jobs, admin")] = "read",
+    name: Annotated[str | None, typer.Option(help="a name for logs (default: its id)")] = None,
+    expires: Annotated[
+        str | None, typer.Option(help="30d, 12h, 90m from now, or an ISO 8601 time")
+    ] = None,
+) -> None:
+    """Make a key; its secret is printed once and only its hash is kept."""
+    from mmrag.cli_keys import create_key
+
+    _run(lambda settings: create_key(settings, console, tenant, scopes, name, expires))
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's keys")] = None,
+) -> None:
+    """Every key: id, name, tenant, scopes, expiry and whether it is active (no secrets)."""
+    from mmrag.cli_keys import list_keys
+
+    _run(lambda settings: list_keys(settings, console, tenant))
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id")]) -> None:
+    """Refuse the key from now on, in every API process on this data dir."""
+    from mmrag.cli_keys import revoke_key
+
+    _run(lambda settings: revoke_key(settings, console, key_id))
+
+
+@keys_app.command("rotate")
+def keys_rotate(key_id: Annotated[str, typer.Argument(help="the key's id")]) -> None:
+    """Revoke the key and make its successor (same tenant, name, scopes, expiry)."""
+    from mmrag.cli_keys import rotate_key
+
+    _run(lambda settings: rotate_key(settings, console, key_id))
+
+
+@tenants_app.command("list")
+def tenants_list() -> None:
+    """Every tenant with its active keys."""
+    from mmrag.cli_keys import list_tenants
+
+    _run(lambda settings: list_tenants(settings, console))
+
+
+@tenants_app.command("migrate")
+def tenants_migrate() -> None:
+    """Give each tenant its own points where the first design shared one (server stopped)."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.retrieval.stores import open_store
+        from mmrag.retrieval.tenants import migrate_shared_points
+
+        store = open_store(settings)
+        try:
+            made = migrate_shared_points(store)
+        finally:
+            store.close()
+        console.print(f"{made} tenant points made from shared ones")
+
+    _run(work)
+
+
+@tenants_app.command("delete")
+def tenants_delete(tenant: Annotated[str, typer.Argument(help="the tenant's name")]) -> None:
+    """Refuse every key of the tenant from now on (its images stay until deleted)."""
+    from mmrag.cli_keys import delete_tenant
+
+    _run(lambda settings: delete_tenant(settings, console, tenant))
+
+
+@app.command()
+def fsck(
+    repair: Annotated[bool, typer.Option("--repair", help="delete what is orphaned")] = False,
+) -> None:
+    """Check that index entries and blobs agree, both ways (run with the server stopped)."""
+
+    def work(settings: Settings) -> None:
+        from mmrag.retrieval.blobs import FilesystemBlobStore
+        from mmrag.retrieval.fsck import fsck as check
+        from mmrag.retrieval.stores import open_store
+
+        store = open_store(settings)
+        try:
+            report = check(store, FilesystemBlobStore.from_settings(settings), repair)
+        finally:
+            store.close()
+        console.print(f"{report.points} index entries, {report.blobs} blobs")
+        for key, tenant, missing in report.entries_without_blobs:
+            console.print(f"entry without blobs: point {key} (tenant {tenant}) lacks {missing}")
+        for kind, sha256 in report.blobs_without_entries:
+            console.print(f"blob without entry: {kind} {sha256}")
+        for path in report.leftovers:
+            console.print(f"leftover temporary file: {path}")
+        if report.clean:
+            console.print("clean")
+        elif report.repaired:
+            console.print("repaired")
+        else:
+            console.print("problems found: run `mmrag fsck --repair` to fix them")
+            raise typer.Exit(ERROR_EXIT)
+
+    _run(work)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -183,6 +183,9 @@ class LimitSettings(BaseModel):
     max_request_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     max_caption_chars: int = Field(2_000, ge=1)
     max_metadata_bytes: int = Field(16 * 1024, ge=2)
+    # Every JSON body and JSON form field (retrieval/json_bounds.py): parsers recurse per level.
+    max_json_depth: int = Field(32, ge=4, le=512)
+    max_json_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_urls: int = Field(64, ge=1)
     # Images one synchronous request may ingest (a server folder); bulk work belongs in jobs.
     max_request_images: int = Field(1_000, ge=1)
@@ -215,6 +218,19 @@ class AuthSettings(BaseModel):
     def find(self, presented_key: str) -> ApiKey | None:
         digest = hashlib.sha256(presented_key.encode()).hexdigest()
         return next((key for key in self.api_keys if key.sha256 == digest), None)
+
+
+class TenancySettings(BaseModel):
+    """Per-key rates and per-tenant quotas (api/limits.py). Generous defaults: they stop a
+    runaway client, not ordinary use. Absurd values (zero, negative, past the bounds) stop
+    the server at start."""
+
+    search_per_s: float = Field(50.0, gt=0, le=100_000)  # /v1/search, per key
+    ask_per_s: float = Field(5.0, gt=0, le=10_000)  # /v1/ask and /v1/plan, per key
+    concurrent_jobs: int = Field(8, ge=1, le=1_000)  # unfinished jobs, per tenant
+    images_per_day: int = Field(100_000, ge=1, le=10**9)  # new images, per key, UTC day
+    max_images: int = Field(1_000_000, ge=1, le=10**10)  # per tenant
+    max_bytes: int = Field(1024**4, ge=1024**2, le=2**50)  # original bytes, per tenant
 
 
 class SampleSettings(BaseModel):
@@ -416,6 +432,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     auth: AuthSettings = AuthSettings()
     samples: SampleSettings = SampleSettings()
+    tenancy: TenancySettings = TenancySettings()
     workers: WorkerSettings = WorkerSettings()
     agent: AgentSettings = AgentSettings()
     jobs: JobSettings = JobSettings()

@@ -55,6 +55,22 @@ class Forbidden(MmragError):
     title = "Forbidden"
 
 
+class RateLimited(MmragError):
+    """Over a per-key rate or count; ``retry_after_s`` says when it frees up."""
+
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+class QuotaExceeded(TooLarge):
+    """The tenant's storage quota would be exceeded: refused before anything is stored."""
+
+    title = "Quota exceeded"
+
+
 class ModelFailed(MmragError):
     """The model raised on this input, and would again: a fault of ours or the model's, not
     a busy service (so no retry hint) and not the caller's input (it decoded and validated)."""
@@ -71,6 +87,16 @@ class Unavailable(MmragError):
         super().__init__(detail)
         # When to try again, as the API's Retry-After header says it.
         self.retry_after_s = retry_after_s
+
+
+class InsufficientStorage(Unavailable):
+    """The disk (or blob store) is full: nothing of the request was kept, and it can succeed
+    once space returns."""
+
+    title = "Insufficient storage"
+
+    def __init__(self, detail: str, retry_after_s: int = 60) -> None:
+        super().__init__(detail, retry_after_s)
 
 
 class BackendDown(Unavailable):

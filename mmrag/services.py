@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ from mmrag.retrieval.sources import UrlFetcher
 from mmrag.retrieval.store import VectorStore
 from mmrag.retrieval.stores import open_store
 from mmrag.retrieval.switchable import SwitchableStore
-from mmrag.retrieval.tenants import TenantGrants, belongs_to, tenant_filter
+from mmrag.retrieval.tenants import TenantView, checked_tenant, holders
 from mmrag.workers.client import ToolClient
 from mmrag.workers.protocol import TOOL_NAMES, TOOL_QUEUES
 from mmrag.workers.runner import TaskRunner, open_runner
@@ -89,7 +90,12 @@ class Services:
             AnnotationWriter(store, self.embedder, self.regions),
             model_ready=self.fixture_builds.require,
         )
-        self.tenant_grants = TenantGrants(store)
+        # The whole store; ``store`` is a tenant's view of it in a scoped copy (see scoped()).
+        self.root_store = store
+        self.tenant: str | None = None
+        self._scoped: dict[str, Services] = {}
+        self._root_services: Services | None = None
+        self._scoped_lock = threading.Lock()
         self.resolver: Resolver = system_resolver  # DNS for URL ingest; tests swap it
         self._collection_ready = False
         self._serving_recorded: Serving | None = None
@@ -109,6 +115,9 @@ class Services:
 
     def embedder(self) -> ClipEmbedder:
         """The loaded embedder; the first call loads it and makes sure the collection exists."""
+        if self._root_services is not None:
+            # A tenant's copy: the root knows the embedder serving now (a swap changes it).
+            return self._root_services.embedder()
         failure = self._model_failure
         if failure is not None and time.monotonic() - failure[0] < MODEL_RETRY_AFTER_S:
             raise failure[1]
@@ -231,18 +240,58 @@ class Services:
 
     def url_fetcher(self) -> UrlFetcher:
         """A fetcher for URL ingest; close it when the request is done."""
-        return UrlFetcher(self.settings.limits, resolver=self.resolver)
+        # The root's resolver: a tenant's copy shares it, even one swapped in after the copy.
+        return UrlFetcher(self.settings.limits, resolver=self._root.resolver)
 
     def decode_query_image(self, raw: bytes) -> Image.Image:
         return decode_image(raw, self.settings.limits).image
 
+    def scoped(self, tenant: str) -> Services:
+        """These services as ``tenant`` sees them (retrieval/tenants.py): the same models,
+        runner, blobs and locks, with the store, search and tools on the tenant's view."""
+        checked_tenant(tenant)
+        if self.tenant == tenant:
+            return self
+        root = self._root
+        with root._scoped_lock:
+            found = root._scoped.get(tenant)
+            if found is None:
+                found = copy.copy(root)
+                view = TenantView(root.root_store, tenant)
+                found.store = view
+                found.tenant = tenant
+                regions = root.settings.regions
+                found.search = SearchService(
+                    root.embedder,
+                    view,
+                    root.settings.limits,
+                    regions.fusion_weight,
+                    regions.min_match,
+                )
+                found.regions = RegionIndexer(
+                    view, root.blobs, root.embedder, regions, root.settings.limits
+                )
+                found.tools = ToolClient(
+                    root.settings,
+                    root.runner,
+                    view,
+                    AnnotationWriter(view, root.embedder, found.regions),
+                    model_ready=root.fixture_builds.require,
+                )
+                found._root_services = root
+                root._scoped[tenant] = found
+            return found
+
+    @property
+    def _root(self) -> Services:
+        return self._root_services or self
+
     def image(self, image_id: str, tenant: str | None = None) -> dict[str, Any]:
-        """The image's payload; with a ``tenant``, only if that tenant indexed it (another
-        tenant's image is as unknown as one nobody indexed)."""
-        found = self.store.get([image_id])
-        if image_id not in found or (
-            tenant is not None and not belongs_to(found[image_id], tenant)
-        ):
+        """The image's payload; with a ``tenant``, that tenant's (another tenant's image is
+        as unknown as one nobody indexed)."""
+        store = self.scoped(tenant).store if tenant is not None else self.store
+        found = store.get([image_id])
+        if image_id not in found:
             raise NotFound(f"no image with id {image_id}")
         return found[image_id]
 
@@ -252,24 +301,26 @@ class Services:
         items: Sequence[IngestItem],
         progress: ProgressCallback | None = None,
     ) -> IngestReport:
-        """Ingest on behalf of a tenant: what it indexed, new or already there, becomes its."""
-        report = self.ingest(items, progress)
-        self.tenant_grants.grant([*report.indexed, *report.duplicates], tenant)
-        return report
+        """Ingest on behalf of a tenant, into its own points."""
+        return self.scoped(tenant).ingest(items, progress)
 
     def search_for(self, tenant: str, query: SearchQuery) -> SearchResults:
-        """A search that sees only the images ``tenant`` indexed."""
-        if query.image_id is not None:
-            self.image(query.image_id, tenant)
-        return self.search.search(replace(query, filter=tenant_filter(tenant, query.filter)))
+        """A search that sees only ``tenant``'s images."""
+        return self.scoped(tenant).search.search(query)
 
     def delete_image(self, image_id: str) -> None:
+        """Deletes the image for this tenant only; the blob goes when no tenant holds it."""
         payload = self.image(image_id)
-        self.store.delete([image_id])
-        self.blobs.delete(payload["sha256"])
+        with self._ingest_lock:  # an ingest of the same bytes must not lose its blob
+            self.store.delete([image_id])
+            if holders(self.root_store, image_id) == 0:
+                self.blobs.delete(payload["sha256"])
 
     def agent(self) -> Agent:
-        """The question-answering agent, built on first use (LangGraph takes seconds to import)."""
+        """The question-answering agent, built on first use (LangGraph takes seconds to import).
+        One for all tenants: it scopes each question to its caller's tenant."""
+        if self._root is not self:
+            return self._root.agent()
         with self._agent_lock:
             if self._agent is None:
                 from mmrag.agents.agent import Agent

@@ -101,9 +101,10 @@ class Agent:
         image_id: str | None = None,
         thread_id: str | None = None,
         owner: str | None = None,
+        tenant: str | None = None,
     ) -> Plan:
         """The plan for the question; nothing is executed."""
-        stripped = self.check(question, image_id, thread_id)
+        stripped = self.check(question, image_id, thread_id, tenant)
         previous = self._previous(thread_id, owner)
         return self._planner.plan(
             PlanRequest(

@@ -26,7 +26,6 @@ from mmrag.config import AgentSettings
 from mmrag.retrieval.annotations import normalise_label
 from mmrag.retrieval.search import SearchQuery, SearchTarget
 from mmrag.retrieval.store import Filter
-from mmrag.retrieval.tenants import tenant_filter
 from mmrag.services import Services
 from mmrag.workers.client import ImageRequest
 from mmrag.workers.protocol import ToolName
@@ -46,11 +45,12 @@ class StepRunner:
         tenant: str | None = None,
         regions: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        self._services = services
+        # A tenant's question sees only its images: its view of the store, for retrieval and
+        # for the tools' write-back alike.
+        self._services = services.scoped(tenant) if tenant is not None else services
         self._settings = settings
         self._image_id = image_id
         self._previous = list(previous)
-        self._tenant = tenant
         # Image id -> the crop an earlier retrieve of this turn found it by.
         self._regions: dict[str, dict[str, Any]] = dict(regions or {})
 
@@ -105,10 +105,8 @@ class StepRunner:
 
     def _retrieve(self, args: RetrieveArgs) -> list[Output]:
         limit = args.limit or self._settings.retrieve_limit
-        scope = tenant_filter(self._tenant) if self._tenant is not None else Filter()
-        if args.filter is not None:
-            asked = args.filter.to_store_filter()
-            scope = Filter((*scope.must, *asked.must), (*scope.must_not, *asked.must_not))
+        # The tenant's scope is its view of the store (services.scoped); this is the question's.
+        scope = args.filter.to_store_filter() if args.filter is not None else Filter()
         if args.like is not None:
             # By example: one more, since the given image is its own best match and is dropped.
             query = SearchQuery(image_id=self._image_id, limit=limit + 1, filter=scope)

@@ -12,15 +12,19 @@ from starlette.types import ASGIApp
 
 from mmrag import __version__
 from mmrag.api import openapi, problems
+from mmrag.api.audit import Audit
 from mmrag.api.body_limit import BodySizeLimit
+from mmrag.api.json_limit import JsonBounds
+from mmrag.api.limits import Limits
 from mmrag.api.metrics import Metrics
-from mmrag.api.routes import agent, health, images, jobs, search, slack, tools, web
+from mmrag.api.routes import admin, agent, health, images, jobs, search, slack, tools, web
 from mmrag.api.security_headers import SecurityHeaders
 from mmrag.config import Settings
 from mmrag.errors import MmragError
 from mmrag.retrieval.samples import seed_sample_gallery
 from mmrag.services import Services
 from mmrag.slack.runtime import SlackRuntime
+from mmrag.tenancy.keys import KeyStore
 from mmrag.workers.jobs.service import JobService
 
 log = logging.getLogger(__name__)
@@ -74,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             try:
                 yield
             finally:
+                app.state.keys.close()
                 if slack_runtime is not None:
                     await run_in_threadpool(slack_runtime.close)
                 await run_in_threadpool(job_service.close)
@@ -88,12 +93,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    # Read on every request (api/security.py): a key revoked by `mmrag keys` in another
+    # process is refused at once.
+    app.state.keys = KeyStore.in_data_dir(settings.data_dir)
+    app.state.limits = Limits(settings.tenancy, app.state.keys, settings.limits.max_image_bytes)
     problems.install(app)
     openapi.install(app, settings)
     # Innermost, so the HTTPException it raises from receive() reaches FastAPI's body
     # parsing directly and not through the metrics middleware's task group.
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_request_bytes)
+    # Outside the size cap: it answers its own problems and reads at most max_json_bytes.
+    app.add_middleware(JsonBounds, limits=settings.limits)
     metrics.install(app)
+    # Outermost of these: it sees every status, the JSON bounds' and the size cap's included.
+    app.add_middleware(Audit)
     app.include_router(health.router)
     app.include_router(images.router)
     app.include_router(search.router)
@@ -101,5 +114,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(agent.router)
     app.include_router(jobs.router)
     app.include_router(slack.router)
+    app.include_router(admin.router)
     web.install(app)
     return app

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from mmrag.api.security import Caller, current_caller
 from mmrag.config import Settings
 from mmrag.services import Services
 
@@ -20,5 +21,15 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def get_tenant_services(
+    request: Request, caller: Annotated[Caller, Depends(current_caller)]
+) -> Services:
+    """The services as the caller's tenant sees them (retrieval/tenants.py)."""
+    services: Services = request.app.state.services
+    return services.scoped(caller.tenant)
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
+# Every /v1 route that reads or writes images: only the caller's tenant's.
+TenantServicesDep = Annotated[Services, Depends(get_tenant_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -47,8 +47,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "mmrag_http_requests",
-            "HTTP requests by route, method and status",
-            ["route", "method", "status"],
+            "HTTP requests by route, method, status and the caller's tenant",
+            ["route", "method", "status", "tenant"],
             registry=self.registry,
         )
         self.latency = Histogram(
@@ -59,18 +59,18 @@ class Metrics:
         )
         self.ingested = Counter(
             "mmrag_ingested_images",
-            "Images through ingest by outcome",
-            ["outcome"],
+            "Images through ingest by outcome and tenant",
+            ["outcome", "tenant"],
             registry=self.registry,
         )
 
-    def count_ingest(self, report: IngestReport) -> None:
+    def count_ingest(self, report: IngestReport, tenant: str) -> None:
         for outcome, items in (
             ("indexed", report.indexed),
             ("duplicate", report.duplicates),
             ("failed", report.failed),
         ):
-            self.ingested.labels(outcome).inc(len(items))
+            self.ingested.labels(outcome, tenant).inc(len(items))
 
     def watch(self, services: Services) -> None:
         self.registry.register(_StoreCollector(services))
@@ -84,6 +84,10 @@ class Metrics:
             response = await call_next(request)
             # The route template, not the path: ids must not explode the label set.
             route = getattr(request.scope.get("route"), "path", "unmatched")
-            self.requests.labels(route, request.method, str(response.status_code)).inc()
+            # The tenant of a known key ("-" before one is known: refused, or no /v1 route).
+            # Tenants come from the key store, so the label set stays as small as it is.
+            caller = getattr(request.state, "caller", None)
+            tenant = getattr(caller, "tenant", "-")
+            self.requests.labels(route, request.method, str(response.status_code), tenant).inc()
             self.latency.labels(route).observe(time.perf_counter() - started)
             return response

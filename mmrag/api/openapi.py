@@ -34,10 +34,16 @@ _WHY: dict[int, str] = {
     401: "an API key is required (keys are configured) and none or an unknown one was sent",
     403: "the key lacks the scope, or the path or address is not allowed",
     404: "no such image or job",
-    413: "too large: the body, an image, or too many items in one request",
+    413: "too large: the body (a JSON body past limits.max_json_bytes), an image, too many "
+    "items in one request, or the tenant's storage quota (images, bytes) would be exceeded",
     415: "not an image in a supported format",
-    422: "the request breaks a constraint; `errors` lists each one for schema violations",
+    429: "over the key's rate (searches, questions per second), its images per day, or the "
+    "tenant's concurrent jobs; retry after the Retry-After header",
+    422: "the request breaks a constraint (JSON nested past limits.max_json_depth, an integer "
+    "outside signed 64-bit included); `errors` lists each one for schema violations",
     502: "a source URL could not be fetched",
+    507: "the disk is full: nothing of the request was kept; retry after the Retry-After "
+    "header, once space returns",
     503: "not available now (a model still building, no worker, the store down); "
     "retry after the Retry-After header",
 }
@@ -66,7 +72,7 @@ def problems(*statuses: int) -> Responses:
             "description": _WHY[status],
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
-        if status == 503:
+        if status in (429, 503, 507):
             entry["headers"] = {"Retry-After": _header("seconds to wait before trying again")}
         if status == 401:
             entry["headers"] = {"WWW-Authenticate": _header("the scheme to use: Bearer")}

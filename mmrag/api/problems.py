@@ -28,7 +28,9 @@ STATUS: list[tuple[type[errors.MmragError], int]] = [
     (errors.NotFound, 404),
     (errors.Unauthorized, 401),
     (errors.Forbidden, 403),
+    (errors.InsufficientStorage, 507),
     (errors.Unavailable, 503),
+    (errors.RateLimited, 429),
 ]
 
 
@@ -55,7 +57,7 @@ async def _domain_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, errors.MmragError)
     status = status_of(error)
     headers = None
-    if isinstance(error, errors.Unavailable):
+    if isinstance(error, errors.Unavailable | errors.RateLimited):
         headers = {"Retry-After": str(error.retry_after_s)}
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer"}

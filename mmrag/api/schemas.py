@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from mmrag.api.path_ids import HEX_ID_PATTERN
 from mmrag.retrieval.filters import SearchFilter, not_a_bool
@@ -308,11 +308,11 @@ class PlanBody(_Strict):
 
 
 class AskBody(PlanBody):
-    stream: bool = False
-    confirm: bool | None = Field(
+    stream: StrictBool = False  # JSON true or false only: "yes" is refused, not read as true
+    confirm: StrictBool | None = Field(
         None,
         description="answer the job this thread's last turn proposed (`pending`): true starts "
-        "it (needs the write scope), false drops it; needs thread_id",
+        "it (needs the jobs scope), false drops it; needs thread_id",
     )
 
 

@@ -7,20 +7,23 @@ written, never changes. A thumbnail is filed under the SHA-256 of the original i
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
 from mmrag.config import Settings
-from mmrag.errors import InvalidInput, NotFound
+from mmrag.errors import InsufficientStorage, InvalidInput, NotFound
 
 BlobKind = Literal["original", "thumbnail"]
 BLOB_KINDS: tuple[BlobKind, ...] = ("original", "thumbnail")
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class BlobStore(Protocol):
@@ -68,6 +71,14 @@ class FilesystemBlobStore:
         return target
 
     def put(self, kind: BlobKind, sha256: str, data: bytes) -> bool:
+        try:
+            return self._put(kind, sha256, data)
+        except OSError as error:
+            if error.errno in _FULL:
+                raise InsufficientStorage(f"no space left to store the {kind}") from error
+            raise
+
+    def _put(self, kind: BlobKind, sha256: str, data: bytes) -> bool:
         target = self._target(kind, sha256)
         if kind == "original" and hashlib.sha256(data).hexdigest() != sha256:
             raise InvalidInput("original bytes do not match their SHA-256 key")
@@ -107,6 +118,18 @@ class FilesystemBlobStore:
         for kind in kinds:
             with contextlib.suppress(FileNotFoundError):
                 self._target(kind, sha256).unlink()
+
+    def keys(self, kind: BlobKind) -> Iterator[str]:
+        """Every stored key of ``kind`` (mmrag fsck)."""
+        folder = self.root / kind
+        if folder.is_dir():
+            for path in sorted(folder.glob("??/*")):
+                if _SHA256.fullmatch(path.name):
+                    yield path.name
+
+    def leftovers(self) -> list[Path]:
+        """Temporary files a crash left behind mid-write (never under a real name)."""
+        return sorted(self.root.glob("*/??/.tmp-*"))
 
     def _target(self, kind: BlobKind, sha256: str) -> Path:
         # Keys can come from a request: only 64 lowercase hex digits ever become a path.

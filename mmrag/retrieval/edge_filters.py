@@ -16,12 +16,16 @@ from mmrag.retrieval.store import (
 from mmrag.retrieval.store_common import check_filter, utc_iso
 
 
-def to_edge_filter(filter: Filter | None) -> qe.Filter | None:
-    if not filter:
+def to_edge_filter(filter: Filter | None, having: str | None = None) -> qe.Filter | None:
+    """The engine's filter for ``filter``; ``having`` also requires that named vector."""
+    filter = filter or Filter()
+    if not filter and having is None:
         return None
     check_filter(filter)
     must: list[qe.ConditionType] = [_condition(condition) for condition in filter.must]
     must_not: list[qe.ConditionType] = [_condition(condition) for condition in filter.must_not]
+    if having is not None:
+        must.append(qe.HasVectorCondition(having))
     return qe.Filter(must=must or None, must_not=must_not or None)
 
 

@@ -18,7 +18,9 @@ from pydantic import (
     model_validator,
 )
 
+from mmrag.errors import InvalidInput
 from mmrag.retrieval.items import METADATA_KEY_PATTERN
+from mmrag.retrieval.json_bounds import INT64_MAX, INT64_MIN, check_int64
 from mmrag.retrieval.store import (
     Condition,
     DateRange,
@@ -75,7 +77,7 @@ class Bounds(_Strict, Generic[B]):
         return self
 
 
-NumberBounds = Bounds[float]
+NumberBounds = Bounds[Annotated[float, Field(allow_inf_nan=False)]]
 
 
 class DateBounds(Bounds[datetime]):
@@ -94,7 +96,10 @@ class LabelFilter(_Strict):
     none: list[Label] = Field(default_factory=list, max_length=_MAX_TERMS)
 
 
-MetadataValue = str | int | float | bool | NumberBounds
+# What the store can hold: Qdrant keeps integers as signed 64-bit and has no infinities.
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+MetadataValue = str | Int64 | FiniteFloat | bool | NumberBounds
 
 
 def _closed_maps(schema: dict[str, Any]) -> None:
@@ -120,6 +125,20 @@ class SearchFilter(_Strict):
     height: NumberBounds | None = None
     source: Literal["upload", "path", "url", "sample"] | None = None
     format: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2,10}$")] | None = None
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _int64_values(cls, value: object) -> object:
+        # Before the union: an integer past 64 bits would otherwise pass as a float, and
+        # match nothing it was meant to.
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, int) and not isinstance(item, bool):
+                    try:
+                        check_int64(item, f"metadata.{key}")
+                    except InvalidInput as error:
+                        raise ValueError(error.detail) from None
+        return value
 
     def to_store_filter(self) -> Filter:
         must: list[Condition] = []

@@ -213,7 +213,15 @@ class IngestPipeline:
         prepared = self.embedder.prepare_image(decoded.image)
         # Blobs last: an item that fails to decode leaves nothing on disk.
         blobs: tuple[tuple[BlobKind, bytes], ...] = (("original", data), ("thumbnail", thumbnail))
-        created = tuple(kind for kind, blob in blobs if self.blobs.put(kind, digest, blob))
+        created: tuple[BlobKind, ...] = ()
+        try:
+            for kind, blob in blobs:
+                if self.blobs.put(kind, digest, blob):
+                    created += (kind,)
+        except BaseException:
+            # The original without its thumbnail (a full disk): nothing half-stored stays.
+            self.blobs.delete(digest, created)
+            raise
         info = ImageInfo(
             image_id=decoded.image_id,
             sha256=digest,

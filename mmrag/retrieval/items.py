@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from mmrag.config import LimitSettings
 from mmrag.errors import InvalidInput, MmragError, TooLarge
+from mmrag.retrieval.json_bounds import check_json_value
 from mmrag.retrieval.sources import ServerPaths, UrlFetcher
 
 SourceKind = Literal["upload", "path", "url", "sample"]
@@ -131,6 +132,8 @@ def clean_metadata(metadata: Mapping[str, Any], limits: LimitSettings) -> dict[s
             shown = repr(key[:64]) + ("..." if len(key) > 64 else "")
             rule = "1 to 64 ASCII letters, digits, '_' or '-'"
             raise InvalidInput(f"metadata key {shown} is not allowed: keys are {rule}")
+    # Before json.dumps, which recurses per level; the store holds 64-bit integers only.
+    check_json_value(metadata, limits.max_json_depth, "metadata")
     try:
         encoded = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as error:

@@ -32,11 +32,12 @@ REGIONS_FIELD = "regions"  # payload: the crops' boxes, labels and scores, in ve
 DenseVectorName = Literal["image", "text"]
 
 # Payload fields with an index, and the kind of index each gets.
-INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "datetime", "text"]] = {
+INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "datetime", "text", "bool"]] = {
     "id": "keyword",
     "labels": "keyword",
     "source.kind": "keyword",
-    "tenants": "keyword",  # retrieval/tenants.py: who may see the image
+    "tenant": "keyword",  # retrieval/tenants.py: whose point it is
+    "tenant_scoped": "bool",  # ... and the default tenant's filter, measured: bench/tenant_filter
     "format": "keyword",
     "width": "integer",
     "height": "integer",
@@ -212,8 +213,8 @@ class VectorStore(Protocol):
         """Images by their best-matching region (MaxSim); each hit names that region."""
         ...
 
-    def count_regions(self) -> int:
-        """How many images have region vectors."""
+    def count_regions(self, filter: Filter | None = None) -> int:
+        """How many images (matching ``filter``) have region vectors."""
         ...
 
     def count(self, filter: Filter | None = None) -> int: ...

@@ -86,6 +86,7 @@ _SCHEMA = {
     "integer": qe.PayloadSchemaType.Integer,
     "datetime": qe.PayloadSchemaType.Datetime,
     "text": qe.PayloadSchemaType.Text,
+    "bool": qe.PayloadSchemaType.Bool,
 }
 # Upserts go to the engine in slices: bounds how long one call holds the GIL.
 _UPSERT_SLICE = 256
@@ -272,10 +273,10 @@ class EdgeVectorStore(RecordReads):
             dense,
         )
 
-    def count_regions(self) -> int:
+    def count_regions(self, filter: Filter | None = None) -> int:
         with self._access.shared():
             shard = self._shard_or_none()
-            return 0 if shard is None else _count_having(shard, REGION_VECTOR)
+            return 0 if shard is None else _count_having(shard, REGION_VECTOR, filter)
 
     def search_sparse(
         self, vector: SparseVector, limit: int, offset: int = 0, filter: Filter | None = None
@@ -632,8 +633,8 @@ def _estimate_unindexed(shard: qe.EdgeShard) -> int:
     return min(points, max(0, dense_total - dense_indexed))
 
 
-def _count_having(shard: qe.EdgeShard, vector_name: str) -> int:
-    having = qe.Filter(must=[qe.HasVectorCondition(vector_name)])
+def _count_having(shard: qe.EdgeShard, vector_name: str, filter: Filter | None = None) -> int:
+    having = to_edge_filter(filter, having=vector_name)
     return _engine(lambda: shard.count(qe.CountRequest(exact=True, filter=having)))
 
 

@@ -52,6 +52,7 @@ from mmrag.retrieval.store_common import (
     hybrid_candidates,
     json_payload,
 )
+from mmrag.retrieval.tenants import TENANT_FIELD
 
 _T = TypeVar("_T")
 MEMORY = ":memory:"
@@ -62,6 +63,7 @@ _SCHEMA = {
     "integer": models.PayloadSchemaType.INTEGER,
     "datetime": models.PayloadSchemaType.DATETIME,
     "text": models.PayloadSchemaType.TEXT,
+    "bool": models.PayloadSchemaType.BOOL,
 }
 
 
@@ -218,10 +220,14 @@ class QdrantServerStore(RecordReads):
             dense,
         )
 
-    def count_regions(self) -> int:
+    def count_regions(self, filter: Filter | None = None) -> int:
         if not self._exists() or not self._has_regions:
             return 0
-        having = models.Filter(must=[models.HasVectorCondition(has_vector=REGION_VECTOR)])
+        must: list[models.Condition] = [models.HasVectorCondition(has_vector=REGION_VECTOR)]
+        asked = to_qdrant_filter(filter)
+        if asked is not None:
+            must.append(asked)
+        having = models.Filter(must=must)
         result = self._call(lambda: self._client.count(self._name, count_filter=having, exact=True))
         return result.count
 
@@ -480,12 +486,19 @@ class QdrantServerStore(RecordReads):
             with warnings.catch_warnings():
                 # Local mode warns that it ignores payload indexes; the server builds them.
                 warnings.simplefilter("ignore", UserWarning)
+                # The tenant field as Qdrant's multitenancy guide says: is_tenant lays a
+                # tenant's points out together, so its filtered searches read less.
+                schema: models.PayloadSchemaType | models.KeywordIndexParams = (
+                    models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
+                    if field == TENANT_FIELD
+                    else _SCHEMA[kind]
+                )
                 self._call(
                     partial(
                         self._client.create_payload_index,
                         self._name,
                         field,
-                        _SCHEMA[kind],
+                        schema,
                         wait=True,
                     )
                 )

@@ -168,8 +168,8 @@ class SwitchableStore:
     ) -> list[Hit]:
         return self._pinned().search_regions(vector, limit, offset, filter)
 
-    def count_regions(self) -> int:
-        return self.current.count_regions()
+    def count_regions(self, filter: Filter | None = None) -> int:
+        return self.current.count_regions(filter)
 
     def count(self, filter: Filter | None = None) -> int:
         return self.current.count(filter)

@@ -39,8 +39,9 @@ def test_health_readiness_metrics_and_docs(live_api: httpx.Client) -> None:
     metrics = live_api.get("/metrics").text
     assert "mmrag_indexed_images 1.0" in metrics
     assert "mmrag_store_up 1.0" in metrics
-    assert 'mmrag_ingested_images_total{outcome="indexed"} 1.0' in metrics
-    assert 'mmrag_http_requests_total{method="POST",route="/v1/images",status="201"} 1.0' in metrics
+    assert 'mmrag_ingested_images_total{outcome="indexed",tenant="default"} 1.0' in metrics
+    posted = 'method="POST",route="/v1/images",status="201",tenant="default"'
+    assert f"mmrag_http_requests_total{{{posted}}} 1.0" in metrics
 
     schema = live_api.get("/openapi.json").json()
     assert {"/v1/images", "/v1/search", "/v1/images/{image_id}", "/v1/caption"} <= set(

@@ -138,11 +138,13 @@ def test_mention_with_an_image_grounds_it_and_draws_the_box(bot: Bot) -> None:
     assert box_iou(drawn, truth) >= 0.5  # type: ignore[arg-type]
     # Downloaded with the bot's token; indexed with its Slack origin, for this workspace.
     assert ("/files/shelf.png", f"Bearer {BOT_TOKEN}") in bot.fake.downloads
-    metadata = bot.http.get(f"/v1/images/{image_id}").json()["metadata"]
-    assert metadata["slack"]["team"] == TEAM
-    assert metadata["slack"]["file"].startswith("F")
     services = bot.server.app.state.services
-    assert services.image(image_id)["tenants"] == [f"slack:{TEAM}"]
+    payload = services.image(image_id, f"slack:{TEAM}")
+    assert payload["metadata"]["slack"]["team"] == TEAM
+    assert payload["metadata"]["slack"]["file"].startswith("F")
+    assert payload["tenant"] == f"slack:{TEAM}"
+    # The workspace's point is its own: the API's default tenant does not see it.
+    assert bot.http.get(f"/v1/images/{image_id}").status_code == 404
 
 
 def test_follow_ups_in_a_thread_continue_the_conversation(bot: Bot) -> None:

@@ -16,24 +16,30 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from mmrag.api.deps import ServicesDep
+from mmrag.api.deps import TenantServicesDep
 from mmrag.api.events import EVENT_STREAM, sse
+from mmrag.api.limits import AskRate, LimitsDep
 from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, event_stream, problems
 from mmrag.api.problems import problem_body, status_of
 from mmrag.api.schemas import AskBody, AskResponse, PlanBody, PlanResponse
-from mmrag.api.security import CanRead, require
-from mmrag.errors import MmragError
+from mmrag.api.security import ANONYMOUS, Caller, CanRead
+from mmrag.errors import Forbidden, MmragError
+from mmrag.retrieval.tenants import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["agent"], responses=V1_PROBLEMS)
-_ASK_PROBLEMS = {**BODY_PROBLEMS, **problems(404)}
+_ASK_PROBLEMS = {**BODY_PROBLEMS, **problems(404, 429)}
 
 
 @router.post("/plan", response_model=PlanResponse, responses=_ASK_PROBLEMS)
-async def plan(body: PlanBody, services: ServicesDep, key: CanRead) -> PlanResponse:
+async def plan(
+    body: PlanBody, services: TenantServicesDep, key: CanRead, _: AskRate
+) -> PlanResponse:
     agent = await run_in_threadpool(services.agent)
-    owner = key.name if key is not None else None
-    found = await run_in_threadpool(agent.plan, body.question, body.image_id, body.thread_id, owner)
+    owner = conversation_owner(key)
+    found = await run_in_threadpool(
+        agent.plan, body.question, body.image_id, body.thread_id, owner, key.tenant
+    )
     return PlanResponse.model_validate(found.model_dump())
 
 
@@ -52,25 +58,36 @@ async def plan(body: PlanBody, services: ServicesDep, key: CanRead) -> PlanRespo
         **_ASK_PROBLEMS,
     },
 )
-async def ask(body: AskBody, request: Request, services: ServicesDep, key: CanRead) -> Any:
+async def ask(
+    body: AskBody,
+    request: Request,
+    services: TenantServicesDep,
+    key: CanRead,
+    limits: LimitsDep,
+    _: AskRate,
+) -> Any:
     agent = await run_in_threadpool(services.agent)
     # Threads belong to the API key that started them (when keys are configured).
-    owner = key.name if key is not None else None
-    if body.confirm:
-        # Confirming starts a job: a write, whatever scope asking needs.
-        require("write")(request, *_credentials(request))
+    owner = conversation_owner(key)
+    question, image_id, thread_id = body.question, body.image_id, body.thread_id
     jobs = getattr(request.app.state, "jobs", None)
+    if body.confirm:
+        # Confirming starts a job: the jobs scope and the tenant's job limit, as POST /v1/jobs.
+        if not key.may("jobs"):
+            raise Forbidden(f"API key {key.name!r} lacks the 'jobs' scope")
+        if jobs is not None:
+            await run_in_threadpool(limits.admit_job, key, jobs)
     if jobs is not None and agent.desk.starter is None:
         agent.desk.starter = lambda spec, tenant: jobs.submit(spec, tenant=tenant).id
     if not body.stream:
         result = await run_in_threadpool(
-            agent.ask, body.question, body.image_id, body.thread_id, owner, None, body.confirm
+            agent.ask, question, image_id, thread_id, owner, key.tenant, body.confirm
         )
         return AskResponse.model_validate(result.model_dump())
-    await run_in_threadpool(agent.check, body.question, body.image_id, body.thread_id)
+    await run_in_threadpool(agent.check, question, image_id, thread_id, key.tenant)
     if body.confirm is not None:
-        await run_in_threadpool(agent.check_pending, body.thread_id, owner)
-    events = agent.stream(body.question, body.image_id, body.thread_id, owner, None, body.confirm)
+        await run_in_threadpool(agent.check_pending, thread_id, owner)
+    events = agent.stream(question, image_id, thread_id, owner, key.tenant, body.confirm)
     return StreamingResponse(
         _event_stream(events),
         media_type=EVENT_STREAM,
@@ -78,8 +95,15 @@ async def ask(body: AskBody, request: Request, services: ServicesDep, key: CanRe
     )
 
 
-def _credentials(request: Request) -> tuple[str | None, str | None]:
-    return request.headers.get("authorization"), request.headers.get("x-api-key")
+def conversation_owner(caller: Caller) -> str | None:
+    """Who owns the threads a caller starts: none with auth off (as before tenants); a
+    default-tenant key by its name (as before); any other key by tenant and name ("/" is in
+    neither a key name nor a Slack owner, so no owner can pose as another)."""
+    if caller.key_id is None and caller.name == ANONYMOUS.name:
+        return None
+    if caller.tenant == DEFAULT_TENANT:
+        return caller.name
+    return f"{caller.tenant}/{caller.name}"
 
 
 async def _event_stream(events: Iterator[tuple[str, dict[str, Any]]]) -> AsyncIterator[str]:

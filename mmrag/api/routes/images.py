@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
@@ -13,8 +13,9 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from mmrag.api.deps import ServicesDep
+from mmrag.api.deps import TenantServicesDep
 from mmrag.api.events import EVENT_STREAM, Progress, run_with_progress, sse, wants_events
+from mmrag.api.limits import Limits
 from mmrag.api.metrics import Metrics
 from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, binary, event_stream, problems
 from mmrag.api.path_ids import HexIdPath
@@ -28,17 +29,19 @@ from mmrag.api.schemas import (
     ImagesCreated,
     IngestFailure,
 )
-from mmrag.api.security import CanRead, CanWrite
+from mmrag.api.security import Caller, CanRead, CanWrite
 from mmrag.api.uploads import read_upload
 from mmrag.errors import InvalidInput, MmragError, TooLarge
 from mmrag.retrieval.decode import mime_type_of_format, sniff_mime_type
 from mmrag.retrieval.items import (
     IngestItem,
     IngestReport,
+    ProgressCallback,
     clean_captions,
     clean_metadata,
     items_from_paths,
 )
+from mmrag.retrieval.json_bounds import check_json_text
 from mmrag.retrieval.sources import ServerPaths
 from mmrag.services import Services
 
@@ -52,6 +55,7 @@ _CREATED = {
         "result",
     ),
     **BODY_PROBLEMS,
+    **problems(429, 507),
 }
 _NOT_FOUND = problems(404)
 
@@ -67,7 +71,7 @@ _READ_CHUNK = 1024 * 1024
 )
 async def upload_images(
     request: Request,
-    services: ServicesDep,
+    services: TenantServicesDep,
     _: CanWrite,
     files: Annotated[list[UploadFile], File(description="image files", min_length=1)],
     captions: Annotated[
@@ -82,13 +86,15 @@ async def upload_images(
         raise InvalidInput(f"{len(captions)} captions for {len(files)} files: give one per file")
     shared_metadata = _parse_metadata(metadata, services)
     items = []
+    size = 0
     for index, upload in enumerate(files):
         data = await read_upload(upload, limits.max_image_bytes)
+        size += len(data)
         caption = clean_captions([captions[index]], limits) if captions else []
         items.append(
             IngestItem.upload(data, upload.filename or f"file-{index}", caption, shared_metadata)
         )
-    return await _ingest(request, services, items)
+    return await _ingest(request, services, items, size)
 
 
 @router.post(
@@ -98,7 +104,7 @@ async def upload_images(
     responses={**_CREATED, **problems(415, 502)},
 )
 async def images_from_urls(
-    request: Request, body: FromUrlsRequest, services: ServicesDep, _: CanWrite
+    request: Request, body: FromUrlsRequest, services: TenantServicesDep, _: CanWrite
 ) -> ImagesCreated | StreamingResponse:
     limits = services.settings.limits
     if len(body.urls) > limits.max_urls:
@@ -131,7 +137,7 @@ async def images_from_urls(
     responses={**_CREATED, **problems(404, 415)},
 )
 async def images_from_paths(
-    request: Request, body: FromPathsRequest, services: ServicesDep, _: CanWrite
+    request: Request, body: FromPathsRequest, services: TenantServicesDep, _: CanWrite
 ) -> ImagesCreated | StreamingResponse:
     settings = services.settings
     metadata = clean_metadata(body.metadata or {}, settings.limits)
@@ -149,7 +155,7 @@ async def images_from_paths(
 
 @router.get("", response_model=ImageList)
 async def list_images(
-    services: ServicesDep,
+    services: TenantServicesDep,
     _: CanRead,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
@@ -168,7 +174,7 @@ async def list_images(
 
 
 @router.get("/{image_id:hex32}", response_model=ImagePublic, responses=_NOT_FOUND)
-async def get_image(image_id: ImageIdPath, services: ServicesDep, _: CanRead) -> ImagePublic:
+async def get_image(image_id: ImageIdPath, services: TenantServicesDep, _: CanRead) -> ImagePublic:
     payload = await run_in_threadpool(services.image, image_id)
     return ImagePublic.from_payload(payload)
 
@@ -179,7 +185,7 @@ async def get_image(image_id: ImageIdPath, services: ServicesDep, _: CanRead) ->
     responses={200: binary("image/*", "the original bytes"), **_NOT_FOUND},
 )
 async def image_content(
-    image_id: ImageIdPath, services: ServicesDep, _: CanRead
+    image_id: ImageIdPath, services: TenantServicesDep, _: CanRead
 ) -> StreamingResponse:
     payload = await run_in_threadpool(services.image, image_id)
     handle = await run_in_threadpool(services.blobs.open, "original", payload["sha256"])
@@ -197,14 +203,16 @@ async def image_content(
     response_class=Response,
     responses={200: binary("image/*", "a small JPEG or PNG"), **_NOT_FOUND},
 )
-async def image_thumbnail(image_id: ImageIdPath, services: ServicesDep, _: CanRead) -> Response:
+async def image_thumbnail(
+    image_id: ImageIdPath, services: TenantServicesDep, _: CanRead
+) -> Response:
     payload = await run_in_threadpool(services.image, image_id)
     data = await run_in_threadpool(services.blobs.read, "thumbnail", payload["sha256"])
     return Response(data, media_type=sniff_mime_type(data), headers=_immutable())
 
 
 @router.delete("/{image_id:hex32}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
-async def delete_image(image_id: ImageIdPath, services: ServicesDep, _: CanWrite) -> Response:
+async def delete_image(image_id: ImageIdPath, services: TenantServicesDep, _: CanWrite) -> Response:
     await run_in_threadpool(services.delete_image, image_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -212,6 +220,8 @@ async def delete_image(image_id: ImageIdPath, services: ServicesDep, _: CanWrite
 def _parse_metadata(raw: str | None, services: Services) -> dict[str, Any]:
     if raw is None or not raw.strip():
         return {}
+    limits = services.settings.limits
+    check_json_text(raw, limits.max_json_depth, limits.max_json_bytes, "metadata")
     try:
         parsed = json.loads(raw)
     except json.JSONDecodeError as error:
@@ -220,27 +230,38 @@ def _parse_metadata(raw: str | None, services: Services) -> dict[str, Any]:
 
 
 async def _ingest(
-    request: Request, services: Services, items: list[IngestItem]
+    request: Request, services: Services, items: list[IngestItem], size: int = 0
 ) -> ImagesCreated | StreamingResponse:
-    """Ingest and answer with the created images, or stream progress events first."""
+    """Ingest and answer with the created images, or stream progress events first. The
+    key's images a day and the tenant's quota are checked first (``size``: the bytes known
+    before fetching; a URL's or a path's are not), and nothing is stored past them."""
     metrics: Metrics = request.app.state.metrics
+    limits: Limits = request.app.state.limits
+    caller: Caller = request.state.caller
+    await run_in_threadpool(limits.admit_images, caller, services.store, len(items), size)
+
+    def ingest(items: list[IngestItem], progress: ProgressCallback | None = None) -> IngestReport:
+        report = services.ingest(items, progress)
+        limits.count_images(caller, report)
+        return report
+
     if wants_events(request):
-        events = _ingest_events(services, items, metrics)
+        events = _ingest_events(ingest, items, metrics, caller.tenant)
         return StreamingResponse(events, media_type=EVENT_STREAM)
-    report = await run_in_threadpool(services.ingest, items)
-    metrics.count_ingest(report)
+    report = await run_in_threadpool(ingest, items)
+    metrics.count_ingest(report, caller.tenant)
     return _created_or_raise(report)
 
 
 async def _ingest_events(
-    services: Services, items: list[IngestItem], metrics: Metrics
+    ingest: Callable[..., IngestReport], items: list[IngestItem], metrics: Metrics, tenant: str
 ) -> AsyncIterator[str]:
     try:
-        async for update in run_with_progress(partial(services.ingest, items)):
+        async for update in run_with_progress(partial(ingest, items)):
             if isinstance(update, Progress):
                 yield sse("progress", update)
             else:
-                metrics.count_ingest(update)
+                metrics.count_ingest(update, tenant)
                 yield sse("result", _created_or_raise(update).model_dump_json())
     except MmragError as error:
         yield sse("error", problem_body(status_of(error), error.title, error.detail))

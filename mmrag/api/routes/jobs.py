@@ -21,11 +21,14 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from mmrag.api.events import EVENT_STREAM, sse
+from mmrag.api.limits import LimitsDep
 from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, event_stream, problems, schema_ref
 from mmrag.api.path_ids import HexIdPath
 from mmrag.api.problems import problem_body, status_of
-from mmrag.api.security import CanRead, CanWrite
+from mmrag.api.security import CanRead, CanRunJobs
+from mmrag.config import LimitSettings
 from mmrag.errors import InvalidInput, MmragError, TooLarge
+from mmrag.retrieval.json_bounds import check_json_text
 from mmrag.workers.jobs.export import MEDIA_TYPES, ExportFormat, export
 from mmrag.workers.jobs.records import UNFINISHED, ItemRecord
 from mmrag.workers.jobs.service import JobService, JobStatus
@@ -69,7 +72,7 @@ class JobItemList(BaseModel):
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobStatus,
-    responses={**BODY_PROBLEMS, **problems(415)},
+    responses={**BODY_PROBLEMS, **problems(415, 429)},
     openapi_extra={
         "requestBody": {
             "content": {
@@ -88,46 +91,49 @@ class JobItemList(BaseModel):
         }
     },
 )
-async def submit_job(request: Request, jobs: JobsDep, _: CanWrite) -> JobStatus:
+async def submit_job(
+    request: Request, jobs: JobsDep, key: CanRunJobs, limits: LimitsDep
+) -> JobStatus:
+    await run_in_threadpool(limits.admit_job, key, jobs)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        return await _submit_multipart(request, jobs)
-    spec = _parse_spec(await request.body())
-    job = await run_in_threadpool(jobs.submit, spec)
+        return await _submit_multipart(request, jobs, key.tenant)
+    spec = _parse_spec(await request.body(), request.app.state.settings.limits)
+    job = await run_in_threadpool(jobs.submit, spec, None, key.tenant)
     return await run_in_threadpool(jobs.status, job.id)
 
 
 @router.get("", response_model=JobList)
 async def list_jobs(
     jobs: JobsDep,
-    _: CanRead,
+    key: CanRead,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobList:
-    found, total = await run_in_threadpool(jobs.page, limit, offset)
+    found, total = await run_in_threadpool(jobs.page, limit, offset, key.tenant)
     return JobList(items=found, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{job_id:hex32}", response_model=JobStatus, responses=_NOT_FOUND)
-async def get_job(job_id: JobIdPath, jobs: JobsDep, _: CanRead) -> JobStatus:
-    return await run_in_threadpool(jobs.status, job_id)
+async def get_job(job_id: JobIdPath, jobs: JobsDep, key: CanRead) -> JobStatus:
+    return await run_in_threadpool(jobs.status, job_id, key.tenant)
 
 
 @router.post("/{job_id:hex32}/cancel", response_model=JobStatus, responses=_NOT_FOUND)
-async def cancel_job(job_id: JobIdPath, jobs: JobsDep, _: CanWrite) -> JobStatus:
-    return await run_in_threadpool(jobs.cancel, job_id)
+async def cancel_job(job_id: JobIdPath, jobs: JobsDep, key: CanRunJobs) -> JobStatus:
+    return await run_in_threadpool(jobs.cancel, job_id, key.tenant)
 
 
 @router.get("/{job_id:hex32}/items", response_model=JobItemList, responses=_NOT_FOUND)
 async def job_items(
     job_id: JobIdPath,
     jobs: JobsDep,
-    _: CanRead,
+    key: CanRead,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobItemList:
     def page() -> JobItemList:
-        total = jobs.store.get(job_id).total
+        total = jobs.status(job_id, key.tenant).total  # another tenant's job: 404
         return JobItemList(
             items=list(jobs.items(job_id, offset, limit)), total=total, limit=limit, offset=offset
         )
@@ -145,10 +151,11 @@ async def job_items(
         **_NOT_FOUND,
     },
 )
-async def job_events(job_id: JobIdPath, jobs: JobsDep, _: CanRead) -> StreamingResponse:
+async def job_events(job_id: JobIdPath, jobs: JobsDep, key: CanRead) -> StreamingResponse:
     """``progress`` events (the job's status) whenever its counts move, then one ``result``
     event when it completes or is cancelled; ``error`` (problem+json) if it cannot be read."""
-    first = await run_in_threadpool(jobs.status, job_id)  # an unknown id: 404 before the stream
+    # An unknown id, or another tenant's: 404 before the stream.
+    first = await run_in_threadpool(jobs.status, job_id, key.tenant)
     return StreamingResponse(_events(jobs, first), media_type=EVENT_STREAM)
 
 
@@ -169,13 +176,14 @@ async def job_events(job_id: JobIdPath, jobs: JobsDep, _: CanRead) -> StreamingR
 async def export_job(
     job_id: JobIdPath,
     jobs: JobsDep,
-    _: CanRead,
+    key: CanRead,
     format: Annotated[ExportFormat, Query(description="coco, jsonl or labelstudio")] = "jsonl",
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="first item of the page")] = 0,
     limit: Annotated[
         int | None, Query(ge=1, le=MAX_OFFSET, description="items in the page (all if none)")
     ] = None,
 ) -> StreamingResponse:
+    await run_in_threadpool(jobs.status, job_id, key.tenant)  # another tenant's job: 404
     job = await run_in_threadpool(jobs.store.get, job_id)
     lines = export(format, job.spec, lambda: jobs.items(job_id, offset, limit))
     extension = "jsonl" if format == "jsonl" else "json"
@@ -191,7 +199,9 @@ async def export_job(
 # -- internals ---------------------------------------------------------------------------
 
 
-def _parse_spec(raw: bytes | str) -> JobSpec:
+def _parse_spec(raw: bytes | str, limits: LimitSettings) -> JobSpec:
+    # The JSON body was bounded by the middleware; the multipart form's spec field is not.
+    check_json_text(raw, limits.max_json_depth, limits.max_json_bytes, "spec")
     try:
         return JobSpec.model_validate_json(raw)
     except ValidationError as error:
@@ -200,18 +210,18 @@ def _parse_spec(raw: bytes | str) -> JobSpec:
         raise InvalidInput(f"{where}: {first['msg']}") from None
 
 
-async def _submit_multipart(request: Request, jobs: JobService) -> JobStatus:
+async def _submit_multipart(request: Request, jobs: JobService, tenant: str) -> JobStatus:
     limits = request.app.state.settings.limits
     async with request.form(max_files=1, max_fields=4, max_part_size=1024 * 1024) as form:
         raw_spec = form.get("spec")
         if not isinstance(raw_spec, str):
             raise InvalidInput("spec: give the job spec as a JSON form field")
-        spec = _parse_spec(raw_spec)
+        spec = _parse_spec(raw_spec, limits)
         upload = form.get("archive")
         if spec.source.kind != "archive":
             if upload is not None:
                 raise InvalidInput("archive: only an archive source takes an uploaded archive")
-            job = await run_in_threadpool(jobs.submit, spec)
+            job = await run_in_threadpool(jobs.submit, spec, None, tenant)
             return await run_in_threadpool(jobs.status, job.id)
         if not isinstance(upload, UploadFile):
             raise InvalidInput("archive: an archive source needs the archive file")
@@ -219,7 +229,7 @@ async def _submit_multipart(request: Request, jobs: JobService) -> JobStatus:
             _save_upload, upload, jobs.services.settings.jobs_dir, limits.max_request_bytes
         )
     try:
-        job = await run_in_threadpool(jobs.submit, spec, saved)
+        job = await run_in_threadpool(jobs.submit, spec, saved, tenant)
     finally:
         saved.unlink(missing_ok=True)  # submit moved it where it keeps archives, unless refused
     return await run_in_threadpool(jobs.status, job.id)

@@ -8,7 +8,8 @@ import binascii
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from mmrag.api.deps import ServicesDep
+from mmrag.api.deps import TenantServicesDep
+from mmrag.api.limits import SearchRate
 from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, problems
 from mmrag.api.schemas import SearchRequest, SearchResponse, SearchResult
 from mmrag.api.security import CanRead
@@ -19,8 +20,12 @@ from mmrag.retrieval.store import Filter
 router = APIRouter(prefix="/v1/search", tags=["search"], responses=V1_PROBLEMS)
 
 
-@router.post("", response_model=SearchResponse, responses={**BODY_PROBLEMS, **problems(404, 415)})
-async def search(body: SearchRequest, services: ServicesDep, _: CanRead) -> SearchResponse:
+@router.post(
+    "", response_model=SearchResponse, responses={**BODY_PROBLEMS, **problems(404, 415, 429)}
+)
+async def search(
+    body: SearchRequest, services: TenantServicesDep, _: CanRead, __: SearchRate
+) -> SearchResponse:
     image = None
     if body.image_b64 is not None:
         limit = services.settings.limits.max_image_bytes

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from mmrag.api.deps import ServicesDep
+from mmrag.api.deps import TenantServicesDep
+from mmrag.api.limits import Limits
 from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, json_or_form_body, problems
 from mmrag.api.schemas import (
     BoxesResponse,
@@ -29,12 +30,12 @@ from mmrag.api.schemas import (
     VqaRequest,
     VqaResponse,
 )
-from mmrag.api.security import CanRead
+from mmrag.api.security import Caller, CanRead
 from mmrag.api.uploads import read_upload
-from mmrag.config import ApiKey
 from mmrag.errors import Forbidden, InvalidInput
 from mmrag.retrieval.annotations import normalise_label
 from mmrag.retrieval.items import IngestItem
+from mmrag.retrieval.json_bounds import check_json_text
 from mmrag.services import Services
 from mmrag.workers.protocol import BoxesOutput, ToolName
 
@@ -44,7 +45,7 @@ R = TypeVar("R", bound=OneImageRequest)
 _LIST_FIELDS = ("phrases", "labels")
 _FORM_LIMITS = {"max_files": 1, "max_fields": 128}
 
-_PROBLEMS = {**BODY_PROBLEMS, **problems(404, 415)}
+_PROBLEMS = {**BODY_PROBLEMS, **problems(404, 415, 429, 507)}
 
 
 @router.post(
@@ -53,7 +54,7 @@ _PROBLEMS = {**BODY_PROBLEMS, **problems(404, 415)}
     responses=_PROBLEMS,
     openapi_extra=json_or_form_body(CaptionRequest, "image_id"),
 )
-async def caption(request: Request, services: ServicesDep, key: CanRead) -> CaptionResponse:
+async def caption(request: Request, services: TenantServicesDep, key: CanRead) -> CaptionResponse:
     body, image_id, spec = await _tool_request(request, "caption", CaptionRequest, services, key)
     started = time.perf_counter()
     found = await run_in_threadpool(services.tools.caption, image_id, body.detail, spec)
@@ -68,7 +69,7 @@ async def caption(request: Request, services: ServicesDep, key: CanRead) -> Capt
     responses=_PROBLEMS,
     openapi_extra=json_or_form_body(VqaRequest, "image_id"),
 )
-async def vqa(request: Request, services: ServicesDep, key: CanRead) -> VqaResponse:
+async def vqa(request: Request, services: TenantServicesDep, key: CanRead) -> VqaResponse:
     body, image_id, spec = await _tool_request(request, "vqa", VqaRequest, services, key)
     started = time.perf_counter()
     found = await run_in_threadpool(services.tools.vqa, image_id, body.question, spec)
@@ -87,7 +88,7 @@ async def vqa(request: Request, services: ServicesDep, key: CanRead) -> VqaRespo
     responses=_PROBLEMS,
     openapi_extra=json_or_form_body(GroundRequest, "image_id"),
 )
-async def ground(request: Request, services: ServicesDep, key: CanRead) -> BoxesResponse:
+async def ground(request: Request, services: TenantServicesDep, key: CanRead) -> BoxesResponse:
     body, image_id, spec = await _tool_request(request, "ground", GroundRequest, services, key)
     started = time.perf_counter()
     found = await run_in_threadpool(services.tools.ground, image_id, body.phrases, spec)
@@ -100,7 +101,7 @@ async def ground(request: Request, services: ServicesDep, key: CanRead) -> Boxes
     responses=_PROBLEMS,
     openapi_extra=json_or_form_body(DetectRequest, "image_id"),
 )
-async def detect(request: Request, services: ServicesDep, key: CanRead) -> BoxesResponse:
+async def detect(request: Request, services: TenantServicesDep, key: CanRead) -> BoxesResponse:
     body, image_id, spec = await _tool_request(request, "detect", DetectRequest, services, key)
     started = time.perf_counter()
     found = await run_in_threadpool(services.tools.detect, image_id, body.labels, spec)
@@ -108,7 +109,7 @@ async def detect(request: Request, services: ServicesDep, key: CanRead) -> Boxes
 
 
 async def _tool_request(
-    request: Request, tool: ToolName, kind: type[R], services: Services, key: ApiKey | None
+    request: Request, tool: ToolName, kind: type[R], services: Services, key: Caller
 ) -> tuple[R, str, str]:
     """The validated body, the id of the image it is about (an upload is indexed) and the
     model spec to run."""
@@ -130,6 +131,8 @@ async def _tool_request(
         upload = candidate
     elif content_type.startswith("application/json") or not content_type:
         raw = await request.body()
+        limits = services.settings.limits
+        check_json_text(raw, limits.max_json_depth, limits.max_json_bytes)
         try:
             fields = json.loads(raw) if raw else {}
         except json.JSONDecodeError as error:
@@ -149,11 +152,14 @@ async def _tool_request(
     if upload is None:
         assert body.image_id is not None
         return body, body.image_id, spec
-    if key is not None and not {"write", "admin"} & key.scopes:
+    if not key.may("write"):
         raise Forbidden(f"API key {key.name!r} lacks the 'write' scope needed to upload")
     data = await read_upload(upload, services.settings.limits.max_image_bytes)
     item = IngestItem.upload(data, upload.filename or "upload", (), {})
+    tenancy: Limits = request.app.state.limits
+    await run_in_threadpool(tenancy.admit_images, key, services.store, 1, len(data))
     report = await run_in_threadpool(services.ingest, [item])
+    tenancy.count_images(key, report)
     result = report.results[0]
     if result.image is None:
         raise result.error or InvalidInput("the upload could not be indexed")

@@ -21,7 +21,7 @@ from starlette.types import Scope
 from mmrag import __version__
 from mmrag.api.deps import SettingsDep
 from mmrag.api.openapi import problems
-from mmrag.api.security import identify
+from mmrag.api.security import auth_enabled, identify
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 # The page's files change with the code, not with their URL: revalidate (ETag) every load.
@@ -68,11 +68,12 @@ async def web_config(request: Request, settings: SettingsDep) -> WebConfig:
     # The key headers are read here, not declared as parameters: optional text cannot fail
     # validation, and declared ones would put a 422 the route never sends in the document.
     headers = request.headers
-    key = identify(settings, headers.get("authorization"), headers.get("x-api-key"))
+    keys = request.app.state.keys
+    key = identify(settings, keys, headers.get("authorization"), headers.get("x-api-key"))
     limits = settings.limits
     return WebConfig(
         version=__version__,
-        auth_required=settings.auth.enabled,
+        auth_required=auth_enabled(settings, keys),
         key=None if key is None else WebKey(name=key.name, scopes=sorted(key.scopes)),
         limits=WebLimits(
             max_image_bytes=limits.max_image_bytes,

@@ -26,6 +26,7 @@ from typing import Any
 
 from mmrag.errors import BackendDown, MmragError, NotFound, SourceUnreachable, Unavailable
 from mmrag.retrieval.annotations import count_key, normalise_label
+from mmrag.retrieval.tenants import DEFAULT_TENANT
 from mmrag.workers.client import ImageRequest
 from mmrag.workers.jobs.ports import JobServices
 from mmrag.workers.jobs.records import ItemRecord, JobRecord
@@ -85,6 +86,10 @@ class BatchProcessor:
         self.clock = clock
 
     def run(self, job: JobRecord, items: Sequence[ItemRecord]) -> BatchOutcome:
+        # A job reads and writes its tenant's view of the store only (retrieval/tenants.py).
+        scoped = self.services.scoped(job.tenant or DEFAULT_TENANT)
+        if scoped is not self.services:
+            return BatchProcessor(scoped, self.store, self.clock).run(job, items)
         timings: dict[str, float] = defaultdict(float)
         works = [_Work(item) for item in items]
         started = time.perf_counter()

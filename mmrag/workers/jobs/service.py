@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from mmrag.errors import InvalidInput, NotFound
+from mmrag.retrieval.tenants import DEFAULT_TENANT
 from mmrag.workers.jobs.archive import forget_archive
 from mmrag.workers.jobs.driver import JobDriver
 from mmrag.workers.jobs.ports import JobServices
@@ -40,6 +41,9 @@ class JobStatus(BaseModel):
     @property
     def settled(self) -> int:
         return self.counts["done"] + self.counts["failed"] + self.counts["skipped"]
+
+
+TENANT_SCAN_PAGE = 500
 
 
 class JobService:
@@ -94,7 +98,9 @@ class JobService:
             archive.replace(kept)
             spec = spec.model_copy(update={"source": ArchiveSource(kind="archive", path=str(kept))})
         try:
-            keys = list_keys(spec.source, self.services.settings, self.services.store)
+            # The tenant's own images only: an indexed source is its view of the store.
+            view = self.services.scoped(tenant or DEFAULT_TENANT).store
+            keys = list_keys(spec.source, self.services.settings, view)
         except BaseException:
             if isinstance(spec.source, ArchiveSource):
                 Path(spec.source.path).unlink(missing_ok=True)
@@ -117,7 +123,7 @@ class JobService:
         """The job's status; with a ``tenant``, only for a job that tenant started (another
         one's is as unknown as a job that never was)."""
         job = self.store.get(job_id)
-        if tenant is not None and job.tenant != tenant:
+        if tenant is not None and (job.tenant or DEFAULT_TENANT) != tenant:
             raise NotFound(f"no job with id {job_id}")
         counts = self.store.counts(job_id)
         settled = counts["done"] + counts["failed"] + counts["skipped"]
@@ -144,16 +150,35 @@ class JobService:
             timings_s=self.store.timings(job_id),
         )
 
-    def cancel(self, job_id: str) -> JobStatus:
+    def cancel(self, job_id: str, tenant: str | None = None) -> JobStatus:
+        self.status(job_id, tenant)  # another tenant's job: NotFound, nothing cancelled
         job = self.store.get(job_id)
         if job.state in UNFINISHED:
             self.store.set_state(job_id, "cancelling", UNFINISHED, time.time())
             self.driver.wake()
         return self.status(job_id)
 
-    def page(self, limit: int, offset: int) -> tuple[list[JobStatus], int]:
-        jobs, total = self.store.page(limit, offset)
-        return [self.status(job.id) for job in jobs], total
+    def page(
+        self, limit: int, offset: int, tenant: str | None = None
+    ) -> tuple[list[JobStatus], int]:
+        if tenant is None:
+            jobs, total = self.store.page(limit, offset)
+            return [self.status(job.id) for job in jobs], total
+        mine = self.records(tenant)
+        return [self.status(job.id) for job in mine[offset : offset + limit]], len(mine)
+
+    def records(self, tenant: str) -> list[JobRecord]:
+        """The tenant's jobs, newest first. The job stores page over all jobs; a tenant's are
+        filtered here, reading the records (not the items) page by page: job counts are
+        small next to item counts."""
+        mine: list[JobRecord] = []
+        position = 0
+        while True:
+            jobs, _ = self.store.page(TENANT_SCAN_PAGE, position)
+            mine.extend(job for job in jobs if (job.tenant or DEFAULT_TENANT) == tenant)
+            position += len(jobs)
+            if len(jobs) < TENANT_SCAN_PAGE:
+                return mine
 
     def items(self, job_id: str, offset: int = 0, limit: int | None = None) -> Iterator[ItemRecord]:
         """The job's items in order, read page by page (memory does not grow with the job)."""

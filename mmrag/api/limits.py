@@ -1,0 +1,101 @@
+"""The limits of settings.tenancy, applied to a caller: rates as route dependencies, daily
+image counts and storage quotas before an ingest stores anything, concurrent jobs at submit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request
+
+from mmrag.api.security import ANONYMOUS, Caller, current_caller
+from mmrag.config import TenancySettings
+from mmrag.errors import QuotaExceeded, RateLimited
+from mmrag.retrieval.items import IngestReport
+from mmrag.retrieval.store import VectorStore
+from mmrag.tenancy.keys import KeyStore
+from mmrag.tenancy.limits import RateLimiter, now_utc, seconds_to_midnight, utc_day
+from mmrag.tenancy.usage import usage_of
+from mmrag.workers.jobs.records import UNFINISHED
+from mmrag.workers.jobs.service import JobService
+
+RateKind = Literal["search", "ask"]
+
+
+def caller_key(caller: Caller) -> str:
+    """Whom a count belongs to: the stored key's id, else the settings key's name."""
+    return caller.key_id or f"{caller.tenant}/{caller.name}"
+
+
+class Limits:
+    def __init__(self, settings: TenancySettings, keys: KeyStore, max_image_bytes: int) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.max_image_bytes = max_image_bytes
+        self.rates = RateLimiter()
+
+    def take(self, caller: Caller, kind: RateKind) -> None:
+        if caller is ANONYMOUS:
+            return  # auth off: no key to limit (quotas still hold the default tenant)
+        rate = self.settings.search_per_s if kind == "search" else self.settings.ask_per_s
+        self.rates.take(caller_key(caller), kind, rate)
+
+    def admit_images(self, caller: Caller, view: VectorStore, images: int, size: int) -> None:
+        """Refuses (429, 413) an ingest of ``images`` images of ``size`` known bytes that
+        would pass the key's images today or the tenant's quota."""
+        now = now_utc()
+        used = self.keys.images_on(caller_key(caller), utc_day(now))
+        if caller is not ANONYMOUS and used + images > self.settings.images_per_day:
+            raise RateLimited(
+                f"{images} more images would pass this key's {self.settings.images_per_day} "
+                f"a day ({used} today)",
+                seconds_to_midnight(now),
+            )
+        held = view.count()  # an indexed count: cheap at any size
+        if held + images > self.settings.max_images:
+            raise QuotaExceeded(
+                f"tenant {caller.tenant!r} holds {held} images; {images} more would "
+                f"pass its quota of {self.settings.max_images}"
+            )
+        # Bytes cost a scroll of the tenant's payloads (usage_of); skipped while even images
+        # all at the size limit could not reach the quota.
+        if (held + images) * self.max_image_bytes <= self.settings.max_bytes:
+            return
+        usage = usage_of(view)
+        if usage.bytes + size > self.settings.max_bytes:
+            raise QuotaExceeded(
+                f"tenant {caller.tenant!r} holds {usage.bytes} bytes; {size} more would pass "
+                f"its quota of {self.settings.max_bytes}"
+            )
+
+    def count_images(self, caller: Caller, report: IngestReport) -> None:
+        if report.indexed and caller is not ANONYMOUS:
+            self.keys.add_images(caller_key(caller), utc_day(now_utc()), len(report.indexed))
+
+    def admit_job(self, caller: Caller, jobs: JobService) -> None:
+        running = sum(1 for job in jobs.records(caller.tenant) if job.state in UNFINISHED)
+        if running >= self.settings.concurrent_jobs:
+            raise RateLimited(
+                f"tenant {caller.tenant!r} has {running} unfinished jobs, its limit",
+                retry_after_s=30,
+            )
+
+
+def get_limits(request: Request) -> Limits:
+    limits: Limits = request.app.state.limits
+    return limits
+
+
+def rate(kind: RateKind) -> Callable[..., None]:
+    def check(
+        caller: Annotated[Caller, Depends(current_caller)],
+        limits: Annotated[Limits, Depends(get_limits)],
+    ) -> None:
+        limits.take(caller, kind)
+
+    return check
+
+
+SearchRate = Annotated[None, Depends(rate("search"))]
+AskRate = Annotated[None, Depends(rate("ask"))]
+LimitsDep = Annotated[Limits, Depends(get_limits)]
