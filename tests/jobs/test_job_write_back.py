@@ -10,6 +10,7 @@ from jobs.conftest import services_of, write_scenes
 from jobs.helpers import spec, wait_for
 
 from mmrag.errors import Unavailable
+from mmrag.retrieval.tenants import DEFAULT_TENANT
 from mmrag.workers.jobs.service import JobService
 
 pytestmark = pytest.mark.slow
@@ -20,7 +21,8 @@ def test_a_caption_the_index_did_not_take_is_retried_not_done(
 ) -> None:
     root = jobs.services.settings.allowed_roots[0]
     write_scenes(root / "shots", 6)
-    annotations = jobs.services.tools._annotations
+    # A job writes through its tenant's services (the default tenant's here).
+    annotations = services_of(jobs).scoped(DEFAULT_TENANT).tools._annotations
     real = annotations.apply_caption
     refused: list[str] = []
     lock = threading.Lock()

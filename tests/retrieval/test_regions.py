@@ -17,6 +17,7 @@ from mmrag.retrieval.items import IngestItem
 from mmrag.retrieval.regions import crop, grid_regions, plan_regions
 from mmrag.retrieval.search import SearchQuery, SearchTarget
 from mmrag.retrieval.store_edge import EdgeVectorStore
+from mmrag.retrieval.switchable import SwitchableStore
 from mmrag.services import Services
 
 
@@ -109,8 +110,11 @@ def test_indexer_over_the_real_store(settings: Settings, caplog: pytest.LogCaptu
         assert [hit.image_id for hit in hits] == [image_id]
         assert hits[0].region is not None
         assert hits[0].region["label"] == "thing"
-        assert isinstance(services.store, EdgeVectorStore)
-        records = services.store._records([image_id], payload=False, vectors=["region"])
+        store = services.store
+        assert isinstance(store, SwitchableStore)
+        edge = store.current
+        assert isinstance(edge, EdgeVectorStore)
+        records = edge._records([image_id], payload=False, vectors=["region"])
         stored = records[0].vector
         assert isinstance(stored, dict)
         assert np.asarray(stored["region"]).shape == (8, services.embedder().dim)
