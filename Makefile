@@ -32,7 +32,7 @@ test: lint test-deps fixtures
 	.venv/bin/python -m pytest
 
 # One after another (they would skew each other), each writing its JSON to bench/results/.
-BENCHES = embed_throughput ingest_throughput search_latency queue_overhead tool_throughput agent_latency job_throughput slack_bot web_page region_recall region_latency
+BENCHES = embed_throughput ingest_throughput search_latency queue_overhead tool_throughput agent_latency job_throughput slack_bot web_page region_recall region_latency tenant_filter tenant_load engine_in_flight
 bench: setup
 	mkdir -p bench/results
 	for name in $(BENCHES); do \

@@ -18,6 +18,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -184,17 +185,7 @@ def index(
         try:
             with _progress() as progress:
                 task = progress.add_task("indexing", total=len(items))
-
-                reported = [0.0]
-
-                def advance(done: int, total: int) -> None:
-                    progress.update(task, completed=done, total=total)
-                    # Off a terminal (logs, supervisors) the bar draws nothing: a line a tenth.
-                    if not errors.is_terminal and total and done / total >= reported[0]:
-                        errors.print(f"re-embedded {done} of {total}", highlight=False)
-                        reported[0] = done / total + 0.1
-
-                report = services.ingest(items, advance)
+                report = services.ingest(items, _reporter(progress, task, "indexed"))
         finally:
             services.close()
         _print_report(report)
@@ -327,16 +318,7 @@ def reindex(
         try:
             with _progress() as progress:
                 task = progress.add_task(f"re-embedding with {spec}", total=None)
-
-                reported = [0.0]
-
-                def advance(done: int, total: int) -> None:
-                    progress.update(task, completed=done, total=total)
-                    # Off a terminal (logs, supervisors) the bar draws nothing: a line a tenth.
-                    if not errors.is_terminal and total and done / total >= reported[0]:
-                        errors.print(f"re-embedded {done} of {total}", highlight=False)
-                        reported[0] = done / total + 0.1
-
+                advance = _reporter(progress, task, "re-embedded")
                 counts = services.reindex(spec, progress=advance, grace_s=grace_s)
         finally:
             services.close()
@@ -708,6 +690,20 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=errors,
     )
+
+
+def _reporter(progress: Progress, task: TaskID, verb: str) -> Callable[[int, int], None]:
+    """A progress callback that moves the bar and, off a terminal (logs, supervisors), where
+    the bar draws nothing, prints a line every tenth: "indexed 40 of 400"."""
+    reported = [0.0]
+
+    def advance(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+        if not errors.is_terminal and total and done / total >= reported[0]:
+            errors.print(f"{verb} {done} of {total}", highlight=False)
+            reported[0] = done / total + 0.1
+
+    return advance
 
 
 def _read_file(path: Path, settings: Settings) -> bytes:

@@ -45,6 +45,9 @@ def test_index_search_stats(env: Path) -> None:
     assert first.exit_code == 0, first.output
     assert "indexed 3, duplicates 0, failed 1" in first.output
     assert "broken.jpg" in first.output
+    # Off a terminal, progress is a line a tenth, in the command's own words.
+    assert " of 4" in first.output
+    assert "re-embedded" not in first.output
 
     again = runner.invoke(app, ["index", str(env)])
     assert "indexed 0, duplicates 3, failed 1" in again.output

@@ -33,7 +33,8 @@ _WHY: dict[int, str] = {
     400: "malformed: a body that does not parse, or a model spec that names no model",
     401: "an API key is required (keys are configured) and none or an unknown one was sent",
     403: "the key lacks the scope, or the path or address is not allowed",
-    404: "no such image or job",
+    404: "no such image or job (another tenant's is as unknown as one nobody indexed), or a "
+    "region search before any image of the tenant has region vectors",
     413: "too large: the body (a JSON body past limits.max_json_bytes), an image, too many "
     "items in one request, or the tenant's storage quota (images, bytes) would be exceeded",
     415: "not an image in a supported format",
@@ -44,7 +45,8 @@ _WHY: dict[int, str] = {
     502: "a source URL could not be fetched",
     507: "the disk is full: nothing of the request was kept; retry after the Retry-After "
     "header, once space returns",
-    503: "not available now (a model still building, no worker, the store down); "
+    503: "not available now (a model still building, no worker, the store down, an embedder "
+    "swap at its switch; a region search on a Qdrant collection made before region vectors); "
     "retry after the Retry-After header",
 }
 
