@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from mmrag.agents.answer import Answer, Citation
 from mmrag.agents.graph import build_graph
-from mmrag.agents.jobs import JobDesk, asked
+from mmrag.agents.jobs import asked
 from mmrag.agents.llm_composer import LlmComposer
 from mmrag.agents.planner import Planner, PlanRequest, clean_question
 from mmrag.agents.state import AgentState
@@ -65,10 +65,15 @@ class Agent:
         self._connection = sqlite3.connect(str(path), check_same_thread=False)
         saver = SqliteSaver(self._connection)
         self._composer = LlmComposer(self._settings) if self._settings.composer == "llm" else None
-        # The API hands the job service over at start-up (desk.starter).
-        self.desk = JobDesk()
         self._graph = build_graph(
-            services, planner, self._settings, saver, clock, self._composer, self.desk
+            services,
+            planner,
+            self._settings,
+            saver,
+            clock,
+            self._composer,
+            # Read on confirmation: whoever opens the job service attaches it to the services.
+            lambda: services.job_starter,
         )
 
     def close(self) -> None:

@@ -48,7 +48,7 @@ def test_a_job_starts_only_when_its_caller_confirms(services: Services) -> None:
     jobs.start()
     try:
         agent = services.agent()
-        agent.desk.starter = lambda spec, tenant: jobs.submit(spec, tenant=tenant).id
+        services.job_starter = jobs.submit_for_agent
         asked = agent.ask("caption every red circle photo", thread_id="t", owner="alice")
         assert asked.pending is not None
         assert asked.pending["task"] == "caption"
@@ -91,9 +91,10 @@ def test_a_declined_job_never_starts(services: Services) -> None:
         started.append("x")
         return "never"
 
-    agent.desk.starter = starter
+    services.job_starter = starter
     agent.ask("caption every red circle photo", thread_id="d")
     declined = agent.ask("no", thread_id="d", confirm=False)
     assert started == []
     assert declined.answer == "I did not start the caption job, as you asked."
     assert declined.trace[-1]["outputs"][0]["started"] is False
+

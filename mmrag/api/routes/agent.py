@@ -77,8 +77,6 @@ async def ask(
             raise Forbidden(f"API key {key.name!r} lacks the 'jobs' scope")
         if jobs is not None:
             await run_in_threadpool(limits.admit_job, key, jobs)
-    if jobs is not None and agent.desk.starter is None:
-        agent.desk.starter = lambda spec, tenant: jobs.submit(spec, tenant=tenant).id
     if not body.stream:
         result = await run_in_threadpool(
             agent.ask, question, image_id, thread_id, owner, key.tenant, body.confirm
