@@ -212,9 +212,18 @@ class ApiKey(BaseModel):
 
     # No ":": a key's name owns its agent conversations, and Slack workspaces own theirs as
     # "slack:<team>"; a key named like one must not read that workspace's threads.
+    # No "/" either: "acme/bob" would own tenant acme's key bob's threads.
     name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     scopes: set[Literal["read", "write", "admin"]] = {"read"}
+
+    @field_validator("name")
+    @classmethod
+    def _not_anonymous(cls, value: str) -> str:
+        # The caller with auth off (tenancy/keys.py ANONYMOUS_NAME), whose threads are unowned.
+        if value == "anonymous":
+            raise ValueError("an API key may not be named 'anonymous'")
+        return value
 
 
 class AuthSettings(BaseModel):

@@ -107,6 +107,13 @@ def test_an_api_key_cannot_be_named_like_a_slack_workspace() -> None:
     assert ApiKey(name="ci-bot_2.prod@team", sha256="0" * 64).name == "ci-bot_2.prod@team"
 
 
+@pytest.mark.parametrize("name", ["acme/bob", "anonymous"])
+def test_an_api_key_cannot_be_named_like_another_conversation_owner(name: str) -> None:
+    # "acme/bob" would own tenant acme's key bob's threads; "anonymous" owns none at all.
+    with pytest.raises(ValidationError, match="name"):
+        ApiKey(name=name, sha256="0" * 64)
+
+
 @pytest.mark.parametrize(
     ("settings", "reason"),
     [

@@ -156,7 +156,7 @@ class Agent:
         started = time.perf_counter()
         source: AgentState | Command[Any]
         if confirm is not None:
-            self.check_pending(thread_id, owner)
+            self.check_pending(thread_id, owner, tenant)
             source = Command(resume=confirm)
         else:
             source = {
@@ -192,13 +192,19 @@ class Agent:
         )
         yield "answer", result.model_dump()
 
-    def check_pending(self, thread_id: str | None, owner: str | None) -> None:
+    def check_pending(
+        self, thread_id: str | None, owner: str | None, tenant: str | None = None
+    ) -> None:
         """:class:`InvalidInput` unless the caller's thread waits for a confirmation. The
         thread is the caller's own (keyed by ``owner``): another key's same-named thread is
-        another conversation, with nothing of this one's to confirm."""
+        another conversation, with nothing of this one's to confirm. A thread another tenant
+        started is refused the same way, as if unknown: owner strings of different tenants
+        could once coincide (a key named "acme/bob"), and the job would start for the
+        tenant saved in the thread, not the caller's."""
         if thread_id is None:
             raise InvalidInput("confirm answers a proposal: give the thread_id it came in")
-        if _pending(self._graph.get_state(_config(thread_id, owner))) is None:
+        snapshot = self._graph.get_state(_config(thread_id, owner))
+        if _pending(snapshot) is None or snapshot.values.get("tenant") != tenant:
             raise InvalidInput("nothing in this thread waits for confirmation")
 
     def _previous(self, thread_id: str | None, owner: str | None) -> dict[str, Any]:

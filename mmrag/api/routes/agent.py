@@ -84,7 +84,7 @@ async def ask(
         return AskResponse.model_validate(result.model_dump())
     await run_in_threadpool(agent.check, question, image_id, thread_id, key.tenant)
     if body.confirm is not None:
-        await run_in_threadpool(agent.check_pending, thread_id, owner)
+        await run_in_threadpool(agent.check_pending, thread_id, owner, key.tenant)
     events = agent.stream(question, image_id, thread_id, owner, key.tenant, body.confirm)
     return StreamingResponse(
         _event_stream(events),
