@@ -20,9 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from PIL import Image
 
 from bench.common import emit
-from mmrag.models.engine.options import EngineOptions
+from mmrag.config import EngineSettings
 from mmrag.models.registry import create_vision_model
 from mmrag.models.vision import VisionOptions
+from mmrag.workers.executor import engine_options
 
 MODEL = "bench/vlm"
 
@@ -69,7 +70,7 @@ def _server(service_s: float) -> ThreadingHTTPServer:
 
 
 def _rate(url: str, images: list[Image.Image], in_flight: int) -> float:
-    options = VisionOptions(engine=EngineOptions(max_in_flight=in_flight))
+    options = VisionOptions(engine=engine_options(EngineSettings(max_in_flight=in_flight)))
     model = create_vision_model(f"openai:{url}#{MODEL}", options)
     model.load()
     try:

@@ -82,6 +82,17 @@ class EngineSettings(BaseModel):
     logprobs: bool = True
     api_key: SecretStr | None = None
 
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> EngineSettings:
+        # Each pair passes its own bounds; crossed, images and retry waits make no sense.
+        if self.min_image_pixels > self.max_image_pixels:
+            raise ValueError(
+                "models.engine.min_image_pixels must not exceed models.engine.max_image_pixels"
+            )
+        if self.backoff_s > self.backoff_max_s:
+            raise ValueError("models.engine.backoff_s must not exceed models.engine.backoff_max_s")
+        return self
+
 
 class ModelSettings(BaseModel):
     """Model specs; an empty spec takes the profile's default."""
@@ -201,9 +212,18 @@ class ApiKey(BaseModel):
 
     # No ":": a key's name owns its agent conversations, and Slack workspaces own theirs as
     # "slack:<team>"; a key named like one must not read that workspace's threads.
+    # No "/" either: "acme/bob" would own tenant acme's key bob's threads.
     name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     scopes: set[Literal["read", "write", "admin"]] = {"read"}
+
+    @field_validator("name")
+    @classmethod
+    def _not_anonymous(cls, value: str) -> str:
+        # The caller with auth off (tenancy/keys.py ANONYMOUS_NAME), whose threads are unowned.
+        if value == "anonymous":
+            raise ValueError("an API key may not be named 'anonymous'")
+        return value
 
 
 class AuthSettings(BaseModel):
@@ -312,6 +332,13 @@ class AgentSettings(BaseModel):
     # A VQA answer's score is the mean probability of its tokens: below this it is given as
     # the model's unsure guess, not as a finding.
     min_answer_score: float = Field(0.3, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ranked_search_looks_further(self) -> AgentSettings:
+        # A ranked search looking at fewer hits than a plain one would defeat its purpose.
+        if self.rank_retrieve_limit < self.retrieve_limit:
+            raise ValueError("agent.rank_retrieve_limit must be at least agent.retrieve_limit")
+        return self
 
 
 class JobSettings(BaseModel):

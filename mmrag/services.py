@@ -43,6 +43,7 @@ from mmrag.workers.runner import TaskRunner, open_runner
 
 if TYPE_CHECKING:
     from mmrag.agents.agent import Agent
+    from mmrag.agents.jobs import JobStarter
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,9 @@ class Services:
         self._ingest_lock = threading.Lock()
         self._agent: Agent | None = None
         self._agent_lock = threading.Lock()
+        # How the agent starts a job it proposed, set where the job service is opened (the
+        # API's and the Socket Mode bot's start-up); None: confirming says jobs are unavailable.
+        self.job_starter: JobStarter | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> Services:

@@ -71,6 +71,10 @@ def test_expiry(data_dir: Path) -> None:
     [
         ["--tenant", "../etc"],
         ["--tenant", "slack:T1"],
+        # Names that would pass for another caller's conversation owner.
+        ["--tenant", "default", "--name", "acme/bob"],
+        ["--tenant", "default", "--name", "slack:T1"],
+        ["--tenant", "default", "--name", "anonymous"],
         ["--tenant", "acme", "--scopes", "read,root"],
         ["--tenant", "acme", "--expires", "soon"],
         ["--tenant", "acme", "--expires", "2001-01-01T00:00:00Z"],

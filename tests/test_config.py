@@ -105,3 +105,39 @@ def test_an_api_key_cannot_be_named_like_a_slack_workspace() -> None:
     with pytest.raises(ValidationError, match="name"):
         ApiKey(name="slack:T1", sha256="0" * 64)
     assert ApiKey(name="ci-bot_2.prod@team", sha256="0" * 64).name == "ci-bot_2.prod@team"
+
+
+@pytest.mark.parametrize("name", ["acme/bob", "anonymous"])
+def test_an_api_key_cannot_be_named_like_another_conversation_owner(name: str) -> None:
+    # "acme/bob" would own tenant acme's key bob's threads; "anonymous" owns none at all.
+    with pytest.raises(ValidationError, match="name"):
+        ApiKey(name=name, sha256="0" * 64)
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        (
+            {
+                "MMRAG_MODELS__ENGINE__MIN_IMAGE_PIXELS": "500000",
+                "MMRAG_MODELS__ENGINE__MAX_IMAGE_PIXELS": "4000",
+            },
+            "min_image_pixels must not exceed",
+        ),
+        (
+            {"MMRAG_MODELS__ENGINE__BACKOFF_S": "10", "MMRAG_MODELS__ENGINE__BACKOFF_MAX_S": "1"},
+            "backoff_s must not exceed",
+        ),
+        (
+            {"MMRAG_AGENT__RETRIEVE_LIMIT": "10", "MMRAG_AGENT__RANK_RETRIEVE_LIMIT": "5"},
+            "rank_retrieve_limit must be at least",
+        ),
+    ],
+)
+def test_crossed_bounds_are_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, settings: dict[str, str], reason: str
+) -> None:
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=reason):
+        Settings()

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from mmrag.agents.answer import Answer, Citation
 from mmrag.agents.graph import build_graph
-from mmrag.agents.jobs import JobDesk, asked
+from mmrag.agents.jobs import asked
 from mmrag.agents.llm_composer import LlmComposer
 from mmrag.agents.planner import Planner, PlanRequest, clean_question
 from mmrag.agents.state import AgentState
@@ -65,10 +65,15 @@ class Agent:
         self._connection = sqlite3.connect(str(path), check_same_thread=False)
         saver = SqliteSaver(self._connection)
         self._composer = LlmComposer(self._settings) if self._settings.composer == "llm" else None
-        # The API hands the job service over at start-up (desk.starter).
-        self.desk = JobDesk()
         self._graph = build_graph(
-            services, planner, self._settings, saver, clock, self._composer, self.desk
+            services,
+            planner,
+            self._settings,
+            saver,
+            clock,
+            self._composer,
+            # Read on confirmation: whoever opens the job service attaches it to the services.
+            lambda: services.job_starter,
         )
 
     def close(self) -> None:
@@ -151,7 +156,7 @@ class Agent:
         started = time.perf_counter()
         source: AgentState | Command[Any]
         if confirm is not None:
-            self.check_pending(thread_id, owner)
+            self.check_pending(thread_id, owner, tenant)
             source = Command(resume=confirm)
         else:
             source = {
@@ -187,13 +192,19 @@ class Agent:
         )
         yield "answer", result.model_dump()
 
-    def check_pending(self, thread_id: str | None, owner: str | None) -> None:
+    def check_pending(
+        self, thread_id: str | None, owner: str | None, tenant: str | None = None
+    ) -> None:
         """:class:`InvalidInput` unless the caller's thread waits for a confirmation. The
         thread is the caller's own (keyed by ``owner``): another key's same-named thread is
-        another conversation, with nothing of this one's to confirm."""
+        another conversation, with nothing of this one's to confirm. A thread another tenant
+        started is refused the same way, as if unknown: owner strings of different tenants
+        could once coincide (a key named "acme/bob"), and the job would start for the
+        tenant saved in the thread, not the caller's."""
         if thread_id is None:
             raise InvalidInput("confirm answers a proposal: give the thread_id it came in")
-        if _pending(self._graph.get_state(_config(thread_id, owner))) is None:
+        snapshot = self._graph.get_state(_config(thread_id, owner))
+        if _pending(snapshot) is None or snapshot.values.get("tenant") != tenant:
             raise InvalidInput("nothing in this thread waits for confirmation")
 
     def _previous(self, thread_id: str | None, owner: str | None) -> dict[str, Any]:

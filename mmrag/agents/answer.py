@@ -30,21 +30,26 @@ class Answer(BaseModel):
     weak_evidence: bool
 
 
+def stop_notes(plan: Plan, steps: list[list[Output]], stopped: str | None) -> list[str]:
+    """What an answer says first when the run ended early (both composers, and
+    agents/sentences.py); any such note makes the evidence weak."""
+    if len(steps) < len(plan.steps):
+        return [
+            f"I ran {len(steps)} of {len(plan.steps)} steps ({stopped or 'a limit was reached'})."
+        ]
+    if stopped:
+        # Every step ran, the last one not on all its images.
+        return [f"I did not look at every image ({stopped})."]
+    return []
+
+
 def compose(
     plan: Plan, steps: list[list[Output]], settings: AgentSettings, stopped: str | None = None
 ) -> Answer:
     """The answer to a plan whose steps produced ``steps`` (outputs per executed step);
     ``stopped`` says why execution ended early, if it did."""
-    notes: list[str] = []
-    weak = False
-    if len(steps) < len(plan.steps):
-        why = stopped or "a limit was reached"
-        notes.append(f"I ran {len(steps)} of {len(plan.steps)} steps ({why}).")
-        weak = True
-    elif stopped:
-        # Every step ran, the last one not on all its images.
-        notes.append(f"I did not look at every image ({stopped}).")
-        weak = True
+    notes = stop_notes(plan, steps, stopped)
+    weak = bool(notes)
     if not steps:
         return Answer(text=" ".join(notes) or "Nothing was run.", citations=[], weak_evidence=True)
     for step, outputs in zip(plan.steps, steps, strict=False):

@@ -21,7 +21,7 @@ from langgraph.types import interrupt
 from mmrag.agents.adapt import revise, widen
 from mmrag.agents.answer import compose
 from mmrag.agents.execute import StepRunner, run_within
-from mmrag.agents.jobs import JobDesk, proposal, spec_of
+from mmrag.agents.jobs import JobStarter, proposal, spec_of
 from mmrag.agents.llm_composer import LlmComposer, seen_ids
 from mmrag.agents.planner import Planner, PlanRequest
 from mmrag.agents.regions import retrieved_regions
@@ -64,10 +64,11 @@ def build_graph(
     checkpointer: BaseCheckpointSaver[Any] | None,
     clock: Callable[[], float] = time.time,
     composer: LlmComposer | None = None,
-    desk: JobDesk | None = None,
+    job_starter: Callable[[], JobStarter | None] = lambda: None,
 ) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
     """``clock`` is the time the total-time limit is measured in (the turn's ``started``
-    comes from the same clock)."""
+    comes from the same clock). ``job_starter`` is read when a proposal is confirmed: the
+    job service may be attached after the graph is built."""
 
     def over_time(state: AgentState) -> str | None:
         if clock() - state["started"] > settings.max_seconds:
@@ -229,7 +230,7 @@ def build_graph(
         confirmed = interrupt(found)
         outcome: dict[str, Any] = {"started": False, **found}
         if confirmed is True:
-            starter = (desk or JobDesk()).starter
+            starter = job_starter()
             if starter is None:
                 outcome["problem"] = "jobs are not available here"
             else:

@@ -16,14 +16,6 @@ from mmrag.workers.jobs.spec import JobSpec
 JobStarter = Callable[[JobSpec, str | None], str]
 
 
-class JobDesk:
-    """Where the agent reaches the job service: the API sets ``starter`` at start-up; with
-    none (the CLI, a test without jobs) a confirmed proposal says jobs are not available."""
-
-    def __init__(self) -> None:
-        self.starter: JobStarter | None = None
-
-
 def proposal(args: StartJobArgs, image_ids: list[str]) -> dict[str, Any]:
     """What the user is asked to confirm: plain facts, no image bytes."""
     found: dict[str, Any] = {"task": args.task, "images": len(image_ids), "image_ids": image_ids}

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from mmrag.agents.llm_http import chat_client
 from mmrag.agents.planner import LocalPlanner, Planner, PlanRequest
 from mmrag.agents.prompts import SYSTEM, USER
 from mmrag.agents.tools import TOOLS, Plan, validate_plan
@@ -32,15 +33,7 @@ class LlmPlanner:
 
     def __init__(self, settings: AgentSettings, transport: httpx.BaseTransport | None = None):
         self._settings = settings
-        headers = {}
-        if settings.llm_api_key is not None:
-            headers["Authorization"] = f"Bearer {settings.llm_api_key.get_secret_value()}"
-        self._client = httpx.Client(
-            base_url=settings.llm_url.rstrip("/"),
-            headers=headers,
-            timeout=settings.llm_timeout_s,
-            transport=transport,
-        )
+        self._client = chat_client(settings, transport)
 
     def close(self) -> None:
         self._client.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmrag.agents.answer import Answer, Citation
+from mmrag.agents.answer import Answer, Citation, stop_notes
 from mmrag.agents.results import kept_outputs
 from mmrag.agents.tools import (
     CaptionArgs,
@@ -234,14 +234,8 @@ def compose_sentences(
 ) -> Answer:
     """Sentences over every step that ran: a search is told only when it is the last step
     or found little; each later step says what it found, in order."""
-    notes: list[str] = []
-    weak = False
-    if len(steps) < len(plan.steps):
-        notes.append(f"I ran {len(steps)} of {len(plan.steps)} steps ({stopped or 'a limit'}).")
-        weak = True
-    elif stopped:
-        notes.append(f"I did not look at every image ({stopped}).")
-        weak = True
+    notes = stop_notes(plan, steps, stopped)
+    weak = bool(notes)
     if not steps:
         return Answer(text=" ".join(notes) or "Nothing was run.", citations=[], weak_evidence=True)
     retrieved: dict[str, float] = {}

@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Jobs resume at start-up: the driver takes up whatever was left unfinished.
             app.state.jobs = job_service = await run_in_threadpool(JobService.open, services)
             job_service.start()
+            services.job_starter = job_service.submit_for_agent
             app.state.slack = slack_runtime = await run_in_threadpool(
                 SlackRuntime.open, services, job_service
             )

@@ -22,7 +22,7 @@ from fastapi import Depends, Header, Request
 from mmrag.config import Settings
 from mmrag.errors import Forbidden, Unauthorized
 from mmrag.retrieval.tenants import DEFAULT_TENANT
-from mmrag.tenancy.keys import SCOPES, KeyStore, Scope
+from mmrag.tenancy.keys import ANONYMOUS_NAME, SCOPES, KeyStore, Scope
 
 log = logging.getLogger("mmrag.audit")
 
@@ -46,7 +46,7 @@ class Caller:
         return any(scope in _IMPLIED[held] for held in self.scopes)
 
 
-ANONYMOUS = Caller("anonymous", DEFAULT_TENANT, frozenset(SCOPES))
+ANONYMOUS = Caller(ANONYMOUS_NAME, DEFAULT_TENANT, frozenset(SCOPES))
 
 
 def _presented_key(authorization: str | None, x_api_key: str | None) -> str | None:

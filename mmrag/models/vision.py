@@ -11,7 +11,7 @@ A tool an adapter does not declare in ``tools`` raises :class:`ToolNotServed`; c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -52,8 +52,9 @@ class VisionOptions:
     max_new_tokens: int = 48  # generation cap for captions and answers
     box_threshold: float = 0.3  # detection score below which boxes are dropped
     max_boxes: int = 100  # per image, after non-maximum suppression
-    # How openai: specs (models served by an inference engine) reach their engine.
-    engine: EngineOptions = field(default_factory=EngineOptions)
+    # How openai: specs (models served by an inference engine) reach their engine; they
+    # need it (workers/executor.py builds it from the settings, where the defaults are).
+    engine: EngineOptions | None = None
 
 
 class VisionModel(InferenceModel):

@@ -41,6 +41,7 @@ class SocketModeRunner:
             log.error("the embedder is not available: %s", error.detail)
         self.jobs = JobService.open(self.services)
         self.jobs.start()
+        self.services.job_starter = self.jobs.submit_for_agent
         self.runtime = SlackRuntime(self.services, self.jobs)
         self.handler = SocketModeHandler(
             self.runtime.app, slack.app_token.get_secret_value(), logger=log

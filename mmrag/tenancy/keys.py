@@ -25,6 +25,8 @@ Scope = Literal["read", "write", "jobs", "admin"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 KEYS_FILE = "keys.sqlite"
 SLACK_PREFIX = "slack:"  # the bot's workspaces (slack/poster.py): no key may join one
+# The caller with auth off (api/security.py): its threads have no owner.
+ANONYMOUS_NAME = "anonymous"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (
@@ -85,6 +87,19 @@ def parse_scopes(text: str | Iterable[str]) -> frozenset[Scope]:
     return frozenset(name for name in SCOPES if name in names)
 
 
+def checked_key_name(name: str) -> str:
+    """The name, unless it could pass for another caller's conversation owner
+    (api/routes/agent.py): a default-tenant key is owned by its bare name, so "acme/bob"
+    would be tenant acme's key bob, "slack:T1" Slack workspace T1 and "anonymous" the
+    caller with auth off."""
+    if "/" in name or name.startswith(SLACK_PREFIX) or name == ANONYMOUS_NAME:
+        raise InvalidInput(
+            f"key names must not hold '/', start with {SLACK_PREFIX!r} or be "
+            f"{ANONYMOUS_NAME!r}; got {name!r}"
+        )
+    return name
+
+
 class KeyStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,6 +130,8 @@ class KeyStore:
         checked_tenant(tenant)
         if tenant.startswith(SLACK_PREFIX):
             raise InvalidInput(f"tenants named {SLACK_PREFIX}... are the Slack bot's workspaces")
+        if name is not None:
+            checked_key_name(name)
         if not scopes:
             raise InvalidInput("a key needs at least one scope")
         now = time.time()

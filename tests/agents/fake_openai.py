@@ -5,6 +5,8 @@ computed from the request by ``responder`` (the engine tests answer with fixture
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import math
 import threading
@@ -12,6 +14,8 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from PIL import Image
 
 Reply = dict[str, Any] | str
 
@@ -210,3 +214,11 @@ class FakeOpenAI:
     def __exit__(self, *_: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def decode_data_url(url: str) -> Image.Image:
+    """The image of a ``data:image/...;base64,`` URL (the test engine's side of the wire)."""
+    header, comma, payload = url.partition(",")
+    if not comma or not header.startswith("data:image/") or not header.endswith(";base64"):
+        raise ValueError("not a base64 image data URL")
+    return Image.open(io.BytesIO(base64.b64decode(payload, validate=True))).convert("RGB")

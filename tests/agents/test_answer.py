@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmrag.agents.answer import compose
+from mmrag.agents.sentences import compose_sentences
 from mmrag.agents.tools import Plan, PlanContext, validate_plan
 from mmrag.config import AgentSettings
 
@@ -72,3 +73,12 @@ def test_failures_and_early_stops_are_said_not_hidden() -> None:
     failed = compose(plan, [hits, [{"image_id": A, "error": "image is corrupt"}]], SETTINGS)
     assert f"[{A}] could not be processed: image is corrupt" in failed.text
     assert failed.weak_evidence
+
+
+def test_both_composers_say_an_early_stop_alike() -> None:
+    plan = plan_of(("retrieve", {"query": "x"}), ("vqa", {"question": "what?"}))
+    hits = [{"image_id": A, "score": 0.4, "caption": ""}]
+    for write in (compose, compose_sentences):
+        answer = write(plan, [hits], SETTINGS)
+        assert answer.text.startswith("I ran 1 of 2 steps (a limit was reached)."), write
+        assert answer.weak_evidence

@@ -48,7 +48,7 @@ def test_a_job_starts_only_when_its_caller_confirms(services: Services) -> None:
     jobs.start()
     try:
         agent = services.agent()
-        agent.desk.starter = lambda spec, tenant: jobs.submit(spec, tenant=tenant).id
+        services.job_starter = jobs.submit_for_agent
         asked = agent.ask("caption every red circle photo", thread_id="t", owner="alice")
         assert asked.pending is not None
         assert asked.pending["task"] == "caption"
@@ -91,9 +91,31 @@ def test_a_declined_job_never_starts(services: Services) -> None:
         started.append("x")
         return "never"
 
-    agent.desk.starter = starter
+    services.job_starter = starter
     agent.ask("caption every red circle photo", thread_id="d")
     declined = agent.ask("no", thread_id="d", confirm=False)
     assert started == []
     assert declined.answer == "I did not start the caption job, as you asked."
     assert declined.trace[-1]["outputs"][0]["started"] is False
+
+
+def test_a_thread_another_tenant_started_cannot_be_confirmed(services: Services) -> None:
+    # Owner strings of two tenants could coincide (a default-tenant key named "acme/bob"
+    # and tenant acme's key "bob"): the thread's tenant must match the confirming caller's.
+    index_scenes(services, held_out(3))
+    agent = services.agent()
+    started: list[str | None] = []
+
+    def starter(spec: object, tenant: str | None) -> str:
+        started.append(tenant)
+        return "job-1"
+
+    services.job_starter = starter
+    asked = agent.ask("caption every red circle photo", thread_id="x", owner="acme/bob")
+    assert asked.pending is not None
+    with pytest.raises(InvalidInput, match="nothing in this thread waits"):
+        agent.ask("yes", thread_id="x", owner="acme/bob", tenant="acme", confirm=True)
+    with pytest.raises(InvalidInput, match="nothing in this thread waits"):
+        agent.check_pending("x", "acme/bob", "acme")
+    assert started == []
+    agent.check_pending("x", "acme/bob", None)

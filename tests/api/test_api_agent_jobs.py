@@ -42,6 +42,9 @@ def test_a_proposed_job_starts_only_on_its_callers_confirmation(
             LiveServer(settings) as server,
             httpx.Client(base_url=server.url, timeout=120) as client,
         ):
+            # Wired at start-up, before any /v1/ask: every surface's agent can start jobs.
+            services = server.app.state.services
+            assert services.job_starter == server.app.state.jobs.submit_for_agent
             files = [("files", (f"{s.seed}.png", png_of(s), "image/png")) for s in held_out(3)]
             assert client.post("/v1/images", files=files, headers=alice).status_code == 201
             ask = {"question": "caption every circle photo", "thread_id": "j"}

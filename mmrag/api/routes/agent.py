@@ -77,8 +77,6 @@ async def ask(
             raise Forbidden(f"API key {key.name!r} lacks the 'jobs' scope")
         if jobs is not None:
             await run_in_threadpool(limits.admit_job, key, jobs)
-    if jobs is not None and agent.desk.starter is None:
-        agent.desk.starter = lambda spec, tenant: jobs.submit(spec, tenant=tenant).id
     if not body.stream:
         result = await run_in_threadpool(
             agent.ask, question, image_id, thread_id, owner, key.tenant, body.confirm
@@ -86,7 +84,7 @@ async def ask(
         return AskResponse.model_validate(result.model_dump())
     await run_in_threadpool(agent.check, question, image_id, thread_id, key.tenant)
     if body.confirm is not None:
-        await run_in_threadpool(agent.check_pending, thread_id, owner)
+        await run_in_threadpool(agent.check_pending, thread_id, owner, key.tenant)
     events = agent.stream(question, image_id, thread_id, owner, key.tenant, body.confirm)
     return StreamingResponse(
         _event_stream(events),

@@ -24,6 +24,7 @@ from mmrag.models.base import Tool
 from mmrag.models.engine.boxes import read_boxes
 from mmrag.models.engine.client import Completion, EngineClient
 from mmrag.models.engine.images import SentImage, prepare_image
+from mmrag.models.engine.options import EngineOptions
 from mmrag.models.engine.target import EngineTarget, engine_target
 from mmrag.models.grounding.adapter import clean_text, phrase_lists, unique_texts
 from mmrag.models.spec import ModelSpec
@@ -60,10 +61,12 @@ class EngineVlm(VisionModel):
         client_factory: Callable[[EngineTarget], EngineClient] | None = None,
     ) -> None:
         super().__init__(spec, options)
+        if options.engine is None:
+            raise InvalidInput(f"{spec} is served by an engine: give it the engine options")
+        self.engine: EngineOptions = options.engine
         self.target = engine_target(spec)
-        self._client_factory = client_factory or (
-            lambda target: EngineClient(target, options.engine)
-        )
+        engine = options.engine
+        self._client_factory = client_factory or (lambda target: EngineClient(target, engine))
         self.client: EngineClient | None = None
         self._pool: ThreadPoolExecutor | None = None
 
@@ -75,9 +78,7 @@ class EngineVlm(VisionModel):
             client.close()
             raise
         self.client = client
-        self._pool = ThreadPoolExecutor(
-            self.options.engine.max_in_flight, thread_name_prefix="engine"
-        )
+        self._pool = ThreadPoolExecutor(self.engine.max_in_flight, thread_name_prefix="engine")
 
     def _unload(self) -> None:
         if self._pool is not None:
@@ -167,7 +168,7 @@ class EngineVlm(VisionModel):
 
     def _send_all(self, images: Sequence[Image.Image]) -> list[SentImage]:
         self.load()
-        engine = self.options.engine
+        engine = self.engine
         return [
             prepare_image(
                 image,

@@ -74,11 +74,3 @@ def prepare_image(
         sent.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return SentImage(f"data:image/{encoding};base64,{encoded}", size, rgb.size)
-
-
-def decode_data_url(url: str) -> Image.Image:
-    """The image of a ``data:image/...;base64,`` URL (the test engine's side of the wire)."""
-    header, comma, payload = url.partition(",")
-    if not comma or not header.startswith("data:image/") or not header.endswith(";base64"):
-        raise ValueError("not a base64 image data URL")
-    return Image.open(io.BytesIO(base64.b64decode(payload, validate=True))).convert("RGB")

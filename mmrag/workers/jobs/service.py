@@ -82,6 +82,10 @@ class JobService:
         self.driver.stop()
         self.store.close()
 
+    def submit_for_agent(self, spec: JobSpec, tenant: str | None) -> str:
+        """The agent's job starter (Services.job_starter): submits and gives the job id."""
+        return self.submit(spec, tenant=tenant).id
+
     def submit(
         self, spec: JobSpec, archive: Path | None = None, tenant: str | None = None
     ) -> JobRecord:

@@ -14,9 +14,8 @@ import json
 import re
 from typing import Any
 
-from agents.fake_openai import Reply, text_reply
+from agents.fake_openai import Reply, decode_data_url, text_reply
 
-from mmrag.models.engine.images import decode_data_url
 from mmrag.models.vision import VisionModel
 from mmrag.models.vlm.generative import GenerativeVlm
 

@@ -14,6 +14,7 @@ import pytest
 from agents.fake_openai import FakeOpenAI
 from models.engine.fixture_engine import FixtureEngine
 
+from mmrag.config import EngineSettings
 from mmrag.models.engine.adapter import EngineVlm
 from mmrag.models.fixtures import default_cache_dir
 from mmrag.models.fixtures.evaluate_grounding import box_iou
@@ -22,6 +23,7 @@ from mmrag.models.fixtures.shapes import HELD_OUT_SEEDS, ShapeScene, generate_sc
 from mmrag.models.registry import create_vision_model
 from mmrag.models.vision import VisionOptions
 from mmrag.models.vlm.generative import GenerativeVlm
+from mmrag.workers.executor import engine_options
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +48,8 @@ def fixture_engine() -> Iterator[FakeOpenAI]:
 
 
 def _adapter(engine: FakeOpenAI, model: str = LLAVA) -> EngineVlm:
-    adapter = create_vision_model(f"openai:{engine.url}#{model}")
+    options = VisionOptions(engine=engine_options(EngineSettings()))
+    adapter = create_vision_model(f"openai:{engine.url}#{model}", options)
     assert isinstance(adapter, EngineVlm)
     return adapter
 

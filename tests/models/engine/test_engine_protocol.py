@@ -11,18 +11,18 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from agents.fake_openai import FakeOpenAI, text_reply
+from agents.fake_openai import FakeOpenAI, decode_data_url, text_reply
 from PIL import Image
 
+from mmrag.config import EngineSettings
 from mmrag.errors import ModelFailed, ModelUnavailable, Unavailable
 from mmrag.models.engine.adapter import EngineGroundingVlm, EngineVlm
 from mmrag.models.engine.client import EngineClient
-from mmrag.models.engine.images import decode_data_url
-from mmrag.models.engine.options import EngineOptions
 from mmrag.models.engine.target import EngineTarget, engine_target
 from mmrag.models.registry import create_vision_model
 from mmrag.models.spec import parse_spec
 from mmrag.models.vision import VisionOptions
+from mmrag.workers.executor import engine_options
 
 QWEN = "Qwen/Qwen2.5-VL-7B-Instruct"
 
@@ -46,14 +46,14 @@ def _adapter(
     engine: FakeOpenAI, sleeps: Sleeps | None = None, model: str = QWEN, **options: object
 ) -> EngineVlm:
     spec = parse_spec(f"openai:{engine.url}#{model}")
-    engine_options = EngineOptions(**{"backoff_s": 0.01, **options})  # type: ignore[arg-type]
-    vision = VisionOptions(engine=engine_options)
+    configured = engine_options(EngineSettings.model_validate({"backoff_s": 0.01, **options}))
+    vision = VisionOptions(engine=configured)
     adapter = create_vision_model(spec, vision)
     assert isinstance(adapter, EngineVlm)
     if sleeps is not None:
 
         def client(target: EngineTarget) -> EngineClient:
-            return EngineClient(target, engine_options, sleep=sleeps)
+            return EngineClient(target, configured, sleep=sleeps)
 
         adapter._client_factory = client
     return adapter
@@ -215,7 +215,8 @@ def test_an_unreachable_engine_is_refused_at_load() -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    adapter = create_vision_model(f"openai:http://127.0.0.1:{port}/v1#{QWEN}")
+    options = VisionOptions(engine=engine_options(EngineSettings()))
+    adapter = create_vision_model(f"openai:http://127.0.0.1:{port}/v1#{QWEN}", options)
     with pytest.raises(ModelUnavailable, match=f"engine at http://127.0.0.1:{port}/v1 is unreach"):
         adapter.load()
 
@@ -226,7 +227,7 @@ def test_the_target_of_a_spec() -> None:
     assert target.model == "Qwen/Qwen3-VL-8B"
     assert target.box_format == "grid1000"
     assert target.patch_multiple == 32
-    assert math.isclose(EngineOptions().max_image_pixels / (28 * 28), 1280)
+    assert math.isclose(EngineSettings().max_image_pixels / (28 * 28), 1280)
 
 
 def test_settings_check_engine_specs_at_start() -> None:
