@@ -14,7 +14,7 @@ from mmrag import __version__
 from mmrag.api import openapi, problems
 from mmrag.api.audit import Audit
 from mmrag.api.body_limit import BodySizeLimit
-from mmrag.api.json_limit import JsonBounds
+from mmrag.api.json_body_guard import JsonBounds
 from mmrag.api.limits import Limits
 from mmrag.api.metrics import Metrics
 from mmrag.api.routes import admin, agent, health, images, jobs, search, slack, tools, web

@@ -131,8 +131,8 @@ async def _tool_request(
         upload = candidate
     elif content_type.startswith("application/json") or not content_type:
         raw = await request.body()
-        limits = services.settings.limits
-        check_json_text(raw, limits.max_json_depth, limits.max_json_bytes)
+        bounds = services.settings.limits
+        check_json_text(raw, bounds.max_json_depth, bounds.max_json_bytes)
         try:
             fields = json.loads(raw) if raw else {}
         except json.JSONDecodeError as error:
