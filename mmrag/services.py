@@ -146,6 +146,8 @@ class Services:
     @property
     def serving_embedder_spec(self) -> str:
         """The embedder searches use now: the configured one, except while a swap runs."""
+        if self._root_services is not None:
+            return self._root_services.serving_embedder_spec  # a swap changes the root's only
         with self._active:
             return self._embedder_spec
 
@@ -178,6 +180,9 @@ class Services:
                 self._embedder_spec = spec
                 models = self.settings.models.model_copy(update={"embedder": spec})
                 self.settings = self.settings.model_copy(update={"models": models})
+            with self._scoped_lock:
+                # Tenants' copies hold the settings of before: the next scoped() makes new ones.
+                self._scoped.clear()
         return old
 
     def retire_collection(self, store: VectorStore) -> None:
@@ -345,6 +350,8 @@ class Services:
 
     def embedder_serving(self) -> Serving | None:
         """The loaded embedder's backend and precision; None while it is not loaded."""
+        if self._root_services is not None:
+            return self._root_services.embedder_serving()  # the root loads it (embedder())
         return self._serving_recorded
 
     def tool_readiness(self) -> dict[str, str]:
