@@ -37,6 +37,7 @@ from mmrag.retrieval.store import VectorStore
 from mmrag.retrieval.stores import open_store
 from mmrag.retrieval.switchable import SwitchableStore
 from mmrag.retrieval.tenants import TenantView, checked_tenant, holders
+from mmrag.tenancy.quota import StorageQuota, known_bytes
 from mmrag.workers.client import ToolClient
 from mmrag.workers.protocol import TOOL_NAMES, TOOL_QUEUES
 from mmrag.workers.runner import TaskRunner, open_runner
@@ -104,6 +105,8 @@ class Services:
         # interleave with another run's (the same bytes uploaded twice at once would both
         # count as new). Ingest is CPU-bound, so two at once would not be faster anyway.
         self._ingest_lock = threading.Lock()
+        # A tenant's copy checks its quota under that lock: two uploads cannot both pass it.
+        self.quota = StorageQuota(settings.tenancy, settings.limits.max_image_bytes)
         self._agent: Agent | None = None
         self._agent_lock = threading.Lock()
 
@@ -227,12 +230,20 @@ class Services:
         self, items: Sequence[IngestItem], progress: ProgressCallback | None = None
     ) -> IngestReport:
         with self._ingest_lock:
+            self.admit_ingest(len(items), known_bytes(items))
             report = self.pipeline().run(items, progress)
         if report.indexed:
             self.indexer.notify_write(len(report.indexed))
             if self.settings.regions.grid:
                 self._grid_regions(report.indexed)
         return report
+
+    def admit_ingest(self, images: int, size: int) -> None:
+        """Refuses (QuotaExceeded) ``images`` more of ``size`` known bytes past this tenant's
+        quota. ingest checks it itself, under its lock; a caller may ask first, to answer
+        before it starts (a streamed upload). The root services (no tenant) have no quota."""
+        if self.tenant is not None:
+            self.quota.admit(self.tenant, self.store, images, size)
 
     def _grid_regions(self, image_ids: list[str]) -> None:
         """Grid crops of new images (``regions.grid``): region search before any detection.

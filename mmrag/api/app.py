@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Read on every request (api/security.py): a key revoked by `mmrag keys` in another
     # process is refused at once.
     app.state.keys = KeyStore.in_data_dir(settings.data_dir)
-    app.state.limits = Limits(settings.tenancy, app.state.keys, settings.limits.max_image_bytes)
+    app.state.limits = Limits(settings.tenancy, app.state.keys)
     problems.install(app)
     openapi.install(app, settings)
     # Innermost, so the HTTPException it raises from receive() reaches FastAPI's body
