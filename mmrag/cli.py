@@ -781,7 +781,7 @@ def keys_rotate(key_id: Annotated[str, typer.Argument(help="the key's id")]) -> 
 
 @tenants_app.command("list")
 def tenants_list() -> None:
-    """Every tenant with its active keys."""
+    """Every tenant with its active keys and what it holds (images, original bytes)."""
     from mmrag.cli_keys import list_tenants
 
     _run(lambda settings: list_tenants(settings, console))

@@ -13,6 +13,7 @@ from rich.table import Table
 from mmrag.config import Settings
 from mmrag.errors import InvalidInput
 from mmrag.tenancy.keys import KeyRecord, KeyStore, parse_scopes
+from mmrag.tenancy.usage import tenant_usage
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60}
 
@@ -107,15 +108,26 @@ def rotate_key(settings: Settings, console: Console, key_id: str) -> None:
 
 
 def list_tenants(settings: Settings, console: Console) -> None:
-    store = KeyStore.in_data_dir(settings.data_dir)
+    from mmrag.retrieval.stores import open_store  # the store's engine loads only here
+
+    keys = KeyStore.in_data_dir(settings.data_dir)
     try:
-        tenants = store.tenants()
+        store = open_store(settings)
+        try:
+            tenants = tenant_usage(keys, store)
+        finally:
+            store.close()
     finally:
-        store.close()
-    table = Table("tenant", "created", "deleted", "active keys")
+        keys.close()
+    table = Table("tenant", "created", "deleted", "active keys", "images", "bytes")
     for tenant in tenants:
         table.add_row(
-            tenant.name, _when(tenant.created), _when(tenant.deleted), str(tenant.active_keys)
+            tenant.name,
+            _when(tenant.created),
+            _when(tenant.deleted),
+            str(tenant.active_keys),
+            str(tenant.images),
+            str(tenant.bytes),
         )
     console.print(table)
 

@@ -181,6 +181,13 @@ class StoreSettings(BaseModel):
     quantization: Literal["none", "int8"] = "none"
     oversampling: float = Field(2.0, ge=1, le=16)
 
+    @model_validator(mode="after")
+    def _quantization_is_the_edge_stores(self) -> StoreSettings:
+        # The qdrant backend never reads it: refused rather than silently ignored.
+        if self.quantization != "none" and self.backend != StoreBackend.EDGE:
+            raise ValueError("store.quantization is the edge store's; set it to none for qdrant")
+        return self
+
 
 class LimitSettings(BaseModel):
     """Bounds on everything a caller can send."""
@@ -205,6 +212,17 @@ class LimitSettings(BaseModel):
     search_max_limit: int = Field(200, ge=1)
     search_max_offset: int = Field(10_000, ge=0)
     thumbnail_px: int = Field(256, ge=16, le=2048)
+
+    @model_validator(mode="after")
+    def _json_within_the_request(self) -> LimitSettings:
+        # The JSON guard (api/json_body_guard.py) buffers a body up to max_json_bytes before
+        # the request-size cap counts it: a larger bound would buffer past that cap.
+        if self.max_json_bytes > self.max_request_bytes:
+            raise ValueError(
+                f"limits.max_json_bytes ({self.max_json_bytes}) must not exceed "
+                f"limits.max_request_bytes ({self.max_request_bytes})"
+            )
+        return self
 
 
 class ApiKey(BaseModel):

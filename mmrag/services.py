@@ -37,6 +37,7 @@ from mmrag.retrieval.store import VectorStore
 from mmrag.retrieval.stores import open_store
 from mmrag.retrieval.switchable import SwitchableStore
 from mmrag.retrieval.tenants import TenantView, checked_tenant, holders
+from mmrag.tenancy.quota import StorageQuota, known_bytes
 from mmrag.workers.client import ToolClient
 from mmrag.workers.protocol import TOOL_NAMES, TOOL_QUEUES
 from mmrag.workers.runner import TaskRunner, open_runner
@@ -105,6 +106,8 @@ class Services:
         # interleave with another run's (the same bytes uploaded twice at once would both
         # count as new). Ingest is CPU-bound, so two at once would not be faster anyway.
         self._ingest_lock = threading.Lock()
+        # A tenant's copy checks its quota under that lock: two uploads cannot both pass it.
+        self.quota = StorageQuota(settings.tenancy, settings.limits.max_image_bytes)
         self._agent: Agent | None = None
         self._agent_lock = threading.Lock()
         # How the agent starts a job it proposed, set where the job service is opened (the
@@ -150,6 +153,8 @@ class Services:
     @property
     def serving_embedder_spec(self) -> str:
         """The embedder searches use now: the configured one, except while a swap runs."""
+        if self._root_services is not None:
+            return self._root_services.serving_embedder_spec  # a swap changes the root's only
         with self._active:
             return self._embedder_spec
 
@@ -182,6 +187,9 @@ class Services:
                 self._embedder_spec = spec
                 models = self.settings.models.model_copy(update={"embedder": spec})
                 self.settings = self.settings.model_copy(update={"models": models})
+            with self._scoped_lock:
+                # Tenants' copies hold the settings of before: the next scoped() makes new ones.
+                self._scoped.clear()
         return old
 
     def retire_collection(self, store: VectorStore) -> None:
@@ -226,12 +234,20 @@ class Services:
         self, items: Sequence[IngestItem], progress: ProgressCallback | None = None
     ) -> IngestReport:
         with self._ingest_lock:
+            self.admit_ingest(len(items), known_bytes(items))
             report = self.pipeline().run(items, progress)
         if report.indexed:
             self.indexer.notify_write(len(report.indexed))
             if self.settings.regions.grid:
                 self._grid_regions(report.indexed)
         return report
+
+    def admit_ingest(self, images: int, size: int) -> None:
+        """Refuses (QuotaExceeded) ``images`` more of ``size`` known bytes past this tenant's
+        quota. ingest checks it itself, under its lock; a caller may ask first, to answer
+        before it starts (a streamed upload). The root services (no tenant) have no quota."""
+        if self.tenant is not None:
+            self.quota.admit(self.tenant, self.store, images, size)
 
     def _grid_regions(self, image_ids: list[str]) -> None:
         """Grid crops of new images (``regions.grid``): region search before any detection.
@@ -349,6 +365,8 @@ class Services:
 
     def embedder_serving(self) -> Serving | None:
         """The loaded embedder's backend and precision; None while it is not loaded."""
+        if self._root_services is not None:
+            return self._root_services.embedder_serving()  # the root loads it (embedder())
         return self._serving_recorded
 
     def tool_readiness(self) -> dict[str, str]:

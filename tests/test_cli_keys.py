@@ -6,10 +6,15 @@ import re
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from mmrag.cli import app
+from mmrag.config import Settings
+from mmrag.retrieval.store import ImagePoint
+from mmrag.retrieval.stores import open_store
+from mmrag.retrieval.tenants import TenantView
 from mmrag.tenancy.keys import KeyStore
 
 runner = CliRunner()
@@ -91,3 +96,23 @@ def test_unknown_key_id(data_dir: Path) -> None:
     result = runner.invoke(app, ["keys", "revoke", "nope"])
     assert result.exit_code == 1
     assert "no key" in result.output
+
+
+def test_tenants_list_shows_what_each_tenant_holds(data_dir: Path) -> None:
+    create("--tenant", "acme", "--scopes", "read")
+    store = open_store(Settings())
+    store.ensure_collection(4)
+    image_id = "ab" * 16
+    vector = np.full(4, 0.5, dtype=np.float32)
+    TenantView(store, "acme").upsert(
+        [ImagePoint(image_id, vector, {"id": image_id, "bytes": 4321})]
+    )
+    store.close()
+    listed = runner.invoke(app, ["tenants", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "images" in listed.output
+    assert "bytes" in listed.output
+    [acme] = [line for line in listed.output.splitlines() if "acme" in line]
+    assert re.search(r"│ +1 +│ +4321 +│", acme), acme  # one image of 4321 bytes
+    [default] = [line for line in listed.output.splitlines() if "default" in line]
+    assert re.search(r"│ +0 +│ +0 +│", default), default

@@ -141,3 +141,23 @@ def test_crossed_bounds_are_refused_at_start(
         monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=reason):
         Settings()
+
+
+def test_json_bodies_are_bounded_by_the_request_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMRAG_LIMITS__MAX_REQUEST_BYTES", "65536")
+    monkeypatch.setenv("MMRAG_LIMITS__MAX_JSON_BYTES", "65537")
+    with pytest.raises(ValidationError, match="max_json_bytes"):
+        Settings()
+    monkeypatch.setenv("MMRAG_LIMITS__MAX_JSON_BYTES", "65536")
+    assert Settings().limits.max_json_bytes == 65536
+
+
+def test_int8_quantization_is_refused_with_the_qdrant_backend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MMRAG_STORE__QUANTIZATION", "int8")
+    assert Settings().store.quantization == "int8"  # the edge store's
+    monkeypatch.setenv("MMRAG_STORE__BACKEND", StoreBackend.QDRANT.value)
+    monkeypatch.setenv("MMRAG_STORE__URL", ":memory:")
+    with pytest.raises(ValidationError, match="quantization"):
+        Settings()

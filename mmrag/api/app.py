@@ -14,7 +14,7 @@ from mmrag import __version__
 from mmrag.api import openapi, problems
 from mmrag.api.audit import Audit
 from mmrag.api.body_limit import BodySizeLimit
-from mmrag.api.json_limit import JsonBounds
+from mmrag.api.json_body_guard import JsonBounds
 from mmrag.api.limits import Limits
 from mmrag.api.metrics import Metrics
 from mmrag.api.routes import admin, agent, health, images, jobs, search, slack, tools, web
@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Read on every request (api/security.py): a key revoked by `mmrag keys` in another
     # process is refused at once.
     app.state.keys = KeyStore.in_data_dir(settings.data_dir)
-    app.state.limits = Limits(settings.tenancy, app.state.keys, settings.limits.max_image_bytes)
+    app.state.limits = Limits(settings.tenancy, app.state.keys)
     problems.install(app)
     openapi.install(app, settings)
     # Innermost, so the HTTPException it raises from receive() reaches FastAPI's body

@@ -1,5 +1,6 @@
-"""The limits of settings.tenancy, applied to a caller: rates as route dependencies, daily
-image counts and storage quotas before an ingest stores anything, concurrent jobs at submit."""
+"""The limits of settings.tenancy on an API key: rates as route dependencies, daily image
+counts before an ingest stores anything, concurrent jobs at submit. A tenant's storage quota
+is not here: every ingest checks it, whatever surface started it (Services.admit_ingest)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ from fastapi import Depends, Request
 
 from mmrag.api.security import ANONYMOUS, Caller, current_caller
 from mmrag.config import TenancySettings
-from mmrag.errors import QuotaExceeded, RateLimited
+from mmrag.errors import RateLimited
 from mmrag.retrieval.items import IngestReport
-from mmrag.retrieval.store import VectorStore
 from mmrag.tenancy.keys import KeyStore
 from mmrag.tenancy.limits import RateLimiter, now_utc, seconds_to_midnight, utc_day
-from mmrag.tenancy.usage import usage_of
 from mmrag.workers.jobs.records import UNFINISHED
 from mmrag.workers.jobs.service import JobService
 
@@ -28,10 +27,9 @@ def caller_key(caller: Caller) -> str:
 
 
 class Limits:
-    def __init__(self, settings: TenancySettings, keys: KeyStore, max_image_bytes: int) -> None:
+    def __init__(self, settings: TenancySettings, keys: KeyStore) -> None:
         self.settings = settings
         self.keys = keys
-        self.max_image_bytes = max_image_bytes
         self.rates = RateLimiter()
 
     def take(self, caller: Caller, kind: RateKind) -> None:
@@ -40,32 +38,18 @@ class Limits:
         rate = self.settings.search_per_s if kind == "search" else self.settings.ask_per_s
         self.rates.take(caller_key(caller), kind, rate)
 
-    def admit_images(self, caller: Caller, view: VectorStore, images: int, size: int) -> None:
-        """Refuses (429, 413) an ingest of ``images`` images of ``size`` known bytes that
-        would pass the key's images today or the tenant's quota."""
+    def admit_images(self, caller: Caller, images: int) -> None:
+        """Refuses (429) an ingest of ``images`` images that would pass the key's images
+        today. The tenant's storage quota is the ingest's own (Services.admit_ingest)."""
+        if caller is ANONYMOUS:
+            return
         now = now_utc()
         used = self.keys.images_on(caller_key(caller), utc_day(now))
-        if caller is not ANONYMOUS and used + images > self.settings.images_per_day:
+        if used + images > self.settings.images_per_day:
             raise RateLimited(
                 f"{images} more images would pass this key's {self.settings.images_per_day} "
                 f"a day ({used} today)",
                 seconds_to_midnight(now),
-            )
-        held = view.count()  # an indexed count: cheap at any size
-        if held + images > self.settings.max_images:
-            raise QuotaExceeded(
-                f"tenant {caller.tenant!r} holds {held} images; {images} more would "
-                f"pass its quota of {self.settings.max_images}"
-            )
-        # Bytes cost a scroll of the tenant's payloads (usage_of); skipped while even images
-        # all at the size limit could not reach the quota.
-        if (held + images) * self.max_image_bytes <= self.settings.max_bytes:
-            return
-        usage = usage_of(view)
-        if usage.bytes + size > self.settings.max_bytes:
-            raise QuotaExceeded(
-                f"tenant {caller.tenant!r} holds {usage.bytes} bytes; {size} more would pass "
-                f"its quota of {self.settings.max_bytes}"
             )
 
     def count_images(self, caller: Caller, report: IngestReport) -> None:

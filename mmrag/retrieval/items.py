@@ -44,6 +44,8 @@ class IngestItem:
     read: Callable[[], bytes] = field(repr=False, compare=False)
     captions: tuple[str, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # The bytes, where known before ``read`` (an upload): what a quota check counts.
+    size: int | None = field(default=None, compare=False)
 
     @classmethod
     def upload(
@@ -53,7 +55,14 @@ class IngestItem:
         captions: Sequence[str] = (),
         metadata: Mapping[str, Any] | None = None,
     ) -> IngestItem:
-        return cls("upload", upload_name(filename), lambda: data, _tuple(captions), metadata or {})
+        return cls(
+            "upload",
+            upload_name(filename),
+            lambda: data,
+            _tuple(captions),
+            metadata or {},
+            len(data),
+        )
 
     @classmethod
     def server_path(

@@ -101,7 +101,12 @@ class SearchService:
     def search(self, query: SearchQuery) -> SearchResults:
         self._check(query)
         started = time.perf_counter()
-        vector, exclude = self._query_vector(query)
+        # Taken first even for a search by image_id, which embeds nothing: taking it pins this
+        # thread to the collection serving now (retrieval/switchable.py), else a reused thread
+        # reads the vector and searches the collection it pinned last, stale after a swap.
+        # Once loaded it is a cache lookup.
+        embedder = self._embedder()
+        vector, exclude = self._query_vector(query, embedder)
         encoded = time.perf_counter()
         store_filter = query.filter
         if exclude is not None:
@@ -150,12 +155,12 @@ class SearchService:
             raise InvalidInput("hybrid search needs text: BM25 has no words to match in an image")
 
     def _query_vector(
-        self, query: SearchQuery
+        self, query: SearchQuery, embedder: ClipEmbedder
     ) -> tuple[npt.NDArray[np.float32], MatchValue | None]:
         if query.text is not None:
-            return self._embedder().embed_texts([query.text])[0], None
+            return embedder.embed_texts([query.text])[0], None
         if query.image is not None:
-            return self._embedder().embed_images([query.image])[0], None
+            return embedder.embed_images([query.image])[0], None
         assert query.image_id is not None
         vector = self._store.get_vector(query.image_id, "image")
         if vector is None:

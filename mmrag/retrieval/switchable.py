@@ -154,7 +154,8 @@ class SwitchableStore:
         with self._writes.shared():
             with self._lock:
                 stale = getattr(self._pins, "generation", self._generation) != self._generation
-            if stale:
+            # No vectors (no crops) means nothing was embedded: clearing regions is no model's.
+            if stale and len(vectors):
                 # Crops embedded by the model the switch replaced: retried, they embed anew.
                 raise Unavailable("the embedder changed while these regions were embedded")
             self.current.set_regions(image_id, vectors, regions)

@@ -40,6 +40,7 @@ import numpy.typing as npt
 
 from mmrag.errors import InvalidInput
 from mmrag.retrieval.store import (
+    REGIONS_FIELD,
     DenseVectorName,
     Filter,
     Hit,
@@ -239,8 +240,13 @@ def migrate_shared_points(store: VectorStore) -> int:
     """Points of the first design (one shared point listing its tenants in ``tenants``) each
     become a point per listed tenant, vectors and payload copied; the shared point stays the
     default tenant's, as the API without tenancy saw it. Idempotent; the number of points
-    made. Run with the service stopped (``mmrag tenants migrate``)."""
+    made. Run with the service stopped (``mmrag tenants migrate``).
+
+    Region vectors are not copied: the copies carry no ``regions`` payload either, so a
+    ``regions`` job rebuilds them rather than taking the point for done while region search
+    cannot find it."""
     from mmrag.retrieval import sparse  # the BM25 model loads only when a point needs it
+    from mmrag.retrieval.reindex import caption_texts
 
     made = 0
     for hit in store.scroll(Filter(must_not=(MatchValue(SCOPED_FIELD, True),))):
@@ -249,9 +255,11 @@ def migrate_shared_points(store: VectorStore) -> int:
         if image is None:
             continue
         text = store.get_vector(hit.image_id, "text")
-        captions = [str(caption) for caption in hit.payload.get("captions", [])]
+        # The same texts ingest and re-index make the sparse vector of (the model caption too).
+        captions = caption_texts(hit.payload)
         words = sparse.encode_document(captions) if captions else None
-        payload = {k: v for k, v in hit.payload.items() if k != LEGACY_TENANTS_FIELD}
+        dropped = (LEGACY_TENANTS_FIELD, REGIONS_FIELD)
+        payload = {k: v for k, v in hit.payload.items() if k not in dropped}
         for tenant in tenants:
             view = TenantView(store, tenant)
             if not view.existing([hit.image_id]):

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from slack_sdk import WebClient
 
 from mmrag.config import SlackSettings
-from mmrag.errors import MmragError
+from mmrag.errors import MmragError, QuotaExceeded
 from mmrag.retrieval.items import IngestItem
 from mmrag.services import Services
 from mmrag.slack import render
@@ -58,12 +58,16 @@ class Intake:
             items.append(IngestItem.upload(data, found.name, metadata={"slack": origin}))
         ids: list[str] = []
         if items:
-            report = self.services.ingest_for(place.tenant, items)
-            for result in report.results:
-                if result.image is not None:
-                    ids.append(result.image.image_id)
-                else:
-                    refusals.append(f"{result.source}: {result.reason}")
+            try:
+                report = self.services.ingest_for(place.tenant, items)
+            except QuotaExceeded as error:  # the workspace's quota: none of them was stored
+                refusals.append(error.detail)
+            else:
+                for result in report.results:
+                    if result.image is not None:
+                        ids.append(result.image.image_id)
+                    else:
+                        refusals.append(f"{result.source}: {result.reason}")
         if refusals:
             Poster(client, place).ephemeral(
                 render.failure("I could not use: " + "; ".join(refusals))

@@ -175,7 +175,11 @@ def test_fifty_megapixel_png_is_over_the_pixel_limit(live_api: httpx.Client, sto
 
 def test_upload_over_the_byte_limits(settings: Settings, tmp_path: Path) -> None:
     small = settings.model_copy(
-        update={"limits": LimitSettings(max_image_bytes=2048, max_request_bytes=64 * 1024)}
+        update={
+            "limits": LimitSettings(
+                max_image_bytes=2048, max_request_bytes=64 * 1024, max_json_bytes=64 * 1024
+            )
+        }
     )
     with LiveServer(small) as server, httpx.Client(base_url=server.url) as client:
         ok = upload(client, ("ok.png", png_bytes((1, 2, 3), (8, 8))))

@@ -29,7 +29,7 @@ def test_concurrent_jobs_per_tenant(settings: Settings) -> None:
     services = Services.open(settings)
     jobs = JobService.open(services)
     keys = KeyStore.in_data_dir(settings.data_dir)
-    limits = Limits(TenancySettings(concurrent_jobs=2), keys, settings.limits.max_image_bytes)
+    limits = Limits(TenancySettings(concurrent_jobs=2), keys)
     acme = Caller("ci", "acme", frozenset({"jobs"}), "k1")
     globex = Caller("ci", "globex", frozenset({"jobs"}), "k2")
     try:

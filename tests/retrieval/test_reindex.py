@@ -234,3 +234,14 @@ def test_regions_are_embedded_again_by_the_new_model(services: Services, new_spe
     assert hit.region is not None
     assert hit.region["label"] == "square"
     services.close()
+
+
+def test_a_tenants_services_follow_a_swap(services: Services, new_spec: str) -> None:
+    before = services.scoped("acme")
+    services.reindex(new_spec, grace_s=0.1)
+    after = services.scoped("acme")
+    assert after is not before  # the copy of before the swap held its settings
+    assert after.settings.models.embedder == new_spec
+    assert before.serving_embedder_spec == new_spec  # a copy still held asks the root
+    assert after.embedder_serving() is services.embedder_serving() is not None
+    services.close()

@@ -3,12 +3,18 @@ the agent; the same bytes in two tenants share only the blob."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
+
 import pytest
 from workers.shapes_scenes import held_out, png_of
 
-from mmrag.errors import InvalidInput, NotFound
+from mmrag.config import Settings
+from mmrag.errors import InvalidInput, NotFound, QuotaExceeded
+from mmrag.retrieval import sparse
 from mmrag.retrieval.items import IngestItem, IngestReport
 from mmrag.retrieval.search import SearchQuery, SearchTarget
+from mmrag.retrieval.store import SparseVector
 from mmrag.retrieval.tenants import (
     DEFAULT_TENANT,
     migrate_shared_points,
@@ -119,3 +125,61 @@ def test_shared_points_of_the_first_design_are_migrated(services: Services) -> N
         query = SearchQuery(text="a red circle", target=SearchTarget.HYBRID)
         assert [hit.image_id for hit in services.search_for(tenant, query).hits] == [image_id]
     assert services.root_store.count() == 3
+
+
+def test_a_migrated_point_leaves_its_regions_to_a_regions_job_and_keeps_the_model_caption(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = held_out(2)
+    item = IngestItem.upload(png_of(pool[0]), "0.png", ["a red circle"])
+    (image_id,) = [r.image.image_id for r in services.ingest([item]).results if r.image]
+    boxes = [{"box": [2, 4, 20, 30], "label": "circle", "score": 0.9}]
+    payload = {**services.store.get([image_id])[image_id], "boxes": boxes}
+    assert services.regions.index(image_id, payload).regions == 1
+    services.root_store.set_payload(
+        image_id, {"tenants": ["slack:T1"], "model_caption": "a round red shape"}
+    )
+    encoded: list[list[str]] = []
+    real = sparse.encode_document
+
+    def encode(texts: Sequence[str]) -> SparseVector:
+        encoded.append(list(texts))
+        return real(texts)
+
+    monkeypatch.setattr(sparse, "encode_document", encode)
+    assert migrate_shared_points(services.root_store) == 1
+    assert encoded == [["a red circle", "a round red shape"]]
+    # No regions payload without the region vectors: a regions job takes the copy as not done.
+    assert "regions" not in services.image(image_id, "slack:T1")
+    assert services.scoped("slack:T1").store.count_regions() == 0
+
+
+def test_the_slack_path_is_held_to_the_tenants_quota(settings: Settings) -> None:
+    tenancy = settings.tenancy.model_copy(update={"max_images": 3})
+    services = Services.open(settings.model_copy(update={"tenancy": tenancy}))
+    try:
+        # slack/intake.py ingests a workspace's files so; four are past the quota of three.
+        with pytest.raises(QuotaExceeded, match="quota of 3"):
+            _report(services, "slack:T1", [0, 1, 2, 3])
+        assert services.scoped("slack:T1").store.count() == 0
+        # Two uploads at once, two images each: the check and the ingest are one step.
+        outcomes: list[BaseException | IngestReport] = []
+
+        def upload(scenes: list[int]) -> None:
+            try:
+                outcomes.append(_report(services, "slack:T1", scenes))
+            except QuotaExceeded as error:
+                outcomes.append(error)
+
+        threads = [threading.Thread(target=upload, args=(s,)) for s in ([0, 1], [2, 3])]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(type(outcome).__name__ for outcome in outcomes) == [
+            "IngestReport",
+            "QuotaExceeded",
+        ]
+        assert services.scoped("slack:T1").store.count() == 2
+    finally:
+        services.close()

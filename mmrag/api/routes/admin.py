@@ -11,9 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from mmrag.api.deps import ServicesDep
 from mmrag.api.openapi import V1_PROBLEMS
 from mmrag.api.security import IsAdmin
-from mmrag.retrieval.tenants import DEFAULT_TENANT
 from mmrag.tenancy.keys import KeyStore
-from mmrag.tenancy.usage import usage_of
+from mmrag.tenancy.usage import tenant_usage
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=V1_PROBLEMS)
 
@@ -38,23 +37,17 @@ def _moment(stamp: float | None) -> datetime | None:
 @router.get("/tenants", response_model=TenantList)
 async def list_tenants(request: Request, services: ServicesDep, _: IsAdmin) -> TenantList:
     keys: KeyStore = request.app.state.keys
-
-    def listing() -> TenantList:
-        known = {tenant.name: tenant for tenant in keys.tenants()}
-        items = []
-        for name in sorted({DEFAULT_TENANT, *known}):
-            usage = usage_of(services.scoped(name).store)
-            record = known.get(name)
-            items.append(
-                TenantUsage(
-                    name=name,
-                    created=_moment(record.created) if record else None,
-                    deleted=_moment(record.deleted) if record else None,
-                    active_keys=record.active_keys if record else 0,
-                    images=usage.images,
-                    bytes=usage.bytes,
-                )
+    listing = await run_in_threadpool(tenant_usage, keys, services.root_store)
+    return TenantList(
+        items=[
+            TenantUsage(
+                name=tenant.name,
+                created=_moment(tenant.created),
+                deleted=_moment(tenant.deleted),
+                active_keys=tenant.active_keys,
+                images=tenant.images,
+                bytes=tenant.bytes,
             )
-        return TenantList(items=items)
-
-    return await run_in_threadpool(listing)
+            for tenant in listing
+        ]
+    )

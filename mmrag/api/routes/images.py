@@ -44,6 +44,7 @@ from mmrag.retrieval.items import (
 from mmrag.retrieval.json_bounds import check_json_text
 from mmrag.retrieval.sources import ServerPaths
 from mmrag.services import Services
+from mmrag.tenancy.quota import known_bytes
 
 router = APIRouter(prefix="/v1/images", tags=["images"], responses=V1_PROBLEMS)
 
@@ -86,15 +87,13 @@ async def upload_images(
         raise InvalidInput(f"{len(captions)} captions for {len(files)} files: give one per file")
     shared_metadata = _parse_metadata(metadata, services)
     items = []
-    size = 0
     for index, upload in enumerate(files):
         data = await read_upload(upload, limits.max_image_bytes)
-        size += len(data)
         caption = clean_captions([captions[index]], limits) if captions else []
         items.append(
             IngestItem.upload(data, upload.filename or f"file-{index}", caption, shared_metadata)
         )
-    return await _ingest(request, services, items, size)
+    return await _ingest(request, services, items)
 
 
 @router.post(
@@ -230,15 +229,18 @@ def _parse_metadata(raw: str | None, services: Services) -> dict[str, Any]:
 
 
 async def _ingest(
-    request: Request, services: Services, items: list[IngestItem], size: int = 0
+    request: Request, services: Services, items: list[IngestItem]
 ) -> ImagesCreated | StreamingResponse:
     """Ingest and answer with the created images, or stream progress events first. The
-    key's images a day and the tenant's quota are checked first (``size``: the bytes known
-    before fetching; a URL's or a path's are not), and nothing is stored past them."""
+    key's images a day and the tenant's quota are checked first (on the bytes known before
+    fetching: a URL's or a path's are not), and nothing is stored past them."""
     metrics: Metrics = request.app.state.metrics
     limits: Limits = request.app.state.limits
     caller: Caller = request.state.caller
-    await run_in_threadpool(limits.admit_images, caller, services.store, len(items), size)
+    await run_in_threadpool(limits.admit_images, caller, len(items))
+    # The ingest checks the quota again, under its lock; asked here too so that a streamed
+    # upload is refused with a 413 before its stream starts.
+    await run_in_threadpool(services.admit_ingest, len(items), known_bytes(items))
 
     def ingest(items: list[IngestItem], progress: ProgressCallback | None = None) -> IngestReport:
         report = services.ingest(items, progress)

@@ -131,8 +131,8 @@ async def _tool_request(
         upload = candidate
     elif content_type.startswith("application/json") or not content_type:
         raw = await request.body()
-        limits = services.settings.limits
-        check_json_text(raw, limits.max_json_depth, limits.max_json_bytes)
+        bounds = services.settings.limits
+        check_json_text(raw, bounds.max_json_depth, bounds.max_json_bytes)
         try:
             fields = json.loads(raw) if raw else {}
         except json.JSONDecodeError as error:
@@ -156,10 +156,10 @@ async def _tool_request(
         raise Forbidden(f"API key {key.name!r} lacks the 'write' scope needed to upload")
     data = await read_upload(upload, services.settings.limits.max_image_bytes)
     item = IngestItem.upload(data, upload.filename or "upload", (), {})
-    tenancy: Limits = request.app.state.limits
-    await run_in_threadpool(tenancy.admit_images, key, services.store, 1, len(data))
+    limits: Limits = request.app.state.limits
+    await run_in_threadpool(limits.admit_images, key, 1)
     report = await run_in_threadpool(services.ingest, [item])
-    tenancy.count_images(key, report)
+    limits.count_images(key, report)
     result = report.results[0]
     if result.image is None:
         raise result.error or InvalidInput("the upload could not be indexed")

@@ -24,7 +24,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmrag.errors import BackendDown, MmragError, NotFound, SourceUnreachable, Unavailable
+from mmrag.errors import (
+    BackendDown,
+    MmragError,
+    NotFound,
+    QuotaExceeded,
+    SourceUnreachable,
+    Unavailable,
+)
 from mmrag.retrieval.annotations import count_key, normalise_label
 from mmrag.retrieval.tenants import DEFAULT_TENANT
 from mmrag.workers.client import ImageRequest
@@ -126,7 +133,12 @@ class BatchProcessor:
             return
         with self.services.url_fetcher() as fetcher:
             ingest = [ingest_item(source, w.item.key, self.settings, fetcher) for w in works]
-            report = self.services.ingest(ingest)
+            try:
+                report = self.services.ingest(ingest)
+            except QuotaExceeded as error:  # the tenant's quota: the batch stores nothing
+                for work in works:
+                    work.error = error
+                return
         for work, result in zip(works, report.results, strict=True):
             if result.image is not None:
                 work.image_id = result.image.image_id
