@@ -63,14 +63,7 @@ def ask_latency(asks: int, scenes: int, data_dir: Path) -> dict[str, Any]:
         samples={"enabled": False},
     )
     with TestClient(create_app(settings)) as client:
-        files = []
-        for seed in range(HELD_OUT_SEEDS.start, HELD_OUT_SEEDS.start + scenes):
-            out = io.BytesIO()
-            generate_scene(seed).image.save(out, "PNG")
-            files.append(("files", (f"{seed}.png", out.getvalue(), "image/png")))
-        response = client.post("/v1/images", files=files)
-        response.raise_for_status()
-        image_id = response.json()["items"][0]["id"]
+        image_id = _index(client, scenes)
         results = {}
         bodies = {
             "single_tool_ground": {"question": QUESTION, "image_id": image_id},

@@ -22,7 +22,6 @@ costs on the weights actually served.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -30,12 +29,11 @@ import logging
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from mmrag.errors import ModelUnavailable
+from mmrag.models.file_lock import exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +102,7 @@ def exported_towers(
         return target
     try:
         root.mkdir(parents=True, exist_ok=True)
-        with _locked(root / ".export.lock"):
+        with exclusive_lock(root / ".export.lock"):
             problem = intact(target)
             if problem is None:
                 return target
@@ -269,13 +267,3 @@ def _remove_abandoned(root: Path) -> None:
         if staging.is_dir():
             log.info("removing the abandoned export %s", staging)
             shutil.rmtree(staging, ignore_errors=True)
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
