@@ -196,6 +196,21 @@ def _listen(app: App, bot: SlackBot) -> None:
         image_id = str(action.get("value", ""))
         bot.submit("more like this", lambda: bot.more_like(client, place, image_id))
 
+    def proposal(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        ack()
+        message = body.get("message") or {}
+        ts = str(message.get("ts", ""))
+        thread = str(message.get("thread_ts") or ts)
+        place = Place(
+            str(body["team"]["id"]), str(body["channel"]["id"]), str(body["user"]["id"]), thread
+        )
+        confirm = action.get("action_id") == render.START_JOB
+        asker = str(action.get("value", ""))
+        bot.submit("job proposal", lambda: bot.answer_proposal(client, place, ts, asker, confirm))
+
+    for action_id in (render.START_JOB, render.DROP_JOB):
+        app.action(action_id)(proposal)
+
     @app.event("app_mention")
     def mentioned(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
         _on_message(bot, event, context, client)

@@ -148,15 +148,61 @@ class SlackBot:
         poster = Poster(client, place)
         ts = poster.post(render.working(question))
         asked = None if place.thread_ts else question
-        place = place.in_thread(place.thread_ts or ts)
+        poster = Poster(client, place.in_thread(place.thread_ts or ts))
+        result = self._answer(poster, ts, question, image_id)
+        if result is None:
+            return
+        text, blocks = render.answer_blocks(result, asked, place.user)
+        poster.update(ts, text, blocks)
+        uploads, comment = self.evidence.for_citations(result["citations"], poster.place.tenant)
+        poster.upload(uploads, comment)
+
+    def answer_proposal(
+        self, client: WebClient, place: Place, ts: str, asker: str, confirm: bool
+    ) -> None:
+        """A "Start job" or "Don't" click on the proposal in message ``ts``: the agent's
+        thread is the workspace's, so only the person who asked may answer for it."""
         poster = Poster(client, place)
+        if place.user != asker:
+            poster.ephemeral(render.not_your_proposal(asker))
+            return
+        try:
+            # Answered already (a second click): say so, and leave the message as it is.
+            self.services.agent().check_pending(place.conversation, place.tenant, place.tenant)
+        except MmragError as error:
+            poster.ephemeral(render.failure(error.detail))
+            return
+        question = render.proposal_answer(confirm)
+        poster.update(ts, render.working(question))  # the buttons go: no second answer
+        result = self._answer(poster, ts, question, None, confirm)
+        if result is None:
+            return
+        text, blocks = render.answer_blocks(result)
+        poster.update(ts, text, blocks)
+        job_id = render.started_job(result)
+        if job_id is not None and self.jobs.available:
+            self.submit("job progress", lambda: self.jobs.watch(poster, job_id), self._watchers)
+
+    def _answer(
+        self,
+        poster: Poster,
+        ts: str,
+        question: str,
+        image_id: str | None,
+        confirm: bool | None = None,
+    ) -> dict[str, Any] | None:
+        """Run the agent in the poster's thread, showing its progress in message ``ts``; the
+        answer, or None when it failed (the message then says so)."""
+        place = poster.place
         events: list[tuple[str, dict[str, Any]]] = []
         result: dict[str, Any] | None = None
         shown_at = 0.0
         try:
             agent = self.services.agent()
+            # The conversation is the workspace's (owner and tenant): threads are per Slack
+            # thread, and answering a proposal is limited to its asker in answer_proposal.
             stream = agent.stream(
-                question, image_id, place.conversation, place.tenant, place.tenant
+                question, image_id, place.conversation, place.tenant, place.tenant, confirm
             )
             for event, data in stream:
                 if event == "answer":
@@ -169,19 +215,15 @@ class SlackBot:
                         shown_at = now
         except MmragError as error:
             poster.update(ts, render.failure(error.detail))
-            return
+            return None
         except Exception:
             # Never leave "working on it" standing: say it failed, log why.
             log.exception("answering in %s failed", place.channel)
             poster.update(ts, render.failure("something went wrong; it was logged"))
-            return
+            return None
         if result is None:
             poster.update(ts, render.failure("the agent gave no answer"))
-            return
-        text, blocks = render.answer_blocks(result, asked)
-        poster.update(ts, text, blocks)
-        uploads, comment = self.evidence.for_citations(result["citations"], place.tenant)
-        poster.upload(uploads, comment)
+        return result
 
     @staticmethod
     def _progress(poster: Poster, ts: str, text: str) -> None:

@@ -34,6 +34,11 @@ class SlackJobs:
         self._closing = closing  # set when the bot stops: watching ends
         self._in_background = in_background  # runs a job's watch on a thread of its own
 
+    @property
+    def available(self) -> bool:
+        """Whether jobs run in this process (only in `mmrag serve`)."""
+        return self._jobs is not None
+
     def service(self) -> JobService:
         if self._jobs is None:
             raise Unavailable("bulk jobs run only in `mmrag serve`, not in this process")

@@ -60,19 +60,29 @@ def progress(question: str, events: Sequence[tuple[str, Mapping[str, Any]]]) -> 
             lines.append(f"• {quoted(str(data['tool']))}{on}…")
         elif event == "tool_end":
             # A tool's error can echo the question: shown as data, like every text from it.
-            outcome = (
-                f"failed: {quoted(str(data['error']))}"
-                if "error" in data
-                else f"done in {data['ms']:g} ms"
-            )
-            lines[-1] = f"• {quoted(str(data['tool']))}: {outcome}"
+            tool = quoted(str(data["tool"]))
+            if "error" in data:
+                outcome = f"failed: {quoted(str(data['error']))}"
+            elif "ms" in data:
+                outcome = f"done in {data['ms']:g} ms"
+            else:
+                outcome = "done"  # a confirmed job's step: it waited on a person, not timed
+            line = f"• {tool}: {outcome}"
+            # A resumed thread's step ends with no start of its own (it started last turn).
+            if lines[-1].startswith(f"• {tool}") and lines[-1].endswith("…"):
+                lines[-1] = line
+            else:
+                lines.append(line)
     return "\n".join(lines)
 
 
-def answer_blocks(result: Mapping[str, Any], asked: str | None = None) -> tuple[str, Blocks]:
+def answer_blocks(
+    result: Mapping[str, Any], asked: str | None = None, asker: str | None = None
+) -> tuple[str, Blocks]:
     """The answer as the message that replaces "working on it": text, plus a context line.
     ``asked`` (the question) heads it when the message starts the thread (a slash command's
-    ask), so the thread says what was asked."""
+    ask), so the thread says what was asked. A job the agent proposes (``pending``) is shown
+    with "Start job" and "Don't" buttons that only ``asker`` may press."""
     text = quoted(str(result["answer"]) or "I found nothing to say.")
     if asked is not None:
         text = f"> {quoted(asked)}\n{text}"
@@ -83,7 +93,72 @@ def answer_blocks(result: Mapping[str, Any], asked: str | None = None) -> tuple[
         section(text),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
     ]
+    pending = result.get("pending")
+    if pending and asker is not None:
+        blocks[0] = section(proposal_text(pending))
+        blocks.append(proposal_buttons(asker))
+        text = proposal_text(pending)
     return clip(text), blocks
+
+
+# The action ids of a proposed job's buttons; their value is the Slack user who was asked.
+START_JOB = "mmrag_start_job"
+DROP_JOB = "mmrag_drop_job"
+
+
+def proposal_text(pending: Mapping[str, Any]) -> str:
+    """A proposed job, readably: what it does and to how many images (the agent's own text
+    tells API callers to send ``confirm``; here the buttons do that)."""
+    count = int(pending["images"])
+    what = (
+        "caption"
+        if pending["task"] == "caption"
+        else f"detect {quoted(', '.join(map(str, pending.get('labels', []))))} in"
+    )
+    shown = ", ".join(f"`{image_id}`" for image_id in list(pending["image_ids"])[:5])
+    more = f" and {count - 5} more" if count > 5 else ""
+    return (
+        f":gear: I can start a job to {what} the {count} image{'s' * (count != 1)} I found "
+        f"({shown}{more}). Start it?"
+    )
+
+
+def proposal_buttons(asker: str) -> dict[str, Any]:
+    def button(label: str, action_id: str, style: str | None) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "type": "button",
+            "text": {"type": "plain_text", "text": label},
+            "action_id": action_id,
+            "value": asker,
+        }
+        if style is not None:
+            found["style"] = style
+        return found
+
+    return {
+        "type": "actions",
+        "elements": [button("Start job", START_JOB, "primary"), button("Don't", DROP_JOB, None)],
+    }
+
+
+def proposal_answer(confirm: bool) -> str:
+    """What the click says to the agent (and the progress message shows)."""
+    return "Start the job." if confirm else "Don't start the job."
+
+
+def not_your_proposal(asker: str) -> str:
+    return f":no_entry_sign: Only <@{quoted(asker)}> can answer this proposal."
+
+
+def started_job(result: Mapping[str, Any]) -> str | None:
+    """The id of the job an answer started, from its start_job step's outcome."""
+    for entry in result.get("trace", []):
+        if entry.get("tool") != "start_job":
+            continue
+        for outcome in entry.get("outputs", []):
+            if outcome.get("started"):
+                return str(outcome["job_id"])
+    return None
 
 
 def hit_line(rank: int, image_id: str, score: float, caption: str) -> str:

@@ -16,7 +16,7 @@ from mmrag.cli import app
 from mmrag.config import SlackSettings
 from mmrag.models.fixtures.evaluate_grounding import box_iou
 from mmrag.models.fixtures.shapes import generate_scene
-from mmrag.slack import commands
+from mmrag.slack import commands, render
 from mmrag.slack.bot import question_of
 from mmrag.slack.boxes import BOX_RGB, DrawnBox, display_scale, draw_boxes
 from mmrag.slack.dedupe import SeenStore
@@ -65,6 +65,16 @@ def test_the_mention_is_taken_out_of_the_question() -> None:
     assert question_of("<@U0BOT00001> what is  on <@U0X|bob> this shelf?") == (
         "what is on this shelf?"
     )
+
+
+def test_a_confirmed_jobs_step_shows_in_the_progress_without_a_start_or_a_time() -> None:
+    # Resuming a proposal streams only the start_job step's end: no tool_start, no ms.
+    shown = render.progress("Start the job.", [("tool_end", {"tool": "start_job", "step": 2})])
+    assert shown.splitlines() == [render.working("Start the job."), "• start_job: done"]
+    ran = render.progress(
+        "q", [("tool_start", {"tool": "retrieve"}), ("tool_end", {"tool": "retrieve", "ms": 3})]
+    )
+    assert ran.splitlines()[1:] == ["• retrieve: done in 3 ms"]
 
 
 def test_boxes_are_drawn_where_the_shapes_are() -> None:

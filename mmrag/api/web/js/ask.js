@@ -10,6 +10,7 @@ import { busy, byId, el, say } from "./dom.js";
 
 const STORE = "mmrag.conversation";
 const CITATION = /\[([0-9a-f]{32})\]/g;
+const PROPOSAL_THUMBNAILS = 6; // a proposed job shows this many of its images
 
 let conversation = load();
 let running = false;
@@ -30,7 +31,11 @@ function save() {
   sessionStorage.setItem(STORE, JSON.stringify(conversation));
 }
 
-export function setUpAsk() {
+let openJob = () => {}; // shows a job in the jobs view (main.js wires it)
+
+/** `showJob(jobId)` opens a job the agent started in the page's jobs view. */
+export function setUpAsk({ showJob }) {
+  openJob = showJob;
   const form = byId("ask-form");
   const input = byId("ask-text");
   form.addEventListener("submit", (event) => {
@@ -61,7 +66,7 @@ export function setUpAsk() {
   document.addEventListener("mmrag:signed-out", startOver);
   for (const turn of conversation.turns) {
     const view = turnView(turn.question, turn.about);
-    renderAnswer(view, turn.result);
+    renderAnswer(view, turn);
   }
 }
 
@@ -81,19 +86,27 @@ function setAbout(image) {
 
 async function ask(question) {
   if (!question || running) return;
+  byId("ask-text").value = "";
+  const body = { question, stream: true };
+  if (conversation.threadId) body.thread_id = conversation.threadId;
+  if (about) body.image_id = about.id;
+  if (await converse(question, about, body)) setAbout(null); // follow-ups go on in the thread, which knows the image
+}
+
+/**
+ * One turn: sends `body` to /v1/ask as a stream, shows the plan, steps and answer as they come
+ * and keeps the turn. The answer, or null when it failed (the turn says why) or was given up.
+ */
+async function converse(question, image, body) {
   running = true;
   const submit = byId("ask-form").querySelector("button[type=submit]");
   submit.disabled = true;
-  byId("ask-text").value = "";
-  const view = turnView(question, about);
+  const view = turnView(question, image);
   view.node.scrollIntoView({ block: "nearest" });
   const asked = conversation;
   const controller = new AbortController();
   streaming = controller;
   try {
-    const body = { question, stream: true };
-    if (conversation.threadId) body.thread_id = conversation.threadId;
-    if (about) body.image_id = about.id;
     const response = await busy(
       view.status,
       request("/v1/ask", {
@@ -102,7 +115,7 @@ async function ask(question) {
         accept: "text/event-stream",
         signal: controller.signal,
       }),
-      "Planning…",
+      body.confirm === undefined ? "Planning…" : "Sending your answer…",
     );
     let result = null;
     await busy(view.status, () =>
@@ -120,16 +133,17 @@ async function ask(question) {
         else if (name === "error") throw problemError(data);
       }),
     );
-    if (asked !== conversation) return; // a new conversation started meanwhile
+    if (asked !== conversation) return null; // a new conversation started meanwhile
     if (!result) throw new Error("The answer stream ended early.");
     conversation.threadId = result.thread_id;
-    conversation.turns.push({ question, about, result: keep(result) });
+    const turn = { question, about: image, result: keep(result) };
+    conversation.turns.push(turn);
     save();
-    renderAnswer(view, result);
-    setAbout(null); // follow-ups go on in the thread, which knows the image
+    renderAnswer(view, turn);
+    return result;
   } catch (error) {
-    if (error.name === "AbortError") return;
-    say(view.status, error.detail || String(error.message || error), true);
+    if (error.name !== "AbortError") say(view.status, error.detail || String(error.message || error), true);
+    return null;
   } finally {
     if (streaming === controller) streaming = null;
     running = false;
@@ -154,7 +168,19 @@ function keep(result) {
       note,
     })),
     thread_id: result.thread_id,
+    pending: result.pending ?? null, // a proposed job, until it is answered
+    job_id: startedJob(result),
   };
+}
+
+/** The id of the job this answer started, if it started one (the start_job step's outcome). */
+function startedJob(result) {
+  if (result.job_id) return result.job_id; // a kept turn
+  for (const entry of result.trace || []) {
+    const outcome = entry.tool === "start_job" ? (entry.outputs || [])[0] : null;
+    if (outcome?.started) return outcome.job_id;
+  }
+  return null;
 }
 
 function turnView(question, image = null) {
@@ -209,7 +235,8 @@ function stepState(view, entry, state) {
   item.textContent = `${base} — ${extra}`;
 }
 
-function renderAnswer(view, result) {
+function renderAnswer(view, turn) {
+  const result = turn.result;
   if (!view.steps.children.length) showPlan(view, result.plan);
   for (const entry of result.trace) {
     stepState(view, entry, entry.error ? "failed" : "done");
@@ -218,6 +245,61 @@ function renderAnswer(view, result) {
   view.status.classList.toggle("weak", result.weak_evidence);
   view.answer.replaceChildren(...withCitations(result.answer));
   renderEvidence(view.evidence, result.citations);
+  if (result.pending) view.node.append(proposalView(turn));
+  if (result.job_id) {
+    const show = el("button", { type: "button", className: "job-link", text: `Show job ${result.job_id.slice(0, 8)}` });
+    show.addEventListener("click", () => openJob(result.job_id));
+    view.node.append(el("p", {}, show));
+  }
+}
+
+/**
+ * A job the agent proposes, readably: the task, how many images, a few of them, and the
+ * buttons that answer it in the same thread (confirm: true starts it, false drops it).
+ */
+function proposalView(turn) {
+  const pending = turn.result.pending;
+  const what = pending.task === "caption" ? "Caption" : `Detect ${(pending.labels || []).join(", ")} in`;
+  const count = `${pending.images} image${pending.images === 1 ? "" : "s"}`;
+  const shown = pending.image_ids.slice(0, PROPOSAL_THUMBNAILS);
+  const more = pending.image_ids.length - shown.length;
+  const start = el("button", { type: "button", className: "primary", text: "Start job" });
+  const skip = el("button", { type: "button", text: "Don't" });
+  const status = el("p", { className: "status", role: "status" });
+  const node = el(
+    "section",
+    { className: "proposal", "aria-label": "Proposed job" },
+    el("p", { className: "proposal-task", text: `Proposed job: ${what} ${count}.` }),
+    el("div", { className: "proposal-images" }, ...shown.map(citationButton), more > 0 ? `and ${more} more` : null),
+    el("div", { className: "ask-actions" }, start, skip),
+    status,
+  );
+  const answer = async (confirm) => {
+    if (running) {
+      say(status, "Wait for the answer being written first.", true);
+      return;
+    }
+    start.disabled = skip.disabled = true;
+    say(status, "");
+    const body = {
+      question: confirm ? "Start the job." : "Don't start the job.",
+      thread_id: conversation.threadId,
+      confirm,
+      stream: true,
+    };
+    const result = await busy(status, converse(body.question, null, body), "Waiting for the answer…");
+    if (!result) {
+      // The answer's turn says why (a read-only key's 403, say): the choice stays open.
+      start.disabled = skip.disabled = false;
+      return;
+    }
+    turn.result.pending = null; // answered: a reload shows no buttons for it
+    save();
+    node.replaceChildren(el("p", { className: "proposal-task", text: confirm ? "You started this job." : "You dropped this job." }));
+  };
+  start.addEventListener("click", () => answer(true));
+  skip.addEventListener("click", () => answer(false));
+  return node;
 }
 
 /** The answer's text with each [image id] as a thumbnail button opening that image. */

@@ -189,6 +189,16 @@ export async function resumeJob() {
   }
 }
 
+/** Shows one job by id (the one an agent's answer started): its progress, as if started here. */
+export async function showJob(jobId) {
+  try {
+    follow(await busy(byId("job-summary"), getJson(`/v1/jobs/${jobId}`), "Loading the job…"));
+  } catch (error) {
+    byId("job-view").hidden = false;
+    say(byId("job-summary"), `Could not show job ${jobId.slice(0, 8)}: ${error.detail || error.message}`, true);
+  }
+}
+
 async function follow(job) {
   sessionStorage.setItem(LAST_JOB, job.id);
   if (following) following.abort();

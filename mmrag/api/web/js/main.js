@@ -3,7 +3,7 @@ import { askAbout, setUpAsk } from "./ask.js";
 import { start } from "./auth.js";
 import { setAskAbout, setUpDetail } from "./detail.js";
 import { byId } from "./dom.js";
-import { refreshJobs, resumeJob, setUpJobs } from "./jobs.js";
+import { refreshJobs, resumeJob, setUpJobs, showJob } from "./jobs.js";
 import { setUpSearch } from "./search.js";
 
 const PANELS = ["search", "ask", "jobs"];
@@ -62,7 +62,12 @@ async function main() {
       document.body.dataset.ready = "true";
     });
     // The conversation and the last job are read once a key (if one is needed) can.
-    setUpAsk();
+    setUpAsk({
+      showJob: (jobId) => {
+        showPanel("jobs");
+        showJob(jobId);
+      },
+    });
     resumeJob();
   } catch (error) {
     showAlert(`The page could not start: ${error.detail || error.message}`);
