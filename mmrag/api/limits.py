@@ -15,8 +15,6 @@ from mmrag.errors import RateLimited
 from mmrag.retrieval.items import IngestReport
 from mmrag.tenancy.keys import KeyStore
 from mmrag.tenancy.limits import RateLimiter, now_utc, seconds_to_midnight, utc_day
-from mmrag.workers.jobs.records import UNFINISHED
-from mmrag.workers.jobs.service import JobService
 
 RateKind = Literal["search", "ask"]
 
@@ -55,14 +53,6 @@ class Limits:
     def count_images(self, caller: Caller, report: IngestReport) -> None:
         if report.indexed and caller is not ANONYMOUS:
             self.keys.add_images(caller_key(caller), utc_day(now_utc()), len(report.indexed))
-
-    def admit_job(self, caller: Caller, jobs: JobService) -> None:
-        running = sum(1 for job in jobs.records(caller.tenant) if job.state in UNFINISHED)
-        if running >= self.settings.concurrent_jobs:
-            raise RateLimited(
-                f"tenant {caller.tenant!r} has {running} unfinished jobs, its limit",
-                retry_after_s=30,
-            )
 
 
 def get_limits(request: Request) -> Limits:

@@ -18,7 +18,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from mmrag.api.deps import TenantServicesDep
 from mmrag.api.events import EVENT_STREAM, sse
-from mmrag.api.limits import AskRate, LimitsDep
+from mmrag.api.limits import AskRate
 from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, event_stream, problems
 from mmrag.api.problems import problem_body, status_of
 from mmrag.api.schemas import AskBody, AskResponse, PlanBody, PlanResponse
@@ -63,7 +63,6 @@ async def ask(
     request: Request,
     services: TenantServicesDep,
     key: CanRead,
-    limits: LimitsDep,
     _: AskRate,
 ) -> Any:
     agent = await run_in_threadpool(services.agent)
@@ -76,7 +75,7 @@ async def ask(
         if not key.may("jobs"):
             raise Forbidden(f"API key {key.name!r} lacks the 'jobs' scope")
         if jobs is not None:
-            await run_in_threadpool(limits.admit_job, key, jobs)
+            await run_in_threadpool(jobs.admit, key.tenant)  # before reading the body
     if not body.stream:
         result = await run_in_threadpool(
             agent.ask, question, image_id, thread_id, owner, key.tenant, body.confirm

@@ -21,7 +21,6 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from mmrag.api.events import EVENT_STREAM, sse
-from mmrag.api.limits import LimitsDep
 from mmrag.api.openapi import BODY_PROBLEMS, V1_PROBLEMS, event_stream, problems, schema_ref
 from mmrag.api.path_ids import HexIdPath
 from mmrag.api.problems import problem_body, status_of
@@ -91,10 +90,8 @@ class JobItemList(BaseModel):
         }
     },
 )
-async def submit_job(
-    request: Request, jobs: JobsDep, key: CanRunJobs, limits: LimitsDep
-) -> JobStatus:
-    await run_in_threadpool(limits.admit_job, key, jobs)
+async def submit_job(request: Request, jobs: JobsDep, key: CanRunJobs) -> JobStatus:
+    await run_in_threadpool(jobs.admit, key.tenant)  # before reading the body
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         return await _submit_multipart(request, jobs, key.tenant)

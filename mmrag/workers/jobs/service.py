@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from mmrag.errors import InvalidInput, NotFound
+from mmrag.errors import InvalidInput, NotFound, RateLimited
 from mmrag.retrieval.tenants import DEFAULT_TENANT
 from mmrag.workers.jobs.archive import forget_archive
 from mmrag.workers.jobs.driver import JobDriver
@@ -51,6 +52,8 @@ class JobService:
         self.services = services
         self.store = store
         self.driver = JobDriver(services, store, self._job_ended)
+        # The limit check and the job's creation together: two submits cannot both pass it.
+        self._admitting = threading.Lock()
         secret = webhook_secret(services.settings)
         # Looked up at each send, as for ingest: whoever swaps the fetcher (tests) swaps both.
         self.webhooks = WebhookSender(
@@ -86,11 +89,28 @@ class JobService:
         """The agent's job starter (Services.job_starter): submits and gives the job id."""
         return self.submit(spec, tenant=tenant).id
 
+    def admit(self, tenant: str | None) -> None:
+        """Refuse a new job while ``tenant`` has its limit of unfinished ones
+        (``tenancy.concurrent_jobs``); every surface's submit passes here."""
+        if tenant is None:
+            return
+        limit = self.services.settings.tenancy.concurrent_jobs
+        running = sum(1 for job in self.records(tenant) if job.state in UNFINISHED)
+        if running >= limit:
+            raise RateLimited(
+                f"tenant {tenant!r} has {running} unfinished jobs, its limit", retry_after_s=30
+            )
+
     def submit(
         self, spec: JobSpec, archive: Path | None = None, tenant: str | None = None
     ) -> JobRecord:
         """Check the source, list its items and queue the job; the job id at once. A
-        ``tenant``'s job is seen only by that tenant."""
+        ``tenant``'s job is seen only by that tenant, and counts against its limit."""
+        with self._admitting:
+            self.admit(tenant)
+            return self._submit(spec, archive, tenant)
+
+    def _submit(self, spec: JobSpec, archive: Path | None, tenant: str | None) -> JobRecord:
         job = JobRecord(spec=spec, total=0, tenant=tenant)
         check_webhook(spec.options.webhook)
         self._check_models(spec)
