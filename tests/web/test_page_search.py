@@ -198,3 +198,42 @@ def test_a_slow_answer_shows_a_loading_state(browser: Browser, world: World) -> 
     assert ["status loading", "Searching…"] in seen
     assert "loading" not in (page.get_attribute("#search-status", "class") or "")
     assert not errors.errors
+
+
+def test_a_hit_found_by_a_region_shows_its_box(browser: Browser, world: World) -> None:
+    # The API's region hits are tested over HTTP (tests/api/test_api_regions.py); here the
+    # page's part: a hit carrying the crop that matched draws it on the thumbnail.
+    page, errors = open_page(browser, world.url)
+    ready(page)
+
+    def with_region(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        first = body["results"][0]
+        width, height = first["width"], first["height"]
+        box = [width * 0.25, height * 0.25, width * 0.75, height * 0.5]
+        first["region"] = {"box": box, "label": "red circle", "score": 0.9, "match": 0.41}
+        route.fulfill(response=response, json=body)
+
+    page.route("**/v1/search", with_region)
+    ids = search(page, "a red circle")
+    assert len(page.query_selector_all("#results li.result .thumb.boxed")) == 1
+    boxed = "#results li.result .thumb.boxed"
+    image = page.wait_for_selector(f"{boxed} .figure[data-image-id='{ids[0]}'] img[src]")
+    rect = page.query_selector(f"{boxed} rect[data-label='red circle']")
+    cell = page.query_selector(boxed)
+    assert image is not None
+    assert rect is not None
+    assert cell is not None
+    cell_box, rect_box, image_box = cell.bounding_box(), rect.bounding_box(), image.bounding_box()
+    assert cell_box is not None
+    assert rect_box is not None
+    assert image_box is not None
+    # The box sits on the image as drawn (a quarter in from the left, half its width; its
+    # 3 px stroke straddles the edge), and the image fits its square cell.
+    assert abs(rect_box["x"] - (image_box["x"] + image_box["width"] * 0.25 - 1.5)) <= 1
+    assert abs(rect_box["width"] - (image_box["width"] * 0.5 + 3)) <= 1
+    assert image_box["width"] <= cell_box["width"] + 1
+    assert image_box["height"] <= cell_box["height"] + 1
+    assert "red circle" in (page.get_attribute(f"{boxed} svg", "aria-label") or "")
+    assert not errors.errors

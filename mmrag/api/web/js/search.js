@@ -3,7 +3,7 @@
 import { postJson, showImage } from "./api.js";
 import { currentConfig } from "./auth.js";
 import { busy, byId, bytes, clear, el, say } from "./dom.js";
-import { pixelated } from "./boxes.js";
+import { figureWithBoxes, pixelated } from "./boxes.js";
 import { openDetail, setMoreLikeThis } from "./detail.js";
 
 const PAGE = 24;
@@ -200,22 +200,42 @@ async function nextPage() {
   }
 }
 
-function card(result, position) {
-  const caption = result.caption || result.labels.join(", ") || "no caption";
+function thumbnail(result, position) {
+  const alt = result.caption ? `Image: ${result.caption}` : `Image ${position + 1}, no caption`;
+  if (result.region) {
+    // Found by one of its regions: the crop that matched is boxed on the thumbnail, so the
+    // hit shows what it found rather than saying so.
+    const { box, label, match } = result.region;
+    const figure = figureWithBoxes({
+      imageId: result.id,
+      width: result.width,
+      height: result.height,
+      boxes: [{ label, score: match, box }],
+      alt,
+      src: result.thumbnail_url,
+    });
+    figure.classList.add(result.width >= result.height ? "wide" : "tall");
+    return el("span", { className: "thumb boxed" }, figure);
+  }
   const img = el("img", {
-    alt: result.caption ? `Image: ${result.caption}` : `Image ${position + 1}, no caption`,
+    alt,
     loading: position < 12 ? "eager" : "lazy",
     decoding: "async",
     className: pixelated(result.width, result.height),
   });
   showImage(img, result.thumbnail_url);
+  return el("span", { className: "thumb" }, img);
+}
+
+function card(result, position) {
+  const caption = result.caption || result.labels.join(", ") || "no caption";
   const button = el(
     "button",
     {
       type: "button",
       "aria-label": `Open result ${position + 1}: ${caption}, score ${result.score.toFixed(3)}`,
     },
-    el("span", { className: "thumb" }, img),
+    thumbnail(result, position),
     el(
       "span",
       { className: "meta" },
