@@ -403,8 +403,8 @@ def eval_routing(
     split: Annotated[
         str,
         typer.Option(
-            help="test (held out) | fresh (held out, for the adaptive agent) | train | all"
-            " | cv (5 folds over train, local planner)"
+            help="test (held out) | fresh (development, for the adaptive agent) | fresh2 (held"
+            " out, run once) | train | all | cv (5 folds over train, local planner)"
         ),
     ] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
@@ -414,10 +414,10 @@ def eval_routing(
     def work(settings: Settings) -> None:
         from mmrag.agents.evaluate import cross_validate, evaluate_routing
         from mmrag.agents.llm_planner import make_planner
-        from mmrag.agents.routing_set import routing_set
+        from mmrag.agents.routing_set import SPLITS, routing_set
 
-        if split not in ("test", "fresh", "train", "all", "cv"):
-            raise InvalidInput(f"unknown split {split!r}: use test, fresh, train, all or cv")
+        if split not in (*SPLITS, "all", "cv"):
+            raise InvalidInput(f"unknown split {split!r}: use {', '.join(SPLITS)}, all or cv")
         if split == "cv":
             found = cross_validate([e for e in routing_set() if e.split == "train"])
         else:

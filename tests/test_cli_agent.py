@@ -81,7 +81,9 @@ def test_eval_routing_reports_accuracy_and_confusion(env: Path) -> None:
     assert "tool confusion" in table.stdout
     bad = runner.invoke(app, ["eval", "routing", "--split", "everything"])
     assert bad.exit_code == 1
-    assert bad.output == "error: unknown split 'everything': use test, fresh, train, all or cv\n"
+    assert bad.output == (
+        "error: unknown split 'everything': use train, test, fresh, fresh2, all or cv\n"
+    )
 
 
 def test_eval_answers_compares_the_fixed_plan_and_the_adaptive_agent(env: Path) -> None:
