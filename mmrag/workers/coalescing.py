@@ -2,12 +2,13 @@
 
 Why: through the queue every task pays its own trip (the API's heartbeat check and
 publish, the worker's fetch, ledger check, started and result writes, acknowledgement, the
-caller's result subscription), several milliseconds of Python on both ends. The worker's
-micro-batcher already merges tasks that are in flight together into one forward pass, but
-with a small model the trips, not the forward passes, bound the rate: measured in
-``bench.tool_throughput`` (``celery.*.worker_forward_passes``), the worker formed batches
-while the images/s hardly rose. Sending one task for many requests pays that trip once per
-batch instead of once per image.
+caller's result subscription): an empty task's round trip was 7.5 ms p50 here
+(``bench.queue_overhead``, 2 shared cores), more than a small model's batched forward pass
+per image. The worker's micro-batcher merges the tasks in flight together, but with 16
+single-image requests in flight it formed batches of only 2.0-2.7 images
+(``bench.tool_throughput``, ``celery.worker_batched.mean_batch_size``): the trips spread the
+requests' arrivals out, and the worker spent its time on them. Sending one task for many
+requests pays the trip once per batch instead of once per image.
 
 How: requests for the same tool and model queue per *lane*. One sender thread at a time
 collects a batch: the first request, then whatever arrives within ``window_s``, up to
