@@ -19,9 +19,15 @@ and ``speedup`` = micro-batched images/s over one-per-pass images/s. Every resul
 
 The fixture models are also measured through the distributed mode's real path (``celery``):
 the same tasks sent with :class:`~mmrag.workers.runner.CeleryRunner` over a local Redis to an
-``mmrag worker`` process (threads pool, ``--concurrency`` threads) started with
-``MMRAG_WORKERS__BATCH_MAX`` 16, then 1; its batches form in that process, so only images/s
-and latencies are reported there.
+``mmrag worker`` process (threads pool, ``--concurrency`` threads), started afresh for each of
+three configurations: ``micro_batched`` (the defaults: the API merges the requests that wait
+together into one task of up to ``workers.send_batch_max`` 16 images, and the worker's
+micro-batcher batches up to 16), ``worker_batched`` (``send_batch_max`` 1: every request its
+own task, batches formed only in the worker, the path before merging) and ``one_per_pass``
+(both 1: the baseline). Reported besides images/s and latencies: ``task_messages`` sent
+through Redis and the worker's ``forward_passes`` (asked of the worker with the
+``mmrag.stats`` task), so ``mean_images_per_message`` and ``mean_batch_size``; ``speedup``
+is ``micro_batched`` over ``one_per_pass``, ``worker_batched_speedup`` the older path's.
 
 Models, per tool (``caption``; ``ground`` with the phrase of a shape in the scene):
 
@@ -65,10 +71,12 @@ from mmrag.models.fixtures.shapes import DEFAULT_SIZE, HELD_OUT_SEEDS, ShapeScen
 from mmrag.retrieval.blobs import FilesystemBlobStore
 from mmrag.testing.celery_worker import CeleryWorker, settings_env
 from mmrag.testing.redis_server import RedisServer
+from mmrag.workers.celery_app import STATS_TASK, queue_name
 from mmrag.workers.executor import ToolExecutor
 from mmrag.workers.protocol import (
     TOOL_QUEUES,
     ItemResult,
+    QueueName,
     ToolItem,
     ToolName,
     ToolTask,
@@ -82,6 +90,14 @@ CONCURRENCY = 16
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "micro_batched": {"batch_max": 16, "batch_window_ms": 10.0},
     "one_per_pass": {"batch_max": 1, "batch_window_ms": 0.0},
+}
+# Through the queue, ``send_batch_max`` is what the API merges into one task: 16 (the
+# default) sends the requests that wait together as one task; 1 sends each request as its
+# own task, the worker's micro-batcher alone forming batches (the path before merging).
+CELERY_CONFIGURATIONS: dict[str, dict[str, Any]] = {
+    "micro_batched": {**CONFIGURATIONS["micro_batched"], "send_batch_max": 16},
+    "worker_batched": {**CONFIGURATIONS["micro_batched"], "send_batch_max": 1},
+    "one_per_pass": {**CONFIGURATIONS["one_per_pass"], "send_batch_max": 1},
 }
 WARMUP_TASKS = 4
 # A short caption's length. The cap keeps the run short on CPUs, where BLIP base takes about
@@ -201,11 +217,14 @@ def measure(
     tasks: Sequence[ToolTask],
     concurrency: int,
     forward_passes: Callable[[], int] | None = None,
+    tasks_sent: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
-    """Warm up with a few tasks (not counted), then time the burst; ``forward_passes`` counts
-    the passes run so far, where the batcher is in this process."""
+    """Warm up with a few tasks (not counted), then time the burst. ``forward_passes``
+    counts the passes the batcher ran so far (in this process or the worker's);
+    ``tasks_sent`` the task messages sent through the queue so far."""
     run_burst(call, tasks[:WARMUP_TASKS], concurrency)
     passes_before = forward_passes() if forward_passes else 0
+    sent_before = tasks_sent() if tasks_sent else 0
     elapsed, latencies = run_burst(call, tasks, concurrency)
     measured: dict[str, Any] = {
         "images_per_s": round(len(tasks) / elapsed, 3),
@@ -216,6 +235,10 @@ def measure(
         passes = forward_passes() - passes_before
         measured["forward_passes"] = passes
         measured["mean_batch_size"] = round(len(tasks) / passes, 2)
+    if tasks_sent is not None:
+        sent = tasks_sent() - sent_before
+        measured["task_messages"] = sent
+        measured["mean_images_per_message"] = round(len(tasks) / sent, 2)
     return measured
 
 
@@ -255,7 +278,7 @@ def through_celery(
     report: dict[str, Any] = {"worker_concurrency": concurrency}
     queue = TOOL_QUEUES[case.tool]
     with RedisServer(root / "redis") as redis_server:
-        for label, batching in CONFIGURATIONS.items():
+        for label, batching in CELERY_CONFIGURATIONS.items():
             settings = settings_for(
                 root, case, tasks[0].model, mode="celery", broker_url=redis_server.url, **batching
             )
@@ -284,18 +307,34 @@ def through_celery(
                     report[label] = {
                         **batching,
                         **measure(
-                            partial(runner.run, timeout_s=CELERY_TIMEOUT_S), tasks, concurrency
+                            partial(runner.run, timeout_s=CELERY_TIMEOUT_S),
+                            tasks,
+                            concurrency,
+                            partial(worker_forward_passes, runner, queue),
+                            partial(messages_sent, runner),
                         ),
                     }
             finally:
                 runner.close()
     report["speedup"] = speedup(report)
+    report["worker_batched_speedup"] = speedup(report, "worker_batched")
     return report
 
 
-def speedup(report: dict[str, Any]) -> float:
-    """Micro-batched images/s over one-per-pass images/s."""
-    batched = float(report["micro_batched"]["images_per_s"])
+def messages_sent(runner: CeleryRunner) -> int:
+    """The task messages ``runner`` has sent so far (merged requests count once)."""
+    return runner.coalescer.tasks_sent
+
+
+def worker_forward_passes(runner: CeleryRunner, queue: QueueName) -> int:
+    """The forward passes the worker serving ``queue`` has run so far."""
+    sent = runner.app.send_task(STATS_TASK, queue=queue_name(queue))
+    return int(sent.get(timeout=60)["forward_passes"])
+
+
+def speedup(report: dict[str, Any], batched_label: str = "micro_batched") -> float:
+    """Batched (``batched_label``) images/s over one-per-pass images/s."""
+    batched = float(report[batched_label]["images_per_s"])
     return round(batched / float(report["one_per_pass"]["images_per_s"]), 2)
 
 
@@ -339,6 +378,7 @@ def main() -> None:
             "concurrency": args.concurrency,
             "warmup_tasks": WARMUP_TASKS,
             "configurations": CONFIGURATIONS,
+            "celery_configurations": CELERY_CONFIGURATIONS,
         },
         "cases": {},
     }

@@ -296,6 +296,13 @@ class WorkerSettings(BaseModel):
     # Micro-batching: requests that arrive within the window run as one forward pass.
     batch_max: int = Field(16, ge=1, le=256)
     batch_window_ms: float = Field(10.0, ge=0, le=1000)
+    # Distributed mode: the API merges tasks of one tool and model that wait together (for
+    # the same window) into one task of up to this many items, so a burst of single-image
+    # requests pays one trip through Redis per batch, not per image. 1: every request alone.
+    send_batch_max: int = Field(16, ge=1, le=1024)
+    # Merged tasks of one tool and model out at once from one API process: at least the
+    # number of workers serving that queue, or some of them idle.
+    send_in_flight: int = Field(4, ge=1, le=64)
     # Threads per worker process: tasks in flight at once, the batcher's source of batches.
     concurrency: int = Field(16, ge=1, le=256)
     idle_unload_s: float = Field(900.0, ge=0)  # 0: keep models loaded

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 RESULT_EXPIRES_S = 24 * 3600
 PING_TASK = "mmrag.ping"
+STATS_TASK = "mmrag.stats"
 
 
 def task_name(tool: ToolName) -> str:
@@ -156,6 +157,11 @@ def register_tasks(app: Celery, state: WorkerState) -> None:
     def ping() -> str:
         """An empty task: the queue's own round-trip cost, for benchmarks and smoke tests."""
         return "pong"
+
+    @app.task(name=STATS_TASK)  # type: ignore[untyped-decorator]
+    def stats() -> dict[str, int]:
+        """What this worker process ran, for benchmarks: the forward passes so far."""
+        return {"forward_passes": state.executor.batchers.batches_run()}
 
 
 def _register(app: Celery, tool: ToolName, run_tool: Any) -> None:

@@ -41,6 +41,18 @@ class _Work:
 
 
 @dataclass(frozen=True)
+class _Retry:
+    """A transient failure of one item alone (its blob unreadable just now): raised in the
+    task that holds the item, so that task retries, and not its batch-mates from other
+    tasks, which a failure of the whole batch function would reach."""
+
+    error: Exception
+
+
+_Outcome = ItemResult | _Retry
+
+
+@dataclass(frozen=True)
 class _Decoded:
     index: int  # in the batch
     image: Image.Image
@@ -63,7 +75,7 @@ class ToolExecutor:
             idle_unload_s=workers.idle_unload_s,
             memory_budget_bytes=workers.memory_budget_mb * 1024 * 1024,
         )
-        self.batchers: BatcherPool[_Work, ItemResult] = BatcherPool(
+        self.batchers: BatcherPool[_Work, _Outcome] = BatcherPool(
             workers.batch_max, workers.batch_window_ms / 1000
         )
         self._factory = factory
@@ -110,11 +122,15 @@ class ToolExecutor:
         for index, future in futures:
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             try:
-                results[index] = future.result(timeout=remaining)
+                outcome = future.result(timeout=remaining)
             except FutureTimeout:
                 results[index] = error_result(
                     Unavailable(f"{task.tool} ran past its time limit of {timeout_s:.0f} s")
                 )
+                continue
+            if isinstance(outcome, _Retry):
+                raise outcome.error
+            results[index] = outcome
         return [result for result in results if result is not None]
 
     def adapter(self, spec: str) -> VisionModel:
@@ -130,11 +146,11 @@ class ToolExecutor:
         with self.models.lease(spec, lambda: self.adapter(spec), _VISION_MODEL):
             pass
 
-    def _batch_function(self, task: ToolTask) -> Callable[[Sequence[_Work]], Sequence[ItemResult]]:
+    def _batch_function(self, task: ToolTask) -> Callable[[Sequence[_Work]], Sequence[_Outcome]]:
         tool, spec = task.tool, task.model
 
-        def run_batch(batch: Sequence[_Work]) -> list[ItemResult]:
-            results: list[ItemResult | None] = [None] * len(batch)
+        def run_batch(batch: Sequence[_Work]) -> list[_Outcome]:
+            results: list[_Outcome | None] = [None] * len(batch)
             decoded: list[_Decoded] = []
             for index, work in enumerate(batch):
                 try:
@@ -143,6 +159,11 @@ class ToolExecutor:
                     )
                 except MmragError as error:
                     results[index] = error_result(error)
+                    continue
+                except Exception as error:
+                    if not is_transient(error):
+                        raise
+                    results[index] = _Retry(error)
                     continue
                 decoded.append(_Decoded(index, image.image, work.item))
             if decoded:

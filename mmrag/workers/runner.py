@@ -19,6 +19,7 @@ from mmrag.config import Settings
 from mmrag.errors import BackendDown, Unavailable
 from mmrag.retrieval.blobs import BlobStore
 from mmrag.workers.celery_app import create_celery_app, queue_name, task_name
+from mmrag.workers.coalescing import TaskCoalescer
 from mmrag.workers.executor import ToolExecutor
 from mmrag.workers.heartbeat import live_workers
 from mmrag.workers.protocol import TOOL_QUEUES, ItemResult, ToolName, ToolTask
@@ -74,19 +75,32 @@ class InProcessRunner:
 
 
 class CeleryRunner:
-    """Sends tasks to Celery workers through Redis and waits for their results."""
+    """Sends tasks to Celery workers through Redis and waits for their results; tasks of
+    one tool and model that wait together leave as one (:mod:`mmrag.workers.coalescing`)."""
 
     mode = "celery"
 
     def __init__(self, settings: Settings) -> None:
+        workers = settings.workers
         self.settings = settings
         self.app = create_celery_app(settings)
         self._redis = redis.Redis.from_url(
-            settings.workers.broker_url, socket_connect_timeout=2, socket_timeout=2
+            workers.broker_url, socket_connect_timeout=2, socket_timeout=2
+        )
+        self.coalescer = TaskCoalescer(
+            self._send,
+            max_items=workers.send_batch_max,
+            window_s=workers.batch_window_ms / 1000,
+            in_flight=workers.send_in_flight,
         )
 
     def run(self, task: ToolTask, timeout_s: float) -> list[ItemResult]:
+        # Checked per request, before it waits in a batch: no worker is a 503 at once.
         self._require_worker(task.tool)
+        return self.coalescer.run(task, timeout_s)
+
+    def _send(self, task: ToolTask, timeout_s: float) -> list[ItemResult]:
+        """One task message, and its results (what the coalescer sends)."""
         try:
             sent = self.app.send_task(
                 task_name(task.tool),
@@ -137,6 +151,7 @@ class CeleryRunner:
         return BackendDown(f"the task broker is unreachable ({type(error).__name__}); retry soon")
 
     def close(self) -> None:
+        self.coalescer.close()
         self._redis.close()
         self.app.close()
 

@@ -238,3 +238,35 @@ def test_idle_models_are_unloaded_by_the_sweep(settings: Settings, tiny_llava: s
 
 def _batches_run(executor: ToolExecutor) -> int:
     return executor.batchers.batches_run()
+
+
+def test_an_unreadable_blob_retries_its_own_task_not_its_batch_mates(
+    settings: Settings, tiny_llava: str
+) -> None:
+    executor = executor_for(settings, tiny_llava, batch_window_ms=500, batch_max=8)
+    try:
+        good = put_image(executor, (0, 200, 0), (32, 32))
+        # A directory where a blob should be: reading it is an OSError, as a flaky volume gives.
+        broken = "ef" * 32
+        (settings.data_dir / "blobs" / "original" / broken[:2] / broken).mkdir(parents=True)
+        before = _batches_run(executor)
+        outcomes: dict[str, object] = {}
+
+        def run(sha: str) -> None:
+            try:
+                outcomes[sha] = executor.run(caption_task(tiny_llava, sha))
+            except OSError as error:
+                outcomes[sha] = error
+
+        threads = [threading.Thread(target=run, args=(sha,)) for sha in (good, broken)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert _batches_run(executor) - before == 1  # the two tasks shared one batch
+        assert isinstance(outcomes[broken], IsADirectoryError)  # its task retries
+        answered = outcomes[good]
+        assert isinstance(answered, list)
+        assert isinstance(answered[0]["caption"], str)
+    finally:
+        executor.close()
