@@ -65,8 +65,12 @@ _ORDINALS = {
     "primera": 1, "primero": 1, "segunda": 2, "segundo": 2, "tercera": 3, "tercero": 3,
 }  # fmt: skip
 # Where a question's clauses meet: "find dogs and tell me ...", "... then count ...".
-_AND = r"\s(?:and|then|et|und|y)\s"
-_FOLLOW_UP = re.compile(r"^(?:and|what about|how about|et|und|y)\b|\bone\b|^\W*$")
+_AND = r"\s(?:and|then|et|und|y|e)\s"
+# Leading punctuation first: "¿y la segunda?" starts with "y" once "¿" is skipped.
+_FOLLOW_UP = re.compile(r"^\W*(?:and|what about|how about|et|und|y|e|en)\b|\bone\b|^\W*$")
+# A question mark with more after it ends a clause too: "which pic has the most balloons?
+# describe that one".
+_CLAUSE_END = r"\?(?=\s*[^\W_])"
 
 
 def _words(text: str) -> list[str]:
@@ -75,14 +79,14 @@ def _words(text: str) -> list[str]:
 
 def asked_clause_words(question: str) -> list[str]:
     """The words of the last clause when the question has several, else none."""
-    parts = re.split(_AND + r"|[,:;]", normalise(question))
+    parts = re.split(_AND + r"|[,:;]|" + _CLAUSE_END, normalise(question))
     return _words(parts[-1]) if len(parts) > 1 else []
 
 
 def clauses(question: str) -> list[str]:
     """The question's clauses: "the two photos with the most cars, and what colour ..." ->
     ["the two photos with the most cars", "what colour ..."]."""
-    parts = re.split(r"\s*,?" + _AND + r"|\s*[,;:]\s*", normalise(question))
+    parts = re.split(r"\s*,?" + _AND + r"|\s*[,;:]\s*|\s*" + _CLAUSE_END, normalise(question))
     return [part.strip() for part in parts if part.strip()]
 
 
@@ -218,7 +222,10 @@ def rank_of(question: str) -> str:
 
 _LAST = frozenset({"last", "dernier", "derniere", "letzte", "ultima", "ultimo"})
 # Words that only point at an earlier result: with nothing else, a question asks nothing new.
-_REFERRING = frozenset({*_ORDINALS, *_LAST, "about", "result", "results", "das", "lo"})
+_REFERRING = frozenset({*_ORDINALS, *_LAST, "about", "result", "results", "das", "lo", "top"})
+# "the top result", "the top one": the first; "top" alone is a place in the image ("the box
+# at the top"), so only these.
+_TOP_RESULT = re.compile(r"\btop (?:result|one|hit|match|photo|image|picture|pic)\b")
 
 
 def ordinal_reference(question: str) -> int | None:
@@ -227,6 +234,8 @@ def ordinal_reference(question: str) -> int | None:
     # A whole word "the", not the letters: "weather" is no reference.
     if len(words) > 10 or (not _FOLLOW_UP.search(normalise(question)) and "the" not in words):
         return None
+    if _TOP_RESULT.search(normalise(question)):
+        return 1
     for word in words:
         if word in _ORDINALS:
             return _ORDINALS[word]
@@ -243,7 +252,7 @@ def is_bare_reference(question: str) -> bool:
 
 
 _REFERENCE = re.compile(
-    r"\b(?:the|la|le|das|el) (?:" + "|".join(_ORDINALS) + "|" + "|".join(_LAST) + r")"
+    r"\b(?:the|la|le|das|el) (?:" + "|".join(_ORDINALS) + "|" + "|".join(_LAST) + r"|top)"
     r"(?: (?:one|image|photo|picture|result))?\b"
 )
 
