@@ -35,12 +35,14 @@ _CUT = re.compile(
 )
 _OBJECT_AFTER = re.compile(
     r"(?:where(?: exactly)?(?: is| are|s|'s)?|where in the (?:picture|image|photo) is|"
-    r"locate|find|point out|highlight|mark(?: the location of)?|box around|"
+    r"locate|find|point out|highlight|mark(?: the location of)?|box around|box|outline|"
+    r"pinpoint|spot|circle|"
     r"bounding box on|draw a box around|is there(?: a| an| any)?|are there(?: any)?|"
     r"contain(?:s)?(?: a| an)?|ha(?:ve|s)(?: a| an)?|show(?:s)? (?:me )?where|how many|"
     r"count(?: how many)?|"
     r"number of|the most|the fewest|the least|largest number of|the box of|"
-    r"ou est|trouve|wo ist|donde esta|localiza|combien de|wie viele|cuantas?|"
+    r"ou est|trouve|wo ist|donde esta|localiza|combien de|wie viele|cuantas?|quant[ie]|"
+    r"quant[oa]s|hoeveel|compte|cuenta|conta|conte|zahle|tel|"
     r"y a-t-il(?: un| une)?|gibt es(?: ein| eine)?|hay(?: una| un)?)\s+(?:the |a |an |le |la |"
     r"der |die |das |el |la )?(.+)"
 )

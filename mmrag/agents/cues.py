@@ -22,7 +22,8 @@ _CUES: dict[str, str] = {
     r"\bcircle the\b|pinpoint|\bspot\b|coordinates|position of|location of|bounding box|"
     r"\bou est|\bou se|wo ist|\bwo\b|wo befindet|donde|localiza|trouve|entoure|markier|"
     r"\bmarca\b|\bdov|\bonde\b|\bwaar\b|markeer|\btrova\b|"
-    r"is there|are there|do you see|y a-t-il|gibt es|\bhay\b|c'e\b|contain|lighthouse|"
+    r"is there (?:a|an|one)\b|are there|do you see|y a-t-il|gibt es|\bhay\b|c'e\b|contain|"
+    r"lighthouse|"
     r"\bshow me where|"
     # "do my beach photos have a boat in them?", "check if the office pics have ...": is
     # one thing there.
@@ -38,7 +39,8 @@ _CUES: dict[str, str] = {
     r"depict|\bscene\b|going on|happening|on voit|zu sehen|que hay|que se ve|what does this|"
     r"what is this a|(?:this|the) (?:image|photo|picture|pic|shot) (?:show|about|of)|"
     r"\bmontre|\bzeigt|muestra|\bmostra|\bwat staat|\bo que tem|cosa c'e|legende|"
-    r"bildunterschrift|what is shown|what do we have|was ist auf|what am i seeing|"
+    r"bildunterschrift|qu'est-ce qu'il y a|qu'y a-t-il|what is shown|what do we have|"
+    r"was ist auf|what am i seeing|"
     r"explain (?:this|the) (?:image|photo|picture)|tell me about|"
     r"(?:photos?|pictures?|images?|pics?) (?:show|look like)\b",
     "vqa": r"colou?r|couleur|farbe|\bcolore|\bcor\b|kleur|what kind|what type|what breed|"
@@ -47,6 +49,8 @@ _CUES: dict[str, str] = {
     r"\bsay\b|weather|material|old|open or|indoors|\bopen\b|\bclosed\b|\bempty\b|\bfull\b|"
     r"\bwhy\b|\bwho\b|\bwhich way|est-ce que|\bestan\b|\bsta\b|"
     r"\bestao\b|\bis de\b|\bdi che\b|"
+    # "is there snow on the roof?" asks about stuff, "is there a ladder?" for a thing to box.
+    r"is there (?!(?:a|an|one)\b)|"
     # "tell me whether ...", in each language: a question asked of each image.
     r"tell me (?:if|whether|what|which)|dis-moi|sag mir|\bdime\b|vertel me|dimmi|diga-me|"
     r"\bob\b|"
@@ -66,10 +70,20 @@ _CUES: dict[str, str] = {
     r"\bnesta\b",
 }
 _COMPILED = {name: re.compile(pattern) for name, pattern in _CUES.items()}
+# "the photo where everyone is smiling" describes a photo to find: that "where" asks for no
+# place, so it is read as "showing" before the cues are matched.
+_RELATIVE_WHERE = re.compile(r"\b(photos?|pictures?|pics?|images?|shots?|ones?) where\b")
+# "where are my photos of the harbour?", "where's that picture of the cake?": the photos
+# are what is asked for, not a place in them.
+_WHERE_PHOTOS = re.compile(
+    r"\bwhere(?:'s| is| are) ((?:my|the|that|those|these) (?:[^\W_]+ )?"
+    r"(?:photos?|pictures?|pics?|images?|shots?))\b"
+)
 
 
 def cue_flags(question: str) -> list[str]:
-    clean = normalise(question)
+    clean = _RELATIVE_WHERE.sub(r"\1 showing", normalise(question))
+    clean = _WHERE_PHOTOS.sub(r"find \1", clean)
     return [f"cue-{name}" for name, pattern in _COMPILED.items() if pattern.search(clean)]
 
 
