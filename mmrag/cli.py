@@ -403,10 +403,10 @@ def eval_routing(
     split: Annotated[
         str,
         typer.Option(
-            help="test (held out) | fresh (development, for the adaptive agent) | fresh2 (held"
-            " out, run once) | train | all | cv (5 folds over train, local planner)"
+            help="train | test | fresh | augment (development: the configured planner trained"
+            " on them) | fresh2 (held out) | all | cv (5 folds over development, local planner)"
         ),
-    ] = "test",
+    ] = "cv",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Plan-shape accuracy of the configured planner over the routing set."""
@@ -414,12 +414,13 @@ def eval_routing(
     def work(settings: Settings) -> None:
         from mmrag.agents.evaluate import cross_validate, evaluate_routing
         from mmrag.agents.llm_planner import make_planner
-        from mmrag.agents.routing_set import SPLITS, routing_set
+        from mmrag.agents.routing_set import SPLITS, development, routing_set
 
         if split not in (*SPLITS, "all", "cv"):
-            raise InvalidInput(f"unknown split {split!r}: use {', '.join(SPLITS)}, all or cv")
+            names = ", ".join(SPLITS)
+            raise InvalidInput(f"unknown split {split!r}: use {names}, all or cv")
         if split == "cv":
-            found = cross_validate([e for e in routing_set() if e.split == "train"])
+            found = cross_validate(development())
         else:
             examples = [e for e in routing_set() if split == "all" or e.split == split]
             with closing(make_planner(settings)) as planner:
@@ -436,6 +437,14 @@ def eval_routing(
             f"plan latency p50 {report['plan_ms_p50']} ms, p99 {report['plan_ms_p99']} ms",
             highlight=False,
         )
+        if len(report["by_split"]) > 1:
+            console.print(
+                "; ".join(
+                    f"{name} {tally['correct']}/{tally['total']}"
+                    for name, tally in report["by_split"].items()
+                ),
+                highlight=False,
+            )
         table = Table("expected -> planned tool", "count", title="tool confusion")
         for pair, count in report["tool_confusion"].items():
             table.add_row(pair, str(count))

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 from workers.shapes_scenes import held_out, png_of
 
+from mmrag.agents.routing_set import development
 from mmrag.cli import app
 from mmrag.models.fixtures import default_cache_dir
 from mmrag.models.fixtures.evaluate_grounding import box_iou
@@ -70,11 +71,13 @@ def test_ask_refuses_bad_input_in_one_line(env: Path) -> None:
 
 
 def test_eval_routing_reports_accuracy_and_confusion(env: Path) -> None:
+    # The default is cross-validation over every split the planner trains on, per split.
     result = runner.invoke(app, ["eval", "routing", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["split"] == "test"
-    assert report["total"] == 134
+    assert report["split"] == "cv"
+    assert report["total"] == len(development())
+    assert report["by_split"]["test"]["total"] == 134
     assert report["accuracy"] >= 0.95
     assert report["tool_confusion"]["vqa->vqa"] >= 10
     table = runner.invoke(app, ["eval", "routing", "--split", "train"])
@@ -82,7 +85,7 @@ def test_eval_routing_reports_accuracy_and_confusion(env: Path) -> None:
     bad = runner.invoke(app, ["eval", "routing", "--split", "everything"])
     assert bad.exit_code == 1
     assert bad.output == (
-        "error: unknown split 'everything': use train, test, fresh, fresh2, all or cv\n"
+        "error: unknown split 'everything': use train, test, fresh, augment, fresh2, all or cv\n"
     )
 
 

@@ -35,12 +35,14 @@ _CUT = re.compile(
 )
 _OBJECT_AFTER = re.compile(
     r"(?:where(?: exactly)?(?: is| are|s|'s)?|where in the (?:picture|image|photo) is|"
-    r"locate|find|point out|highlight|mark(?: the location of)?|box around|"
+    r"locate|find|point out|highlight|mark(?: the location of)?|box around|box|outline|"
+    r"pinpoint|spot|circle|"
     r"bounding box on|draw a box around|is there(?: a| an| any)?|are there(?: any)?|"
     r"contain(?:s)?(?: a| an)?|ha(?:ve|s)(?: a| an)?|show(?:s)? (?:me )?where|how many|"
     r"count(?: how many)?|"
     r"number of|the most|the fewest|the least|largest number of|the box of|"
-    r"ou est|trouve|wo ist|donde esta|localiza|combien de|wie viele|cuantas?|"
+    r"ou est|trouve|wo ist|donde esta|localiza|combien de|wie viele|cuantas?|quant[ie]|"
+    r"quant[oa]s|hoeveel|compte|cuenta|conta|conte|zahle|tel|"
     r"y a-t-il(?: un| une)?|gibt es(?: ein| eine)?|hay(?: una| un)?)\s+(?:the |a |an |le |la |"
     r"der |die |das |el |la )?(.+)"
 )
@@ -65,8 +67,12 @@ _ORDINALS = {
     "primera": 1, "primero": 1, "segunda": 2, "segundo": 2, "tercera": 3, "tercero": 3,
 }  # fmt: skip
 # Where a question's clauses meet: "find dogs and tell me ...", "... then count ...".
-_AND = r"\s(?:and|then|et|und|y)\s"
-_FOLLOW_UP = re.compile(r"^(?:and|what about|how about|et|und|y)\b|\bone\b|^\W*$")
+_AND = r"\s(?:and|then|et|und|y|e)\s"
+# Leading punctuation first: "¿y la segunda?" starts with "y" once "¿" is skipped.
+_FOLLOW_UP = re.compile(r"^\W*(?:and|what about|how about|et|und|y|e|en)\b|\bone\b|^\W*$")
+# A question mark with more after it ends a clause too: "which pic has the most balloons?
+# describe that one".
+_CLAUSE_END = r"\?(?=\s*[^\W_])"
 
 
 def _words(text: str) -> list[str]:
@@ -75,14 +81,14 @@ def _words(text: str) -> list[str]:
 
 def asked_clause_words(question: str) -> list[str]:
     """The words of the last clause when the question has several, else none."""
-    parts = re.split(_AND + r"|[,:;]", normalise(question))
+    parts = re.split(_AND + r"|[,:;]|" + _CLAUSE_END, normalise(question))
     return _words(parts[-1]) if len(parts) > 1 else []
 
 
 def clauses(question: str) -> list[str]:
     """The question's clauses: "the two photos with the most cars, and what colour ..." ->
     ["the two photos with the most cars", "what colour ..."]."""
-    parts = re.split(r"\s*,?" + _AND + r"|\s*[,;:]\s*", normalise(question))
+    parts = re.split(r"\s*,?" + _AND + r"|\s*[,;:]\s*|\s*" + _CLAUSE_END, normalise(question))
     return [part.strip() for part in parts if part.strip()]
 
 
@@ -218,7 +224,10 @@ def rank_of(question: str) -> str:
 
 _LAST = frozenset({"last", "dernier", "derniere", "letzte", "ultima", "ultimo"})
 # Words that only point at an earlier result: with nothing else, a question asks nothing new.
-_REFERRING = frozenset({*_ORDINALS, *_LAST, "about", "result", "results", "das", "lo"})
+_REFERRING = frozenset({*_ORDINALS, *_LAST, "about", "result", "results", "das", "lo", "top"})
+# "the top result", "the top one": the first; "top" alone is a place in the image ("the box
+# at the top"), so only these.
+_TOP_RESULT = re.compile(r"\btop (?:result|one|hit|match|photo|image|picture|pic)\b")
 
 
 def ordinal_reference(question: str) -> int | None:
@@ -227,6 +236,8 @@ def ordinal_reference(question: str) -> int | None:
     # A whole word "the", not the letters: "weather" is no reference.
     if len(words) > 10 or (not _FOLLOW_UP.search(normalise(question)) and "the" not in words):
         return None
+    if _TOP_RESULT.search(normalise(question)):
+        return 1
     for word in words:
         if word in _ORDINALS:
             return _ORDINALS[word]
@@ -243,7 +254,7 @@ def is_bare_reference(question: str) -> bool:
 
 
 _REFERENCE = re.compile(
-    r"\b(?:the|la|le|das|el) (?:" + "|".join(_ORDINALS) + "|" + "|".join(_LAST) + r")"
+    r"\b(?:the|la|le|das|el) (?:" + "|".join(_ORDINALS) + "|" + "|".join(_LAST) + r"|top)"
     r"(?: (?:one|image|photo|picture|result))?\b"
 )
 

@@ -1,4 +1,5 @@
-"""Lexical cues: which words point at which tool, in English, French, German and Spanish.
+"""Lexical cues: which words point at which tool, in English, French, German, Spanish,
+Italian, Portuguese and Dutch.
 
 They enter the intent classifier as extra features next to the n-grams, so the model learns
 how much each cue counts; a question with an unseen wording but a known cue ("wie viele",
@@ -12,41 +13,94 @@ import re
 from mmrag.agents.intent import normalise
 
 _CUES: dict[str, str] = {
-    "count": r"how many|\bhw many|\bcount|number of|combien|wie viele|cuant[oa]s|"
-    r"\bmost\b|fewest|\bleast\b|largest number|plus de|meisten|\bmas\b",
-    "ground": r"\bwhere|\bwher\b|\bwhre\b|locate|point out|highlight|\bmark\b|box (?:around|on|of)|"
-    r"\bou est|\bou se|wo ist|\bwo\b|donde|localiza|trouve|is there|are there|"
-    r"y a-t-il|gibt es|\bhay\b|contain|lighthouse|\bshow me where",
-    "detect": r"detect|detection|dettect|\bevery\b|all the|all objects|erkenne|\blist\b|"
-    r"alle objekte|tous les objets|todos los objetos",
-    "caption": r"describ|descrb|descib|description|caption|what'?s in|what is in|wat is in|"
-    r"what (?:do|can) you see|what you see|summar|looking at|decri|beschreib|alt text|title|"
-    r"going on|happening|on voit|zu sehen|que hay|what does this|what is this a",
-    "vqa": r"colou?r|couleur|farbe|\bcolor\b|what kind|what breed|what sport|what season|"
-    r"what time|doing|wearing|holding|eating|drinking|\bis the\b|\bare the\b|\bdoes\b|"
-    r"\bwhich colou?r|tient|halt|written|weather|material|old|open or|indoors",
-    "retrieve": r"show me|\bfind (?:me )?(?:a |the )?(?:photos?|pictures?|images?)|search|"
-    r"look(?:ing)? for|photos? of|pictures? of|images? of|pics? of|any pics|do i have|"
-    r"montre|cherche|\bzeig|\bsuche|muestra|busca|retrieve|pull up|images with|"
-    r"which images show|everything with|photos do i have",
-    "corpus": r"\bmy\b|collection|photos|pictures|images|pics|fotos|bildern?\b|imagenes|"
-    r"\beach\b|which of|which one|among|\bother\b|\blike this\b",
+    "count": r"how many|\bhw m[a-z]*ny|\bcount|\bcnt\b|number of|combien|compte|wie viele|"
+    r"\bzahl|cuant[oa]s|cuenta|quant[eio]|quant[oa]s|\bconta\b|\bconte\b|hoeveel|"
+    r"\btel\b|\bmost\b|fewest|\bleast\b|largest number|plus de|\bmoins de|meisten|"
+    r"\bmas\b|\bpiu\b|\bmais\b|meeste",
+    "ground": r"\bwhere|\bwher\b|\bwhre\b|locate|loacte|point (?:out|to)|highlight|\bmark\b|"
+    r"\bbox(?:es)? (?:around|on|of|for|the|it|them)|^box\b|\bbox (?:each|every)|outline|"
+    r"\bcircle the\b|pinpoint|\bspot\b|coordinates|position of|location of|bounding box|"
+    r"\bou est|\bou se|wo ist|\bwo\b|wo befindet|donde|localiza|trouve|entoure|markier|"
+    r"\bmarca\b|\bdov|\bonde\b|\bwaar\b|markeer|\btrova\b|"
+    r"is there (?:a|an|one)\b|are there|do you see|y a-t-il|gibt es|\bhay\b|c'e\b|contain|"
+    r"lighthouse|"
+    r"\bshow me where|"
+    # "do my beach photos have a boat in them?", "check if the office pics have ...": is
+    # one thing there.
+    r"^\W*(?:do|does|did|check (?:if|whether)) .*\b(?:photos?|pictures?|pics|images?|shots)\b"
+    r".*\bha(?:ve|s) (?:a|an|any)\b|verify",
+    "detect": r"detect|detection|dettect|dtect|\bevery\b|all the|all objects|\beverything\b|"
+    r"\blabel|\btag\b|annotate|all (?:the )?(?:items|things|people|objects)|erkenne|\blist\b|"
+    r"alle objekte|tous les objets|todos los objetos|tutti gli oggetti|todos os objetos|"
+    r"alle objecten|rileva|detecte|detecteer|repere",
+    "caption": r"describ|descrb|descib|dscrib|decrib|description|descrption|caption|"
+    r"what'?s in|what is in|wat is in|wht'?s in|what (?:do|can) you see|what you see|summar|"
+    r"looking at|decri|beschreib|beschrijf|descriv|descrev|alt text|title|overview|rundown|"
+    r"depict|\bscene\b|going on|happening|on voit|zu sehen|que hay|que se ve|what does this|"
+    r"what is this a|(?:this|the) (?:image|photo|picture|pic|shot) (?:show|about|of)|"
+    r"\bmontre|\bzeigt|muestra|\bmostra|\bwat staat|\bo que tem|cosa c'e|legende|"
+    r"bildunterschrift|qu'est-ce qu'il y a|qu'y a-t-il|what is shown|what do we have|"
+    r"was ist auf|what am i seeing|"
+    r"explain (?:this|the) (?:image|photo|picture)|tell me about|"
+    r"(?:photos?|pictures?|images?|pics?) (?:show|look like)\b",
+    "vqa": r"colou?r|couleur|farbe|\bcolore|\bcor\b|kleur|what kind|what type|what breed|"
+    r"what sport|what season|what time|doing|wearing|holding|eating|drinking|\bis the\b|"
+    r"\bare the\b|\bdoes\b|\bis it\b|\bis this\b|\bwhich colou?r|tient|halt|written|\bread\b|"
+    r"\bsay\b|weather|material|old|open or|indoors|\bopen\b|\bclosed\b|\bempty\b|\bfull\b|"
+    r"\bwhy\b|\bwho\b|\bwhich way|est-ce que|\bestan\b|\bsta\b|"
+    r"\bestao\b|\bis de\b|\bdi che\b|"
+    # "is there snow on the roof?" asks about stuff, "is there a ladder?" for a thing to box.
+    r"is there (?!(?:a|an|one)\b)|"
+    # "tell me whether ...", in each language: a question asked of each image.
+    r"tell me (?:if|whether|what|which)|dis-moi|sag mir|\bdime\b|vertel me|dimmi|diga-me|"
+    r"\bob\b|"
+    # article, noun, "is": "la puerta esta abierta", "il cane sta dormendo".
+    r"\b(?:el|la|los|las|o|a|os|as|il|lo|le|der|die|das|de|het) [^\W\d_]+ "
+    r"(?:esta|estan|es|son|sta|stanno|e|sono|est|sont|ist|sind|is|zijn)\b",
+    "retrieve": r"show me|\bfind (?:me )?(?:a |the )?(?:photos?|pictures?|images?)|search|serach|"
+    r"look(?:ing)? for|photos? of|pictures? of|images? of|pics? of|imgs? of|any pics|do i have|"
+    r"do we have|montre|cherche|\bzeig|\bsuche|\bfinde\b|muestra|busca|encuentra|mostrami|"
+    r"\bcerca\b|mostre|procure|\bzoek|laat me|retrieve|pull up|dig up|images with|"
+    r"which images show|everything with|photos do i have|got any",
+    "corpus": r"\bmy\b|collection|library|photos|pictures|images|pics|fotos|foto's|bildern?\b|"
+    r"imagenes|immagini|imagens|afbeeldingen|\bfoto (?:del|della|do|da|van)\b|"
+    r"\beach\b|which of|which one|among|\bother\b|\blike this\b|similar|result",
     "own-image": r"\bthis\b|\bhere\b|attached|i sent|cette|dieses|diesem|esta|\bla foto\b|"
-    r"\bthe image\b|\bthe picture\b|\bthe photo\b|l'image|\bl'homme\b",
+    r"\bthe image\b|\bthe picture\b|\bthe photo\b|l'image|\bl'homme\b|questa|\bdeze\b|"
+    r"\bnesta\b",
 }
 _COMPILED = {name: re.compile(pattern) for name, pattern in _CUES.items()}
+# "the photo where everyone is smiling" describes a photo to find: that "where" asks for no
+# place, so it is read as "showing" before the cues are matched.
+_RELATIVE_WHERE = re.compile(r"\b(photos?|pictures?|pics?|images?|shots?|ones?) where\b")
+# "where are my photos of the harbour?", "where's that picture of the cake?": the photos
+# are what is asked for, not a place in them.
+_WHERE_PHOTOS = re.compile(
+    r"\bwhere(?:'s| is| are) ((?:my|the|that|those|these) (?:[^\W_]+ )?"
+    r"(?:photos?|pictures?|pics?|images?|shots?))\b"
+)
 
 
 def cue_flags(question: str) -> list[str]:
-    clean = normalise(question)
+    clean = _RELATIVE_WHERE.sub(r"\1 showing", normalise(question))
+    clean = _WHERE_PHOTOS.sub(r"find \1", clean)
     return [f"cue-{name}" for name, pattern in _COMPILED.items() if pattern.search(clean)]
 
 
-# With an image, "find photos like this one", "find other photos of this dog": a search of
-# the collection. The corpus classifier has only three such questions to learn from, all
-# of which it missed in cross-validation, so this is a rule and not a feature.
+# With an image, "find photos like this one", "more like this please", "got more of these?",
+# "trouve des photos comme celle-ci": a search of the collection by that image. A rule and
+# not a feature: the wordings share a few fixed phrases (like this, similar, other shots of,
+# in seven languages) while the words around them are anything, and the classifiers would
+# need many examples of each to learn what this one pattern says.
 _MORE_LIKE = re.compile(
-    r"\b(?:find|show|search|get|look for)\b.*\b(?:like (?:this|that)|similar|other|more)\b"
+    r"\blike (?:this|that|these|the one)\b|\bresembl|"
+    r"\b(?:find|show|get|search|any(?:thing)?) similar\b|^similar\b|"
+    r"\bsimilar (?:to (?:this|that|the one|it)|ones?|images?|photos?|pictures?|pics|shots?)\b|"
+    r"\bmore of (?:these|this)\b|"
+    r"\bother (?:photos?|pictures?|pics|images?|shots?)\b|\bmore (?:photos?|pictures?|pics|"
+    r"images?|shots?)\b|\bsame (?:place|scene|spot|object|one)\b|reverse image|"
+    r"\bsearch by (?:this|the) (?:image|photo|picture)|\boriginal of this|"
+    r"\bcomme (?:celle|celui)|\bahnlich|\bparecid|\bsimili\b|\bsemelhante|\bvergelijkbare"
 )
 
 

@@ -38,6 +38,8 @@ class RoutingReport:
     tools: Counter[tuple[str, str]] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     misses: list[dict[str, str]] = field(default_factory=list)
+    # split -> [correct, total]: cross-validation over several splits reports each
+    by_split: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def accuracy(self) -> float:
@@ -54,6 +56,10 @@ class RoutingReport:
             "tool_confusion": {
                 f"{expected}->{planned}": count
                 for (expected, planned), count in sorted(self.tools.items())
+            },
+            "by_split": {
+                name: {"correct": correct, "total": total}
+                for name, (correct, total) in sorted(self.by_split.items())
             },
             "misses": self.misses,
         }
@@ -90,8 +96,11 @@ def evaluate_routing(planner: Planner, examples: Sequence[RoutingExample]) -> Ro
             expected = expected_tools[position] if position < len(expected_tools) else "(none)"
             planned = planned_tools[position] if position < len(planned_tools) else "(none)"
             report.tools[(expected, planned)] += 1
+        tally = report.by_split.setdefault(example.split, [0, 0])
+        tally[1] += 1
         if plan.shape == example.expected:
             report.correct += 1
+            tally[0] += 1
         else:
             report.misses.append(
                 {"id": example.id, "question": example.question, "expected": example.expected,
@@ -114,6 +123,10 @@ def cross_validate(examples: Sequence[RoutingExample], folds: int = 5) -> Routin
         report.tools.update(part.tools)
         report.latencies_ms += part.latencies_ms
         report.misses += part.misses
+        for name, (correct, total) in part.by_split.items():
+            tally = report.by_split.setdefault(name, [0, 0])
+            tally[0] += correct
+            tally[1] += total
     return report
 
 

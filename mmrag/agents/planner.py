@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from mmrag.agents import arguments
 from mmrag.agents.cues import asks_for_more_like, cue_flags
 from mmrag.agents.intent import LinearClassifier, features
-from mmrag.agents.routing_set import RoutingExample, split
+from mmrag.agents.routing_set import RoutingExample, development
 from mmrag.agents.scope import question_filter, top_wanted
 from mmrag.agents.tools import ROUTED_TOOLS, Plan, PlanContext, validate_plan
 from mmrag.errors import InvalidInput
@@ -83,8 +83,8 @@ def train(examples: list[RoutingExample]) -> Classifiers:
 
 @cache
 def default_classifiers() -> Classifiers:
-    """Trained once per process on the routing set's development split (well under a second)."""
-    return train(split("train"))
+    """Trained once per process on the routing set's development splits (about a second)."""
+    return train(development())
 
 
 class LocalPlanner:
