@@ -14,10 +14,12 @@ import numpy as np
 
 from mmrag.agents.planner import LocalPlanner, Planner, PlanRequest, train
 from mmrag.agents.routing_set import RoutingExample
-from mmrag.agents.tools import AGENT_TOOLS, AgentTool
+from mmrag.agents.tools import AGENT_TOOLS, AgentTool, InvalidPlan
 
-# A follow-up's previous turn: three results and the tools of its labelled shape.
-_PREVIOUS_IDS = ("0" * 32, "1" * 32, "2" * 32)
+# A follow-up's previous turn: as many results as the agent's searches return by default
+# (``agent.retrieve_limit``, 5: "and the fourth one?" must be answerable), and the tools of
+# its labelled shape.
+_PREVIOUS_IDS = tuple(str(digit) * 32 for digit in range(5))
 _DEFAULT_ARGS: dict[AgentTool, dict[str, Any]] = {
     "retrieve": {"query": "x"},
     "caption": {},
@@ -83,30 +85,39 @@ def request_for(example: RoutingExample, max_steps: int = 4) -> PlanRequest:
 def evaluate_routing(planner: Planner, examples: Sequence[RoutingExample]) -> RoutingReport:
     report = RoutingReport()
     if examples:
-        planner.plan(request_for(examples[0]))  # untimed: the local planner trains on first use
+        _planned_shape(planner, examples[0])  # untimed: the local planner trains on first use
     for example in examples:
         started = time.perf_counter()
-        plan = planner.plan(request_for(example))
+        shape = _planned_shape(planner, example)
         report.latencies_ms.append((time.perf_counter() - started) * 1000)
         report.total += 1
-        report.shapes[(example.expected, plan.shape)] += 1
+        report.shapes[(example.expected, shape)] += 1
         expected_tools = example.expected.split(">")
-        planned_tools = plan.shape.split(">")
+        planned_tools = shape.split(">")
         for position in range(max(len(expected_tools), len(planned_tools))):
             expected = expected_tools[position] if position < len(expected_tools) else "(none)"
             planned = planned_tools[position] if position < len(planned_tools) else "(none)"
             report.tools[(expected, planned)] += 1
         tally = report.by_split.setdefault(example.split, [0, 0])
         tally[1] += 1
-        if plan.shape == example.expected:
+        if shape == example.expected:
             report.correct += 1
             tally[0] += 1
         else:
             report.misses.append(
                 {"id": example.id, "question": example.question, "expected": example.expected,
-                 "planned": plan.shape}
+                 "planned": shape}
             )  # fmt: skip
     return report
+
+
+def _planned_shape(planner: Planner, example: RoutingExample) -> str:
+    """The plan's shape, or ``(invalid)``: a plan the validator refuses is a miss of its
+    question, not the end of the evaluation."""
+    try:
+        return planner.plan(request_for(example)).shape
+    except InvalidPlan:
+        return "(invalid)"
 
 
 def cross_validate(examples: Sequence[RoutingExample], folds: int = 5) -> RoutingReport:

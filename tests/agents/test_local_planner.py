@@ -7,9 +7,16 @@ from functools import cache
 
 import pytest
 
+from mmrag.agents import evaluate
 from mmrag.agents.evaluate import RoutingReport, cross_validate, evaluate_routing
 from mmrag.agents.planner import LocalPlanner, PlanRequest, train
-from mmrag.agents.routing_set import DEVELOPMENT, development, routing_set, split
+from mmrag.agents.routing_set import (
+    DEVELOPMENT,
+    RoutingExample,
+    development,
+    routing_set,
+    split,
+)
 
 PLANNER = LocalPlanner()
 
@@ -58,8 +65,13 @@ def test_the_fresh2_split_is_held_out_and_new() -> None:
     assert len(fresh2) >= 150
     assert all(e.id[0] == "w" for e in fresh2)
     assert len({e.id for e in fresh2}) == len(fresh2)
-    seen = {_key(e.question) for e in routing_set() if e.split != "fresh2"}
+    seen = {_key(e.question) for e in routing_set() if e.split not in ("fresh2", "augment")}
     assert not [e.question for e in fresh2 if _key(e.question) in seen]
+    # augment was written at the same time by another author who could not see fresh2: six
+    # short questions came out the same in both. The README reports fresh2's score with and
+    # without them; no further overlap may creep in.
+    augment = {_key(e.question) for e in split("augment")}
+    assert len([e for e in fresh2 if _key(e.question) in augment]) == 6
     assert len({_key(e.question) for e in fresh2}) == len(fresh2)
     assert sum(e.expected.count(">") == 2 for e in fresh2) >= 10
     follow_ups = [e for e in fresh2 if e.previous is not None]
@@ -80,7 +92,12 @@ def test_the_augment_split_is_new_and_trained_on() -> None:
     augment = split("augment")
     assert len(augment) >= 400
     assert all(e.id[0] == "a" for e in augment)
-    seen = {e.question.lower().strip(" ?") for e in routing_set() if e.split != "augment"}
+    # fresh2 aside: written at the same time, unseen, six short questions alike (see above).
+    seen = {
+        e.question.lower().strip(" ?")
+        for e in routing_set()
+        if e.split not in ("augment", "fresh2")
+    }
     assert not [e.question for e in augment if e.question.lower().strip(" ?") in seen]
     assert {e.lang for e in augment} >= {"en", "fr", "de", "es", "it", "pt", "nl"}
     assert sum(e.expected.count(">") == 2 for e in augment) >= 15
@@ -94,6 +111,33 @@ def test_fresh_split_accuracy_does_not_regress() -> None:
     # Then fresh became development data: now each question is planned by a fold model that
     # never saw it (the shipped model trains on it). See the README for the figures.
     assert split_accuracy("fresh") >= 0.95, development_folds().misses
+
+
+def test_fresh2_split_accuracy_does_not_regress() -> None:
+    # Held out (never trained on) and scored once, blind, after issue 14's second round:
+    # 156/174 (89.7%), short of the issue's 95%. A planner change may only keep or raise it.
+    report = evaluate_routing(PLANNER, split("fresh2"))
+    assert report.total == 174
+    assert report.correct >= 156, report.misses
+
+
+def test_a_follow_up_past_the_last_result_is_a_miss_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With three earlier results, "the fourth one" is a plan the validator refuses: it counts
+    # as that question's miss instead of ending the evaluation (as it once did on fresh2).
+    monkeypatch.setattr(evaluate, "_PREVIOUS_IDS", ("0" * 32, "1" * 32, "2" * 32))
+    example = RoutingExample(
+        id="x1", question="ok and the fourth one?", image=False, expected="vqa", lang="en",
+        split="train", previous="retrieve>vqa",
+    )  # fmt: skip
+    report = evaluate_routing(PLANNER, [example])
+    assert report.total == 1
+    assert report.correct == 0
+    assert report.misses[0]["planned"] == "(invalid)"
+    # The evaluation's own five are what a default search returns: the same question plans.
+    monkeypatch.undo()
+    assert evaluate_routing(PLANNER, [example]).correct == 1
 
 
 def test_held_out_plan_shape_accuracy() -> None:
