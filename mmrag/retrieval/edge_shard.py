@@ -85,6 +85,7 @@ def hnsw_config(hnsw: HnswSettings) -> qe.HnswIndexConfig:
         ef_construct=hnsw.ef_construct,
         full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
         max_indexing_threads=usable_cores(),
+        payload_m=hnsw.payload_m,
     )
 
 
@@ -96,12 +97,15 @@ def quantization_config(settings: StoreSettings) -> qe.ScalarQuantizationConfig 
 
 
 def shard_config(dim: int, settings: StoreSettings) -> qe.EdgeConfig:
+    # Both live in files. Cached: loaded into the page cache when the shard opens, and resident
+    # from then on; Cold: read only where a search touches them.
+    memory = qe.Memory.Cold if settings.on_disk_vectors else qe.Memory.Cached
+
     def dense_params() -> qe.EdgeVectorParams:
-        # Cached: the vectors live in files and are read through the page cache.
         return qe.EdgeVectorParams(
             size=dim,
             distance=qe.Distance.Cosine,
-            memory=qe.Memory.Cached,
+            memory=memory,
             quantization_config=quantization_config(settings),
         )
 
@@ -109,7 +113,7 @@ def shard_config(dim: int, settings: StoreSettings) -> qe.EdgeConfig:
     regions = qe.EdgeVectorParams(
         size=dim,
         distance=qe.Distance.Cosine,
-        memory=qe.Memory.Cached,
+        memory=memory,
         multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
     )
     return qe.EdgeConfig(

@@ -432,7 +432,9 @@ class EdgeVectorStore(RecordReads):
             except BaseException:
                 self._abandon_build(target)
                 raise
-            if result.cancelled:
+            if result.cancelled or not result.optimized:
+                # Nothing built: the live shard already has every write the copy has, and
+                # publishing the copy would only cost its load (a million points: seconds).
                 self._abandon_build(target)
                 return False
             built = time.monotonic()
