@@ -236,13 +236,15 @@ def disk_mib(path: Path) -> float:
 # -- the store ---------------------------------------------------------------------------------
 
 
-def settings_of(args: argparse.Namespace, ef_search: int) -> StoreSettings:
+def settings_of(
+    args: argparse.Namespace, ef_search: int, oversampling: float | None = None
+) -> StoreSettings:
     return StoreSettings(
         hnsw=HnswSettings(
             m=args.m, ef_construct=args.ef_construct, ef_search=ef_search, payload_m=args.payload_m
         ),
         quantization=args.quantization,
-        oversampling=args.oversampling,
+        oversampling=args.oversampling[0] if oversampling is None else oversampling,
         on_disk_vectors=args.on_disk_vectors,
     )
 
@@ -366,9 +368,11 @@ def serve(args: argparse.Namespace, directory: Path, truth_path: Path) -> dict[s
     truth = np.load(truth_path)
     queries = min(args.serve_queries or args.queries, args.queries)
     out: dict[str, Any] = {"memory_before_open": memory_mib(), "by_ef": {}}
-    for n, ef in enumerate(args.ef):
+    # Every combination is a reopen: both are settings the store reads at start.
+    combos = [(ef, over) for ef in args.ef for over in args.oversampling]
+    for n, (ef, over) in enumerate(combos):
         began = time.perf_counter()
-        store = open_store(directory, settings_of(args, ef))
+        store = open_store(directory, settings_of(args, ef, over))
         opened = time.perf_counter() - began
         if n == 0:
             out["reopen_s"] = round(opened, 2)
@@ -393,10 +397,15 @@ def serve(args: argparse.Namespace, directory: Path, truth_path: Path) -> dict[s
                     "recall_at_10": recall(got, truth[name][:queries]),
                 }
             runs["memory_after_searches"] = memory_mib()
-            out["by_ef"][str(ef)] = runs
+            out["by_ef"][combo_name(args, ef, over)] = runs
         finally:
             store.close()
     return out
+
+
+def combo_name(args: argparse.Namespace, ef: int, oversampling: float) -> str:
+    """ "64" for ef_search 64; "64/4" with oversampling 4 when more than one is swept."""
+    return str(ef) if len(args.oversampling) == 1 else f"{ef}/{oversampling:g}"
 
 
 def serve_in_child(
@@ -426,7 +435,7 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
         "--quantization",
         args.quantization,
         "--oversampling",
-        str(args.oversampling),
+        *map(str, args.oversampling),
         "--ef",
         *map(str, args.ef),
     ]
@@ -449,7 +458,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--ef", type=int, nargs="+", default=[HnswSettings().ef_search], help="hnsw.ef_search"
     )
     parser.add_argument("--quantization", choices=["none", "int8"], default="none")
-    parser.add_argument("--oversampling", type=float, default=StoreSettings().oversampling)
+    parser.add_argument(
+        "--oversampling",
+        type=float,
+        nargs="+",
+        default=[StoreSettings().oversampling],
+        help="int8 rescoring: candidates rescored per result",
+    )
     parser.add_argument("--on-disk-vectors", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None, help="where the store goes")
     parser.add_argument(
@@ -480,7 +495,7 @@ def main(argv: list[str] | None = None) -> None:
         served = serve_in_child(args, directory, truth_path, queries)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    first = served["by_ef"][str(args.ef[0])]
+    first = served["by_ef"][combo_name(args, args.ef[0], args.oversampling[0])]
     emit(
         "million",
         {
@@ -491,6 +506,7 @@ def main(argv: list[str] | None = None) -> None:
             "load_average_1m_at_end": round(os.getloadavg()[0], 2),
             "settings": settings_of(args, args.ef[0]).model_dump(mode="json", exclude={"api_key"}),
             "ef_search": args.ef,
+            "oversampling": args.oversampling,
             "fill_and_build": built,
             "disk_mib": disk,
             "after_restart": served,

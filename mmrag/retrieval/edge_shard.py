@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import IO
 
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 INDEXING_THRESHOLD_KB = 1
 
 _CURRENT = "CURRENT"
+_CONFIG_FILE = "edge_config.json"
 _GENERATION = "gen-{:06d}"
 
 
@@ -53,7 +56,7 @@ class ShardPaths:
         except FileNotFoundError:
             return None
         path = self.root / name
-        return path if (path / "edge_config.json").is_file() else None
+        return path if (path / _CONFIG_FILE).is_file() else None
 
     def next_generation(self) -> Path:
         numbers = [int(p.name.split("-")[1]) for p in self.root.glob("gen-*") if p.is_dir()]
@@ -175,6 +178,24 @@ def load(path: Path, config: qe.EdgeConfig | None = None) -> qe.EdgeShard:
         return qe.EdgeShard.load(str(path), config)
     except Exception as error:  # the binding raises bare Exception for every engine error
         raise open_error(path, error) from error
+
+
+def config_matches(path: Path, config: qe.EdgeConfig) -> bool:
+    """Whether the shard at ``path`` already persists ``config``.
+
+    A reload with a config reads every segment's int8 copies and graphs again (seconds at a
+    million points), so it is done only when something changed. What the engine persists for
+    ``config`` is read back from an empty shard made with it: the binding has no serializer.
+    """
+    try:
+        persisted = json.loads((path / _CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    with tempfile.TemporaryDirectory(prefix="mmrag-config-") as scratch:
+        create(Path(scratch) / "shard", config).close()
+        wanted = json.loads((Path(scratch) / "shard" / _CONFIG_FILE).read_text())
+    matches: bool = persisted == wanted
+    return matches
 
 
 def create(path: Path, config: qe.EdgeConfig) -> qe.EdgeShard:

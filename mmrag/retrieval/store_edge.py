@@ -151,7 +151,7 @@ class EdgeVectorStore(RecordReads):
                     self._shard, self._live = edge_migrate.migrate(
                         self._shard, self._paths, self._live, config
                     )
-                else:
+                elif not edge_shard.config_matches(self._live, config):
                     # Reopen with the full config: it applies the current HNSW settings.
                     self._shard.close()
                     self._shard = edge_shard.load(self._live, config)
