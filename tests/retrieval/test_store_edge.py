@@ -375,3 +375,23 @@ def test_on_disk_vectors_with_int8_reopen_built_and_keep_results(tmp_path: Path)
         assert again.info().extra["path"] == live
     finally:
         again.close()
+
+
+def test_a_reopen_reloads_the_shard_only_when_its_settings_changed(tmp_path: Path) -> None:
+    settings = StoreSettings(quantization="int8", on_disk_vectors=True)
+    EdgeVectorStore(tmp_path, settings).close()  # nothing persisted before the dimension
+    edge = EdgeVectorStore(tmp_path, settings)
+    edge.ensure_collection(DIM)
+    live = Path(edge.info().extra["path"])
+    edge.close()
+    assert edge_shard.config_matches(live, edge_shard.shard_config(DIM, settings))
+    changed = StoreSettings(quantization="int8", hnsw=HnswSettings(m=12))
+    assert not edge_shard.config_matches(live, edge_shard.shard_config(DIM, changed))
+
+    again = EdgeVectorStore(tmp_path, changed)
+    try:
+        again.ensure_collection(DIM)  # reloaded with the new settings, which persist
+    finally:
+        again.close()
+    assert edge_shard.config_matches(live, edge_shard.shard_config(DIM, changed))
+    assert '"m":12' in (live / "edge_config.json").read_text()
