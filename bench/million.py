@@ -339,9 +339,9 @@ def fill_and_build(args: argparse.Namespace, directory: Path, truth_path: Path) 
         "build_total_s": None
         if build is None
         else round(build.copy_s + build.build_s + build.swap_s, 1),
-        "build_child_peak_rss_mib": round(children.ru_maxrss / 1024, 1),
         # CPU seconds the build child used: on shared cores, build_s / this shows the share
-        # it got, and this / cores the wall time an idle machine would take.
+        # it got, and this / cores the wall time an idle machine would take. (Its peak RSS is
+        # not reported: ru_maxrss of children counts the parent's pages at the fork.)
         "build_child_cpu_s": round(children.ru_utime + children.ru_stime, 1),
         "during_build_searches": during,
         "memory_during_build": building,
