@@ -167,6 +167,19 @@ class HnswSettings(BaseModel):
     m: int = Field(16, ge=4, le=128)
     ef_construct: int = Field(100, ge=8, le=1000)
     ef_search: int = Field(128, ge=8, le=4096)
+    # Links per node of the extra graphs the engine builds for each value of an indexed
+    # keyword field (for filtered search); None: as many as ``m``; 0: none are built.
+    payload_m: int | None = Field(None, ge=0, le=128)
+
+    @model_validator(mode="after")
+    def _ef_covers_m(self) -> HnswSettings:
+        # A candidate list shorter than a node's links cannot fill them: a worse graph, no faster.
+        if self.ef_construct < self.m:
+            raise ValueError(
+                f"store.hnsw.ef_construct ({self.ef_construct}) must be at least store.hnsw.m "
+                f"({self.m})"
+            )
+        return self
 
 
 class StoreSettings(BaseModel):
@@ -180,12 +193,24 @@ class StoreSettings(BaseModel):
     # collection is created; an existing one keeps the setting it was made with.
     quantization: Literal["none", "int8"] = "none"
     oversampling: float = Field(2.0, ge=1, le=16)
+    # Edge store: the full vectors stay in their files, read through the page cache when a
+    # search touches them, instead of being held in RAM. With int8 the searches walk the int8
+    # copies (in RAM) and read only the rescored candidates' full vectors: what keeps a
+    # million images' 4 GB of float vectors out of the process (bench/million.py).
+    on_disk_vectors: bool = False
 
     @model_validator(mode="after")
-    def _quantization_is_the_edge_stores(self) -> StoreSettings:
-        # The qdrant backend never reads it: refused rather than silently ignored.
-        if self.quantization != "none" and self.backend != StoreBackend.EDGE:
-            raise ValueError("store.quantization is the edge store's; set it to none for qdrant")
+    def _edge_only_settings(self) -> StoreSettings:
+        # The qdrant backend never reads them: refused rather than silently ignored.
+        if self.backend != StoreBackend.EDGE:
+            if self.quantization != "none":
+                raise ValueError(
+                    "store.quantization is the edge store's; set it to none for qdrant"
+                )
+            if self.on_disk_vectors:
+                raise ValueError(
+                    "store.on_disk_vectors is the edge store's; set it to false for qdrant"
+                )
         return self
 
 

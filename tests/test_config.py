@@ -161,3 +161,31 @@ def test_int8_quantization_is_refused_with_the_qdrant_backend(
     monkeypatch.setenv("MMRAG_STORE__URL", ":memory:")
     with pytest.raises(ValidationError, match="quantization"):
         Settings()
+
+
+def test_on_disk_vectors_are_refused_with_the_qdrant_backend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MMRAG_STORE__ON_DISK_VECTORS", "true")
+    assert Settings().store.on_disk_vectors is True  # the edge store's
+    monkeypatch.setenv("MMRAG_STORE__BACKEND", StoreBackend.QDRANT.value)
+    monkeypatch.setenv("MMRAG_STORE__URL", ":memory:")
+    with pytest.raises(ValidationError, match="on_disk_vectors"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("EF_CONSTRUCT", "8", "ef_construct"),  # below the default m (16)
+        ("M", "2", "m"),
+        ("PAYLOAD_M", "-1", "payload_m"),
+        ("EF_SEARCH", "0", "ef_search"),
+    ],
+)
+def test_absurd_hnsw_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(f"MMRAG_STORE__HNSW__{name}", value)
+    with pytest.raises(ValidationError, match=message):
+        Settings()

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import IO
 
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 INDEXING_THRESHOLD_KB = 1
 
 _CURRENT = "CURRENT"
+_CONFIG_FILE = "edge_config.json"
 _GENERATION = "gen-{:06d}"
 
 
@@ -53,7 +56,7 @@ class ShardPaths:
         except FileNotFoundError:
             return None
         path = self.root / name
-        return path if (path / "edge_config.json").is_file() else None
+        return path if (path / _CONFIG_FILE).is_file() else None
 
     def next_generation(self) -> Path:
         numbers = [int(p.name.split("-")[1]) for p in self.root.glob("gen-*") if p.is_dir()]
@@ -85,6 +88,7 @@ def hnsw_config(hnsw: HnswSettings) -> qe.HnswIndexConfig:
         ef_construct=hnsw.ef_construct,
         full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
         max_indexing_threads=usable_cores(),
+        payload_m=hnsw.payload_m,
     )
 
 
@@ -96,12 +100,15 @@ def quantization_config(settings: StoreSettings) -> qe.ScalarQuantizationConfig 
 
 
 def shard_config(dim: int, settings: StoreSettings) -> qe.EdgeConfig:
+    # Both live in files. Cached: loaded into the page cache when the shard opens, and resident
+    # from then on; Cold: read only where a search touches them.
+    memory = qe.Memory.Cold if settings.on_disk_vectors else qe.Memory.Cached
+
     def dense_params() -> qe.EdgeVectorParams:
-        # Cached: the vectors live in files and are read through the page cache.
         return qe.EdgeVectorParams(
             size=dim,
             distance=qe.Distance.Cosine,
-            memory=qe.Memory.Cached,
+            memory=memory,
             quantization_config=quantization_config(settings),
         )
 
@@ -109,7 +116,7 @@ def shard_config(dim: int, settings: StoreSettings) -> qe.EdgeConfig:
     regions = qe.EdgeVectorParams(
         size=dim,
         distance=qe.Distance.Cosine,
-        memory=qe.Memory.Cached,
+        memory=memory,
         multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
     )
     return qe.EdgeConfig(
@@ -171,6 +178,24 @@ def load(path: Path, config: qe.EdgeConfig | None = None) -> qe.EdgeShard:
         return qe.EdgeShard.load(str(path), config)
     except Exception as error:  # the binding raises bare Exception for every engine error
         raise open_error(path, error) from error
+
+
+def config_matches(path: Path, config: qe.EdgeConfig) -> bool:
+    """Whether the shard at ``path`` already persists ``config``.
+
+    A reload with a config reads every segment's int8 copies and graphs again (seconds at a
+    million points), so it is done only when something changed. What the engine persists for
+    ``config`` is read back from an empty shard made with it: the binding has no serializer.
+    """
+    try:
+        persisted = json.loads((path / _CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    with tempfile.TemporaryDirectory(prefix="mmrag-config-") as scratch:
+        create(Path(scratch) / "shard", config).close()
+        wanted = json.loads((Path(scratch) / "shard" / _CONFIG_FILE).read_text())
+    matches: bool = persisted == wanted
+    return matches
 
 
 def create(path: Path, config: qe.EdgeConfig) -> qe.EdgeShard:

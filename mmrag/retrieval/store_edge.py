@@ -151,7 +151,7 @@ class EdgeVectorStore(RecordReads):
                     self._shard, self._live = edge_migrate.migrate(
                         self._shard, self._paths, self._live, config
                     )
-                else:
+                elif not edge_shard.config_matches(self._live, config):
                     # Reopen with the full config: it applies the current HNSW settings.
                     self._shard.close()
                     self._shard = edge_shard.load(self._live, config)
@@ -432,7 +432,9 @@ class EdgeVectorStore(RecordReads):
             except BaseException:
                 self._abandon_build(target)
                 raise
-            if result.cancelled:
+            if result.cancelled or not result.optimized:
+                # Nothing built: the live shard already has every write the copy has, and
+                # publishing the copy would only cost its load (a million points: seconds).
                 self._abandon_build(target)
                 return False
             built = time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -302,13 +303,14 @@ def _wait_for(condition: object, timeout: float = 30.0) -> None:
 
 
 def test_hnsw_settings_reach_the_shard(tmp_path: Path) -> None:
-    settings = StoreSettings(hnsw=HnswSettings(m=8, ef_construct=40))
+    settings = StoreSettings(hnsw=HnswSettings(m=8, ef_construct=40, payload_m=0))
     edge = EdgeVectorStore(tmp_path, settings)
     edge.ensure_collection(DIM)
     edge.close()
     config = (tmp_path / "mmrag_images" / "gen-000001" / "edge_config.json").read_text()
     assert '"m":8' in config
     assert '"ef_construct":40' in config
+    assert '"payload_m":0' in config
 
 
 def test_int8_quantisation_with_rescoring_keeps_results(tmp_path: Path) -> None:
@@ -331,3 +333,65 @@ def test_int8_quantisation_with_rescoring_keeps_results(tmp_path: Path) -> None:
         )
     finally:
         quantised.close()
+
+
+def test_on_disk_vectors_with_int8_reopen_built_and_keep_results(tmp_path: Path) -> None:
+    settings = StoreSettings(quantization="int8", on_disk_vectors=True)
+    vectors = clustered(400)
+    queries = clustered(5, seed=9)
+    exact = [exact_top(vectors, q, 10) for q in queries]
+    first = EdgeVectorStore(tmp_path, settings)
+    try:
+        first.ensure_collection(DIM)
+        first.upsert(points(vectors))
+        assert first.optimize() is True
+        live = first.info().extra["path"]
+    finally:
+        first.close()
+    config = json.loads((Path(live) / "edge_config.json").read_text())
+    # The full vectors stay in their files; the int8 copies are held in RAM.
+    assert {name: params["memory"] for name, params in config["vectors"].items()} == {
+        "image": "cold",
+        "text": "cold",
+        "region": "cold",
+    }
+    assert config["vectors"]["image"]["quantization_config"]["scalar"]["always_ram"] is True
+
+    again = EdgeVectorStore(tmp_path, settings)
+    try:
+        again.ensure_collection(DIM)
+        # Reopened as built: same generation, every vector still in the graph, no backlog.
+        assert again.info().extra["path"] == live
+        assert again.info().indexed_vectors == 800
+        assert again.index_backlog().unindexed_points == 0
+        found = [[h.image_id for h in again.search(q, "image", 10)] for q in queries]
+        recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
+        assert recall >= 0.95
+        top = again.search(queries[0], "image", 1)[0]
+        assert top.score == pytest.approx(
+            float(vectors[int(top.image_id, 16)] @ queries[0]), abs=1e-5
+        )
+        assert again.optimize() is False  # nothing left to build
+        assert again.info().extra["path"] == live
+    finally:
+        again.close()
+
+
+def test_a_reopen_reloads_the_shard_only_when_its_settings_changed(tmp_path: Path) -> None:
+    settings = StoreSettings(quantization="int8", on_disk_vectors=True)
+    EdgeVectorStore(tmp_path, settings).close()  # nothing persisted before the dimension
+    edge = EdgeVectorStore(tmp_path, settings)
+    edge.ensure_collection(DIM)
+    live = Path(edge.info().extra["path"])
+    edge.close()
+    assert edge_shard.config_matches(live, edge_shard.shard_config(DIM, settings))
+    changed = StoreSettings(quantization="int8", hnsw=HnswSettings(m=12))
+    assert not edge_shard.config_matches(live, edge_shard.shard_config(DIM, changed))
+
+    again = EdgeVectorStore(tmp_path, changed)
+    try:
+        again.ensure_collection(DIM)  # reloaded with the new settings, which persist
+    finally:
+        again.close()
+    assert edge_shard.config_matches(live, edge_shard.shard_config(DIM, changed))
+    assert '"m":12' in (live / "edge_config.json").read_text()
