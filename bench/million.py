@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.common import emit, percentiles_ms
+from bench.concept_space import DIM, ConceptSpace, Matrix
 from mmrag.config import HnswSettings, StoreSettings
 from mmrag.models.cpu import usable_cores
 from mmrag.retrieval.store import DenseVectorName, Filter, ImagePoint, MatchAny, MatchValue
@@ -51,18 +52,9 @@ from mmrag.retrieval.store_edge import EdgeVectorStore
 
 log = logging.getLogger("bench.million")
 
-DIM = 512
-TOPICS = 64
-CONCEPTS = 2048
 TENANTS = 10
 CHUNK = 20_000
 TOP = 10
-Matrix = npt.NDArray[np.float32]
-
-
-def _unit(rows: npt.NDArray[Any]) -> Matrix:
-    unit: Matrix = (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
-    return unit
 
 
 @dataclass
@@ -81,36 +73,23 @@ class Corpus:
         self.size = size
         self._seed = seed
         rng = np.random.default_rng(seed)
-        topic_dirs = _unit(rng.normal(size=(TOPICS, DIM)))
-        self._concept_topic = rng.integers(0, TOPICS, CONCEPTS)
-        self._concepts = _unit(
-            topic_dirs[self._concept_topic] + 0.9 * _unit(rng.normal(size=(CONCEPTS, DIM)))
-        )
-        self._image_mean = _unit(rng.normal(size=DIM))
-        self._text_mean = _unit(self._image_mean + 1.3 * _unit(rng.normal(size=DIM)))
-        popularity = 1.0 / np.arange(1, CONCEPTS + 1) ** 0.8
-        self._popularity = popularity / popularity.sum()
-        query_concept = rng.choice(CONCEPTS, size=queries, p=self._popularity)
-        self.queries = self._embed(rng, self._text_mean, query_concept, 0.9)
-        self.query_topic = self._concept_topic[query_concept]
+        self._space = ConceptSpace.draw(rng)
+        query_concept = self._space.pick(rng, queries)
+        self.queries = self._space.embed(rng, self._space.text_mean, query_concept, 0.9)
+        self.query_topic = self._space.concept_topic[query_concept]
         self.query_tenant = rng.integers(0, TENANTS, queries)
-
-    def _embed(
-        self, rng: np.random.Generator, mean: Matrix, concept: npt.NDArray[np.int64], noise: float
-    ) -> Matrix:
-        jitter = _unit(rng.normal(size=(len(concept), DIM)))
-        return _unit(1.1 * mean + self._concepts[concept] + noise * jitter)
 
     def chunks(self) -> Iterator[Chunk]:
         for start in range(0, self.size, CHUNK):
             rng = np.random.default_rng((self._seed, start))
             count = min(CHUNK, self.size - start)
-            concept = rng.choice(CONCEPTS, size=count, p=self._popularity)
+            space = self._space
+            concept = space.pick(rng, count)
             yield Chunk(
                 start,
-                self._embed(rng, self._image_mean, concept, 0.8),
-                self._embed(rng, self._text_mean, concept, 0.9),
-                self._concept_topic[concept],
+                space.embed(rng, space.image_mean, concept, 0.8),
+                space.embed(rng, space.text_mean, concept, 0.9),
+                space.concept_topic[concept],
                 rng.integers(0, TENANTS, count),
             )
 

@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.common import emit, percentiles_ms
+from bench.concept_space import DIM, TOPICS, ConceptSpace, Matrix
 from mmrag.config import HnswSettings, StoreSettings
 from mmrag.models.cpu import usable_cores
 from mmrag.retrieval.store import Filter, ImagePoint, MatchAny, MatchValue
@@ -48,16 +49,7 @@ from mmrag.retrieval.store_edge import EdgeVectorStore
 
 log = logging.getLogger("bench.search_latency")
 
-DIM = 512
-TOPICS = 64
-CONCEPTS = 2048
 FORMATS = ("JPEG",) * 8 + ("PNG", "WEBP")  # PNG: ~10 % of points
-Matrix = npt.NDArray[np.float32]
-
-
-def _unit(rows: npt.NDArray[Any]) -> Matrix:
-    unit: Matrix = (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
-    return unit
 
 
 @dataclass
@@ -81,30 +73,19 @@ class Corpus:
 
 def make_corpus(size: int, queries: int, seed: int = 0) -> Corpus:
     rng = np.random.default_rng(seed)
-    topic_dirs = _unit(rng.normal(size=(TOPICS, DIM)))
-    concept_topic = rng.integers(0, TOPICS, CONCEPTS)
-    concepts = _unit(topic_dirs[concept_topic] + 0.9 * _unit(rng.normal(size=(CONCEPTS, DIM))))
-    image_mean = _unit(rng.normal(size=DIM))
-    # The two modalities' cones overlap in part: their means are ~0.6 cosine apart.
-    text_mean = _unit(image_mean + 1.3 * _unit(rng.normal(size=DIM)))
-    # Zipf-like popularity: a few concepts are common, most are rare.
-    popularity = 1.0 / np.arange(1, CONCEPTS + 1) ** 0.8
-    popularity /= popularity.sum()
-
-    def embed(mean: Matrix, concept: npt.NDArray[np.int64], noise: float) -> Matrix:
-        jitter = _unit(rng.normal(size=(len(concept), DIM)))
-        return _unit(1.1 * mean + concepts[concept] + noise * jitter)
-
-    item_concept = rng.choice(CONCEPTS, size=size, p=popularity)
-    query_concept = rng.choice(CONCEPTS, size=queries, p=popularity)
+    space = ConceptSpace.draw(rng)
+    item_concept = space.pick(rng, size)
+    query_concept = space.pick(rng, queries)
     return Corpus(
-        images=embed(image_mean, item_concept, 0.8),
-        captions=embed(text_mean, item_concept, 0.9),
-        topic=concept_topic[item_concept],
+        images=space.embed(rng, space.image_mean, item_concept, 0.8),
+        captions=space.embed(rng, space.text_mean, item_concept, 0.9),
+        topic=space.concept_topic[item_concept],
         format=[FORMATS[i] for i in rng.integers(0, len(FORMATS), size)],
-        queries=embed(text_mean, query_concept, 0.9),
-        query_texts=[f"a photo of concept {c} in topic {concept_topic[c]}" for c in query_concept],
-        query_topic=concept_topic[query_concept],
+        queries=space.embed(rng, space.text_mean, query_concept, 0.9),
+        query_texts=[
+            f"a photo of concept {c} in topic {space.concept_topic[c]}" for c in query_concept
+        ],
+        query_topic=space.concept_topic[query_concept],
     )
 
 

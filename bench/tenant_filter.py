@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from bench.common import emit, percentiles_ms, timed
-from bench.search_latency import DIM, Matrix, make_corpus
+from bench.concept_space import DIM, Matrix
+from bench.search_latency import make_corpus
 from mmrag.config import HnswSettings, StoreSettings
 from mmrag.retrieval.store import ImagePoint, VectorStore
 from mmrag.retrieval.store_edge import EdgeVectorStore
