@@ -19,6 +19,9 @@ pytestmark = pytest.mark.slow
 SEED = HELD_OUT_SEEDS.start + 710_000_000
 QUERIES = ["a red circle", "a blue triangle", "a green square", "a yellow circle", "a red square"]
 BACKENDS = ["torch", "onnxruntime", "openvino", "auto"]
+# Two images whose torch scores are closer than this are a tie at int8's resolution (the
+# parity bound, 0.99 cosine per vector, moves a score by about this much): either may lead.
+NEAR_TIE = 0.01
 
 
 def _results(tmp: pytest.TempPathFactory, backend: str) -> dict[str, list[str]]:
@@ -45,6 +48,7 @@ def _results(tmp: pytest.TempPathFactory, backend: str) -> dict[str, list[str]]:
             assert response.status_code == 200
             results = response.json()["results"]
             answers[query] = [result["id"] for result in results]
+            answers[f"{query}/scores"] = [str(result["score"]) for result in results]
     # The payload as stored (the API shows callers a narrower view of it).
     store = open_store(settings)
     try:
@@ -69,7 +73,14 @@ def test_search_answers_as_torch_does(
 ) -> None:
     reference, answers = by_backend["torch"], by_backend[backend]
     for query in QUERIES:
-        assert answers[query][0] == reference[query][0], query
+        top, reference_top = answers[query][0], reference[query][0]
+        if top != reference_top:
+            # Only a near-tie may swap: torch ranked this backend's winner within NEAR_TIE.
+            scores = dict(
+                zip(reference[query], map(float, reference[f"{query}/scores"]), strict=True)
+            )
+            assert top in scores, query
+            assert scores[reference_top] - scores[top] < NEAR_TIE, (query, scores)
         # int8 and bf16 may swap near-ties further down, never lose the top matches.
         assert len(set(answers[query]) & set(reference[query])) >= 4, query
 
