@@ -8,7 +8,7 @@ import httpx
 import pytest
 from agents.conftest import clear_mmrag_env, world_settings
 from api.live_server import LiveServer
-from slackbot.harness import HUMAN, Bot, content_id, slack_settings
+from slackbot.harness import Bot, slack_settings
 from workers.shapes_scenes import held_out, png_of
 
 from mmrag.config import Settings
@@ -30,21 +30,5 @@ def bot(tmp_path_factory: pytest.TempPathFactory, tiny_vlm_spec: str) -> Iterato
             assert response.status_code == 201, response.text
             outsiders = [item["id"] for item in response.json()["items"]]
             bot = Bot(server, http, fake, {}, dict(zip(outsiders, theirs, strict=True)))
-            shared = [bot.share(f"scene-{s.seed}.png", png_of(s)) for s in mine]
-            event = {
-                "type": "message",
-                "channel_type": "im",
-                "channel": "D0DIRECT01",
-                "user": HUMAN,
-                "text": "",
-                "ts": "1600000000.000001",
-                "subtype": "file_share",
-                "files": shared,
-            }
-            assert bot.event(event).status_code == 200
-            fake.wait_for(
-                lambda f: any("Indexed 8" in c.args["text"] for c in f.of("chat.postMessage"))
-            )
-            # Ids are content ids: the same bytes, the same id.
-            bot.scenes = {content_id(png_of(s)): s for s in mine}
+            bot.index_in_dm(mine, "scene", "D0DIRECT01", "1600000000.000001")
             yield bot

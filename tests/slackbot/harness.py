@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 from api.live_server import LiveServer
+from workers.shapes_scenes import png_of
 
 from mmrag.config import SlackSettings
 from mmrag.models.fixtures.shapes import ShapeScene
@@ -69,6 +70,28 @@ class Bot:
             "url_private_download": self.fake.file_url(name),
             **fields,
         }
+
+    def index_in_dm(self, scenes: list[ShapeScene], prefix: str, channel: str, ts: str) -> None:
+        """The human shares ``scenes`` in a direct message; returns once the bot has said it
+        indexed them all, with them recorded as the workspace's own (ids are content ids: the
+        same bytes, the same id)."""
+        shared = [self.share(f"{prefix}-{s.seed}.png", png_of(s)) for s in scenes]
+        event = {
+            "type": "message",
+            "channel_type": "im",
+            "channel": channel,
+            "user": HUMAN,
+            "text": "",
+            "ts": ts,
+            "subtype": "file_share",
+            "files": shared,
+        }
+        assert self.event(event).status_code == 200
+        indexed = f"Indexed {len(scenes)}"
+        self.fake.wait_for(
+            lambda f: any(indexed in c.args["text"] for c in f.of("chat.postMessage"))
+        )
+        self.scenes = {content_id(png_of(s)): s for s in scenes}
 
 
 def content_id(data: bytes) -> str:

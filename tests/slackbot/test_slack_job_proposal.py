@@ -12,8 +12,8 @@ import pytest
 from agents.conftest import clear_mmrag_env, world_settings
 from agents.fake_openai import FakeOpenAI, tool_call_reply
 from api.live_server import LiveServer
-from slackbot.harness import CHANNEL, HUMAN, Bot, content_id, slack_settings
-from workers.shapes_scenes import held_out, png_of
+from slackbot.harness import CHANNEL, HUMAN, Bot, slack_settings
+from workers.shapes_scenes import held_out
 
 from mmrag.config import Settings
 from mmrag.slack import render
@@ -48,22 +48,7 @@ def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bot]:
         with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=60) as http:
             bot = Bot(server, http, fake, {}, {})
             mine = held_out(5)
-            shared = [bot.share(f"proposal-{s.seed}.png", png_of(s)) for s in mine]
-            event = {
-                "type": "message",
-                "channel_type": "im",
-                "channel": "D0DIRECT02",
-                "user": HUMAN,
-                "text": "",
-                "ts": "1600000000.000009",
-                "subtype": "file_share",
-                "files": shared,
-            }
-            assert bot.event(event).status_code == 200
-            fake.wait_for(
-                lambda f: any("Indexed 5" in c.args["text"] for c in f.of("chat.postMessage"))
-            )
-            bot.scenes = {content_id(png_of(s)): s for s in mine}
+            bot.index_in_dm(mine, "proposal", "D0DIRECT02", "1600000000.000009")
             yield bot
 
 
