@@ -48,6 +48,12 @@ def tool_call_reply(calls: list[tuple[str, str]]) -> dict[str, Any]:
     }
 
 
+def captioning_proposal(query: str, limit: int) -> dict[str, Any]:
+    """An LLM plan that searches ``query`` (``limit`` hits) and proposes captioning them."""
+    search = json.dumps({"query": query, "limit": limit})
+    return tool_call_reply([("retrieve", search), ("start_job", '{"task": "caption"}')])
+
+
 def text_reply(text: str, score: float | None = None, model: str = "fake") -> dict[str, Any]:
     """A chat completion answering ``text``; with ``score``, log-probabilities of its tokens
     (whitespace-separated words here) whose mean probability is ``score``."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from agents.conftest import world_settings
-from agents.fake_openai import FakeOpenAI, tool_call_reply
+from agents.fake_openai import FakeOpenAI, captioning_proposal
 from workers.shapes_scenes import held_out, index_scenes
 
 from mmrag.errors import InvalidInput
@@ -18,9 +18,7 @@ from mmrag.services import Services
 from mmrag.workers.jobs.service import JobService
 
 pytestmark = pytest.mark.usefixtures("clean_env")
-PLAN = tool_call_reply(
-    [("retrieve", '{"query": "red circle", "limit": 3}'), ("start_job", '{"task": "caption"}')]
-)
+PLAN = captioning_proposal("red circle", 3)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from agents.conftest import clear_mmrag_env, world_settings
-from agents.fake_openai import FakeOpenAI, tool_call_reply
+from agents.fake_openai import FakeOpenAI, captioning_proposal
 from api.live_server import LiveServer
 from workers.shapes_scenes import held_out, png_of
 
@@ -32,9 +32,7 @@ def test_a_proposed_job_starts_only_on_its_callers_confirmation(
     ]
     alice, bob, carol = ({"x-api-key": name} for name in ("alice", "bob", "carol"))
     with FakeOpenAI() as llm:
-        llm.reply = tool_call_reply(
-            [("retrieve", '{"query": "circle", "limit": 2}'), ("start_job", '{"task": "caption"}')]
-        )
+        llm.reply = captioning_proposal("circle", 2)
         settings = world_settings(
             tmp_path / "data", "fixture:shapes-vlm", planner="llm", llm_url=llm.url
         ).model_copy(update={"auth": AuthSettings.model_validate({"api_keys": keys})})

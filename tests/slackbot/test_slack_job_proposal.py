@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from agents.conftest import clear_mmrag_env, world_settings
-from agents.fake_openai import FakeOpenAI, tool_call_reply
+from agents.fake_openai import FakeOpenAI, captioning_proposal
 from api.live_server import LiveServer
 from slackbot.harness import CHANNEL, HUMAN, Bot, slack_settings
 from workers.shapes_scenes import held_out
@@ -30,12 +30,7 @@ def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bot]:
     images the workspace shared."""
     with pytest.MonkeyPatch.context() as patch, FakeSlackServer() as fake, FakeOpenAI() as llm:
         clear_mmrag_env(patch)
-        llm.reply = tool_call_reply(
-            [
-                ("retrieve", f'{{"query": "circle", "limit": {PROPOSED}}}'),
-                ("start_job", '{"task": "caption"}'),
-            ]
-        )
+        llm.reply = captioning_proposal("circle", PROPOSED)
         base = world_settings(
             tmp_path_factory.mktemp("slack-proposal") / "data",
             "fixture:shapes-vlm",

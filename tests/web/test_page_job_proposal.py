@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from agents.conftest import clear_mmrag_env, world_settings
-from agents.fake_openai import FakeOpenAI, tool_call_reply
+from agents.fake_openai import FakeOpenAI, captioning_proposal
 from api.live_server import LiveServer
 from web.browser import open_page, ready, screenshots
 from web.conftest import upload_scenes
@@ -46,12 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterat
     ]
     with pytest.MonkeyPatch.context() as patch, FakeOpenAI() as llm:
         clear_mmrag_env(patch)
-        llm.reply = tool_call_reply(
-            [
-                ("retrieve", f'{{"query": "circle", "limit": {PROPOSED}}}'),
-                ("start_job", '{"task": "caption"}'),
-            ]
-        )
+        llm.reply = captioning_proposal("circle", PROPOSED)
         settings = world_settings(
             tmp_path_factory.mktemp("web-proposal") / "data",
             "fixture:shapes-vlm",
