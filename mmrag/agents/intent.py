@@ -25,17 +25,20 @@ import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
+from mmrag.agents.spelling import correct
+
 DIMENSIONS = 1 << 13
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 @lru_cache(maxsize=256)
 def normalise(text: str) -> str:
-    """Lower case, accents folded (``où`` -> ``ou``), runs of space collapsed. Cached: a
-    plan normalises the same question a dozen times (cues, clauses, each argument)."""
+    """Lower case, accents folded (``où`` -> ``ou``), misspelt tool words put right
+    (``desribe`` -> ``describe``), runs of space collapsed. Cached: a plan normalises the
+    same question a dozen times (cues, clauses, each argument)."""
     folded = unicodedata.normalize("NFKD", text.lower())
     plain = "".join(char for char in folded if not unicodedata.combining(char))
-    return " ".join(plain.split())
+    return " ".join(correct(plain).split())
 
 
 def features(text: str, flags: Sequence[str] = ()) -> dict[int, float]:
