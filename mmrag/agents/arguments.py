@@ -60,16 +60,8 @@ _SCOPE_AFTER = re.compile(
 )
 # "my beach photos", "the concert pictures": the scope comes before it.
 _SCOPE_BEFORE = re.compile(r"([^\W_]+(?: [^\W_]+)?)\s+" + _NOUNS + r"\b")
-_ORDINALS = {
-    "first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4,
-    "4th": 4, "fifth": 5, "5th": 5, "premier": 1, "premiere": 1, "deuxieme": 2,
-    "troisieme": 3, "erste": 1, "ersten": 1, "zweite": 2, "zweiten": 2, "dritte": 3,
-    "primera": 1, "primero": 1, "segunda": 2, "segundo": 2, "tercera": 3, "tercero": 3,
-}  # fmt: skip
 # Where a question's clauses meet: "find dogs and tell me ...", "... then count ...".
 _AND = r"\s(?:and|then|et|und|y|e)\s"
-# Leading punctuation first: "¿y la segunda?" starts with "y" once "¿" is skipped.
-_FOLLOW_UP = re.compile(r"^\W*(?:and|what about|how about|et|und|y|e|en)\b|\bone\b|^\W*$")
 # A question mark with more after it ends a clause too: "which pic has the most balloons?
 # describe that one".
 _CLAUSE_END = r"\?(?=\s*[^\W_])"
@@ -133,7 +125,7 @@ def _phrase(match: re.Match[str] | None) -> str:
 # "the image with the largest number of birds" -> "birds": after a rank, not after "find".
 _AFTER_RANK = re.compile(
     r"\b(?:most|fewest|least|fewer|(?:largest|greatest|highest) number of|plus de|"
-    r"moins de|meisten|wenigsten|mas|menos)\s+(.+)"
+    r"moins de|meisten|wenigsten|mas|menos|piu|meno|mais|meeste|minste)\s+(.+)"
 )
 
 
@@ -213,56 +205,65 @@ def per_image_question(question: str) -> str:
     return (asked[:1].upper() + asked[1:] + "?") if asked else question
 
 
+_NUMBER_WORDS = (
+    "one two three four five six seven eight nine ten un une deux trois quatre cinq ein eine "
+    "einen zwei drei vier funf uno una dos tres cuatro cinco due tre quattro cinque um uma "
+    "dois duas quatro een twee drie vijf"
+)
+# A bound on a count is a filter, not a ranking: "at least two people", "more than 3 cars",
+# "au moins deux", "mehr als drei", "al menos dos", "più di 3", "pelo menos dois",
+# "minstens twee".
+_THRESHOLD = re.compile(
+    r"\b(?:at least|at most|more than|fewer than|less than|over|under|no more than|exactly|"
+    r"au moins|au plus|plus de|moins de|mindestens|hochstens|mehr als|weniger als|genau|"
+    r"al menos|como minimo|mas de|menos de|almeno|piu di|meno di|pelo menos|no minimo|"
+    r"mais de|minstens|ten minste|meer dan|minder dan)\s+"
+    r"(?:\d+|" + "|".join(_NUMBER_WORDS.split()) + r")\b"
+)
+# The superlative that ranks images by a count, in the seven languages: "the most cars",
+# "le plus de voitures", "die meisten Autos", "con más coches", "con più auto", "com mais
+# carros", "de meeste auto's". "mas", "mais" and "piu" alone are also "but" or "more", so
+# they rank only after "with", "that has" or an article.
+_FEWEST = re.compile(
+    r"\b(?:fewest|least|fewer|le moins de|la moins de|wenigsten|menos|meno|minste)\b"
+)
+_MOST = re.compile(
+    r"\b(?:most|(?:largest|greatest|highest|biggest) number|le plus de|le plus grand nombre|"
+    r"meisten|meiste|(?:con|com|que|tiene|tem|ha|the|el|la|o|a|il) (?:mas|mais|piu)|"
+    r"mayor (?:numero|cantidad)|maior (?:numero|quantidade)|maggior numero|meeste|plus de)\b"
+)
+
+
+def without_thresholds(question: str) -> str:
+    """The question with its count bounds taken out: what is left ranks or not."""
+    return _THRESHOLD.sub(" ", normalise(question))
+
+
 def rank_of(question: str) -> str:
-    clean = normalise(question)
-    if re.search(r"\b(fewest|least|fewer|moins|wenigsten|menos)\b", clean):
+    clean = without_thresholds(question)
+    if _FEWEST.search(clean):
         return "fewest"
-    if re.search(r"\b(most|largest number|greatest number|plus de|meisten|mas)\b", clean):
+    if _MOST.search(clean):
         return "most"
     return "none"
 
 
-_LAST = frozenset({"last", "dernier", "derniere", "letzte", "ultima", "ultimo"})
-# Words that only point at an earlier result: with nothing else, a question asks nothing new.
-_REFERRING = frozenset({*_ORDINALS, *_LAST, "about", "result", "results", "das", "lo", "top"})
-# "the top result", "the top one": the first; "top" alone is a place in the image ("the box
-# at the top"), so only these.
-_TOP_RESULT = re.compile(r"\btop (?:result|one|hit|match|photo|image|picture|pic)\b")
-
-
-def ordinal_reference(question: str) -> int | None:
-    """The rank a follow-up refers to (``"and the second one?"`` -> 2), -1 for "last"."""
-    words = _words(normalise(question))
-    # A whole word "the", not the letters: "weather" is no reference.
-    if len(words) > 10 or (not _FOLLOW_UP.search(normalise(question)) and "the" not in words):
-        return None
-    if _TOP_RESULT.search(normalise(question)):
-        return 1
-    for word in words:
-        if word in _ORDINALS:
-            return _ORDINALS[word]
-        if word in _LAST:
-            return -1
-    return None
-
-
-def is_bare_reference(question: str) -> bool:
-    """``"and the second one?"`` refers and asks nothing new; ``"what is the second one
-    doing?"`` asks a question of its own about it."""
-    words = _words(normalise(question))
-    return not [word for word in words if word not in _STOP and word not in _REFERRING]
-
-
-_REFERENCE = re.compile(
-    r"\b(?:the|la|le|das|el) (?:" + "|".join(_ORDINALS) + "|" + "|".join(_LAST) + r"|top)"
-    r"(?: (?:one|image|photo|picture|result))?\b"
+# The rank and what it counts, with what leads to it: "with the most forklifts", "mit den
+# meisten Personen", "qui a le plus de voitures". Cut, it leaves what is asked of the
+# top image: "caption the picture with the most forklifts" -> "caption the picture".
+_RANK_PHRASE = re.compile(
+    r"\s*(?:\b(?:with|having|that has|which has|that have|where there are|containing|mit|"
+    r"con|avec|qui a|ou il y a|met|com|que tiene|que tem|che ha|die|dat)\s+)?"
+    r"(?:\b(?:the|den|die|el|la|los|las|le|il|i|o|a|os|as|de)\s+)?"
+    r"\b(?:(?:largest|greatest|highest|biggest) number of|le plus grand nombre de|"
+    r"most|fewest|least|meisten|wenigsten|meeste|minste|le plus de|le moins de|"
+    r"mas|menos|piu|meno|mais|mayor numero de|maior numero de|maggior numero di)\b[^,;:?]*"
 )
 
 
-def without_reference(question: str) -> str:
-    """The question with its reference made "it": ``"what is the second one doing?"`` ->
-    ``"what is it doing?"``, so each image is asked about itself."""
-    return _REFERENCE.sub("it", " ".join(question.split()))
+def without_rank(clause: str) -> str:
+    """The clause without its ranking phrase."""
+    return " ".join(_RANK_PHRASE.sub(" ", without_thresholds(clause)).split())
 
 
 _IRREGULAR = {"people": "person", "men": "man", "women": "woman", "children": "child"}

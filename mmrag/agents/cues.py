@@ -45,7 +45,7 @@ _CUES: dict[str, str] = {
     r"(?:photos?|pictures?|images?|pics?) (?:show|look like)\b",
     "vqa": r"colou?r|couleur|farbe|\bcolore|\bcor\b|kleur|what kind|what type|what breed|"
     r"what sport|what season|what time|doing|wearing|holding|eating|drinking|\bis the\b|"
-    r"\bare the\b|\bdoes\b|\bis it\b|\bis this\b|\bwhich colou?r|tient|halt|written|\bread\b|"
+    r"\bare the\b|\bdoes\b|\bis it\b|\bis this\b|\bwhich colou?r|\btient\b|\bhalt(?:en)?\b|written|\bread\b|"
     r"\bsay\b|weather|material|old|open or|indoors|\bopen\b|\bclosed\b|\bempty\b|\bfull\b|"
     r"\bwhy\b|\bwho\b|\bwhich way|est-ce que|\bestan\b|\bsta\b|"
     r"\bestao\b|\bis de\b|\bdi che\b|"

@@ -18,7 +18,7 @@ import hashlib
 import itertools
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -124,8 +124,11 @@ class LinearClassifier:
         result: npt.NDArray[np.float32] = exp / exp.sum(axis=1, keepdims=True)
         return result
 
-    def predict(self, row: dict[int, float]) -> tuple[str, float]:
-        """The most likely label and its probability."""
+    def predict(self, row: dict[int, float], exclude: Collection[str] = ()) -> tuple[str, float]:
+        """The most likely label but those excluded, and its probability."""
         probabilities = self._probabilities(self._matrix([row]))[0]
+        for label in exclude:
+            if label in self.labels and len(exclude) < len(self.labels):
+                probabilities[self.labels.index(label)] = -1.0
         best = int(probabilities.argmax())
         return self.labels[best], float(probabilities[best])

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Protocol
 
-from mmrag.agents import arguments
+from mmrag.agents import arguments, references
 from mmrag.agents.cues import asks_for_more_like, cue_flags
 from mmrag.agents.intent import LinearClassifier, features
+from mmrag.agents.negation import negated_tools
 from mmrag.agents.routing_set import RoutingExample, development
 from mmrag.agents.scope import question_filter, top_wanted
 from mmrag.agents.tools import ROUTED_TOOLS, Plan, PlanContext, validate_plan
@@ -97,26 +98,30 @@ class LocalPlanner:
         """Nothing to let go of: the classifiers are plain arrays."""
 
     def plan(self, request: PlanRequest) -> Plan:
-        question = request.question
         pick = _picked(request)
-        if pick is not None and arguments.is_bare_reference(question):
+        if pick is not None and references.is_bare_reference(request.question):
             return validate_plan(_repeat(request, pick), self.name, request.context)
+        # "don't count anything, just tell me what it shows": the negated part is read by
+        # nothing, and its tools are never planned.
+        question, negated = negated_tools(request.question)
         classifiers = self._classifiers or default_classifiers()
         found, rest = question_filter(question)
         # "photos with at least two people" asks for photos: the bound is a filter, and its
         # words ("least") must not make a count of it.
         row = _row(rest if found and "counts" in found else question, request.has_image)
-        intent, _ = classifiers.intent.predict(row)
+        intent, _ = classifiers.intent.predict(row, exclude=negated)
         if pick is not None and intent != "retrieve":
             # A question of its own about one earlier result: "what is the second one doing?"
-            asked = arguments.without_reference(question)
+            asked = references.without_reference(question)
             step = {
                 "tool": intent,
                 "args": {"on": "previous", "pick": pick, **_tool_args(intent, asked)},
             }
             return validate_plan([step], self.name, request.context)
-        more_like = request.has_image and asks_for_more_like(question)
-        about_corpus = more_like or classifiers.corpus.predict(row)[0] == "yes"
+        # With an image, a negated search ("don't look through my photos") stays on it.
+        stay = request.has_image and "retrieve" in negated
+        more_like = request.has_image and not stay and asks_for_more_like(question)
+        about_corpus = more_like or (not stay and classifiers.corpus.predict(row)[0] == "yes")
         if more_like and not arguments.asked_clause_words(question):
             # "find more photos like this one" asks for the images, nothing about them.
             intent = "retrieve"
@@ -155,30 +160,39 @@ def _ranked_chain(
     question: str, classifiers: Classifiers, has_image: bool
 ) -> list[dict[str, Any]] | None:
     """Three steps after the search for "the two photos with the most cars, and what colour is
-    the biggest car in each": count and rank, keep the top ones, then ask each. None when
-    the question is not a ranking followed by a question of its own."""
-    clauses = arguments.clauses(question)
-    if len(clauses) < 2 or arguments.rank_of(clauses[0]) == "none":
+    the biggest car in each" or "caption the picture with the most forklifts": count and rank,
+    keep the top ones, then ask each. None when the question ranks nothing (a bound such as
+    "at least two" filters, it does not rank) or asks nothing of the top images."""
+    parts = arguments.clauses(question)
+    ranked = next((i for i, part in enumerate(parts) if arguments.rank_of(part) != "none"), None)
+    if ranked is None:
         return None
-    asked = clauses[-1]
+    if ranked < len(parts) - 1:
+        # "which pic has the most balloons? describe that one": the clause after asks.
+        asked = parts[-1]
+    else:
+        # One clause: what is left once the ranking phrase is cut asks, if it names a tool.
+        asked = arguments.without_rank(parts[ranked])
+        if not {"cue-caption", "cue-vqa", "cue-ground"} & set(cue_flags(asked)):
+            return None
     then, _ = classifiers.intent.predict(_row(asked, has_image))
     if then not in _PER_IMAGE:
         return None
-    phrase = arguments.count_phrase(clauses[0])
+    phrase = arguments.count_phrase(parts[ranked])
     count = {
         "on": "hits",
         "phrase": phrase,
-        "rank": arguments.rank_of(clauses[0]),
-        "top": top_wanted(clauses[0]) or 1,
+        "rank": arguments.rank_of(parts[ranked]),
+        "top": top_wanted(parts[ranked]) or 1,
     }
     # "... and where are they?": the counted objects are what to ground.
-    args = {"phrases": [phrase]} if then == "ground" else _tool_args(then, question)
+    args = {"phrases": [phrase]} if then == "ground" else _tool_args(then, asked)
     return [{"tool": "count", "args": count}, {"tool": then, "args": {"on": "last", **args}}]
 
 
 def _picked(request: PlanRequest) -> int | None:
     """The earlier result the question refers to (1-based), if it refers to one."""
-    rank = arguments.ordinal_reference(request.question)
+    rank = references.ordinal_reference(request.question)
     if rank is None or not request.previous_ids:
         return None
     return len(request.previous_ids) if rank == -1 else rank
