@@ -24,7 +24,7 @@ _CUES: dict[str, str] = {
     r"\bmarca\b|\bdov|\bonde\b|\bwaar\b|markeer|\btrova\b|"
     r"is there (?:a|an|one)\b|are there|do you see|y a-t-il|gibt es|\bhay\b|c'e\b|contain|"
     r"lighthouse|"
-    r"\bshow me where|"
+    r"\bshow me where|\bposition\b|\bwhereabouts\b|"
     # "do my beach photos have a boat in them?", "check if the office pics have ...": is
     # one thing there.
     r"^\W*(?:do|does|did|check (?:if|whether)) .*\b(?:photos?|pictures?|pics|images?|shots)\b"
@@ -45,10 +45,13 @@ _CUES: dict[str, str] = {
     r"(?:photos?|pictures?|images?|pics?) (?:show|look like)\b",
     "vqa": r"colou?r|couleur|farbe|\bcolore|\bcor\b|kleur|what kind|what type|what breed|"
     r"what sport|what season|what time|doing|wearing|holding|eating|drinking|\bis the\b|"
-    r"\bare the\b|\bdoes\b|\bis it\b|\bis this\b|\bwhich colou?r|\btient\b|\bhalt(?:en)?\b|written|\bread\b|"
+    r"\bare the\b|\bdoes\b|\bis it\b|\bis this\b|\bwhich colou?r|\btient\b|\bhalt(?:en)?\b|"
+    r"written|\bread\b|"
     r"\bsay\b|weather|material|old|open or|indoors|\bopen\b|\bclosed\b|\bempty\b|\bfull\b|"
     r"\bwhy\b|\bwho\b|\bwhich way|est-ce que|\bestan\b|\bsta\b|"
     r"\bestao\b|\bis de\b|\bdi che\b|"
+    # A question by inversion: "les rayons sont-ils vides ?", "sind die Regale voll?".
+    r"\b[^\W_]+-(?:t-)?(?:ils|elles|il|elle)\b|^\W*(?:ist|sind|hat|haben|war|waren|zijn)\b|"
     # "is there snow on the roof?" asks about stuff, "is there a ladder?" for a thing to box.
     r"is there (?!(?:a|an|one)\b)|"
     # "tell me whether ...", in each language: a question asked of each image.

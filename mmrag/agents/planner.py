@@ -19,7 +19,7 @@ from mmrag.agents.cues import asks_for_more_like, cue_flags
 from mmrag.agents.intent import LinearClassifier, features
 from mmrag.agents.negation import negated_tools
 from mmrag.agents.routing_set import RoutingExample, development
-from mmrag.agents.scope import question_filter, top_wanted
+from mmrag.agents.scope import collection_scope, question_filter, top_wanted
 from mmrag.agents.tools import ROUTED_TOOLS, Plan, PlanContext, validate_plan
 from mmrag.errors import InvalidInput
 
@@ -110,6 +110,13 @@ class LocalPlanner:
         # words ("least") must not make a count of it.
         row = _row(rest if found and "counts" in found else question, request.has_image)
         intent, _ = classifiers.intent.predict(row, exclude=negated)
+        scoped = collection_scope(question) if pick is None else None
+        if scoped is not None and _asks_of_images(cue_flags(scoped)):
+            # "in the warehouse photos, are the shelves empty?", "show me the pallet jack's
+            # position in the storage room pictures": a question asked of the images the
+            # scope names, decided by what it asks.
+            scoped_row = _row(scoped, request.has_image)
+            intent, _ = classifiers.intent.predict(scoped_row, exclude={"retrieve", *negated})
         if pick is not None and intent != "retrieve":
             # A question of its own about one earlier result: "what is the second one doing?"
             asked = references.without_reference(question)
@@ -121,7 +128,9 @@ class LocalPlanner:
         # With an image, a negated search ("don't look through my photos") stays on it.
         stay = request.has_image and "retrieve" in negated
         more_like = request.has_image and not stay and asks_for_more_like(question)
-        about_corpus = more_like or (not stay and classifiers.corpus.predict(row)[0] == "yes")
+        about_corpus = more_like or (
+            not stay and (scoped is not None or classifiers.corpus.predict(row)[0] == "yes")
+        )
         if more_like and not arguments.asked_clause_words(question):
             # "find more photos like this one" asks for the images, nothing about them.
             intent = "retrieve"
@@ -154,6 +163,13 @@ def _search(question: str, more_like: bool) -> dict[str, Any]:
 
 
 _PER_IMAGE = ("vqa", "caption", "ground")
+
+
+def _asks_of_images(flags: list[str]) -> bool:
+    """Whether cues say a question is asked of images, not a search: "find me the photo of
+    the red car" names a photo to find, "show me the pallet jack's position" asks where."""
+    asking = {"cue-vqa", "cue-ground", "cue-count", "cue-detect"} & set(flags)
+    return bool(asking) or ("cue-caption" in flags and "cue-retrieve" not in flags)
 
 
 def _ranked_chain(

@@ -70,6 +70,38 @@ def question_filter(question: str) -> tuple[dict[str, Any] | None, str]:
     return (found or None), " ".join(clean.split())
 
 
+_WORDS = r"(?:[^\W\d_][\w']* ){0,3}"
+# "in the warehouse photos", "of my dock pictures", "from the beach upload", "dans les photos
+# de l'entrepôt", "in den Lagerfotos", "en las fotos de la playa", "nelle foto della spiaggia",
+# "nas fotos da praia", "in de foto's van het magazijn": the images a question is about.
+_COLLECTION = re.compile(
+    r"\b(?:(?:in|of|from|among|across|on|for) (?:all |each of |every one of )?"
+    r"(?:the|my|our|these|those) " + _WORDS + r"(?:photos|pictures|pics|images|shots|uploads?)"
+    r"|(?:dans|sur|parmi|pour) (?:les|mes|nos|ces) (?:photos|images)(?: (?:de|du|des|d')"
+    r" ?(?:la |le |l')?[\w']+)?"
+    r"|(?:in|auf|bei|unter|aus) (?:den|meinen|unseren|diesen) [\w]*(?:fotos|bildern|aufnahmen)"
+    r"(?: (?:vom|von der|von|aus dem) [\w]+)?"
+    r"|(?:en|entre) (?:las|mis|nuestras|estas) (?:fotos|imagenes)(?: (?:de|del) (?:la |el )?\w+)?"
+    r"|(?:nelle|tra le|fra le|sulle|per le) (?:mie )?(?:foto|immagini)"
+    r"(?: (?:di|del|della|dello|dei|delle) \w+)?"
+    r"|(?:nas|entre as|para as) (?:minhas )?(?:fotos|imagens)(?: (?:de|do|da|dos|das) \w+)?"
+    r"|(?:in|tussen|op) (?:de|mijn|onze|deze) (?:foto's|fotos|afbeeldingen)"
+    r"(?: van (?:het |de )?\w+)?)\b"
+)
+
+
+def collection_scope(question: str) -> str | None:
+    """What the question asks once the images it is about are named: "dans les photos de
+    l'entrepôt, les rayons sont-ils vides ?" -> "les rayons sont-ils vides ?"; None when it
+    names no images of the collection, or nothing besides."""
+    clean = normalise(question)
+    match = _COLLECTION.search(clean)
+    if match is None:
+        return None
+    rest = " ".join((clean[: match.start()] + " " + clean[match.end() :]).split()).strip(" ,;:")
+    return rest or None
+
+
 _TOP = re.compile(
     r"\b(?:the |top )?" + _NUMBER + r" (?:\w+ )?(?:photos|images|pictures|pics|ones|shots)\b"
 )
