@@ -52,6 +52,7 @@ _CUES: dict[str, str] = {
     r"\bestao\b|\bis de\b|\bdi che\b|"
     # A question by inversion: "les rayons sont-ils vides ?", "sind die Regale voll?".
     r"\b[^\W_]+-(?:t-)?(?:ils|elles|il|elle)\b|^\W*(?:ist|sind|hat|haben|war|waren|zijn)\b|"
+    r"¿\s*(?:esta|estan|es|son)\b|"
     # "is there snow on the roof?" asks about stuff, "is there a ladder?" for a thing to box.
     r"is there (?!(?:a|an|one)\b)|"
     # "tell me whether ...", in each language: a question asked of each image.

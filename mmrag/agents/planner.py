@@ -108,9 +108,11 @@ class LocalPlanner:
         found, rest = question_filter(question)
         # "photos with at least two people" asks for photos: the bound is a filter, and its
         # words ("least") must not make a count of it.
-        row = _row(rest if found and "counts" in found else question, request.has_image)
+        # So must a bound in another language ("au moins deux chiens"), filter or not.
+        unbound = rest if found and "counts" in found else arguments.without_thresholds(question)
+        row = _row(unbound, request.has_image)
         intent, _ = classifiers.intent.predict(row, exclude=negated)
-        scoped = collection_scope(question) if pick is None else None
+        scoped = collection_scope(unbound) if pick is None else None
         if scoped is not None and _asks_of_images(cue_flags(scoped)):
             # "in the warehouse photos, are the shelves empty?", "show me the pallet jack's
             # position in the storage room pictures": a question asked of the images the

@@ -50,8 +50,14 @@ _RESULT_NOUNS = frozenset(_NOUN_WORDS.split())
 # What may follow a reference: nothing, a result noun, or a word that ends the phrase.
 _ENDING_WORDS = "please pls too then again also now as in on of for from there here"
 _AFTER = _RESULT_NOUNS | frozenset(_ENDING_WORDS.split())
+_DETERMINER_WORDS = (
+    "the that this your la le l das der den dem die des beim im vom zum el lo los al del il "
+    "nel nella dalla alla o a no na do da ao de het"
+)
+_DETERMINERS = frozenset(_DETERMINER_WORDS.split())
 _TOP = re.compile(r"\btop (?:result|one|hit|match|photo|image|picture|pic)\b")
-_TOKENS = re.compile(r"#?[^\W_]+(?:'[^\W_]+)?")
+# Apostrophes split: "l'ultima" is "l" and "ultima".
+_TOKENS = re.compile(r"#?[^\W_]+")
 _SUFFIXES = "st|nd|rd|th|e|eme|er|ere|re|o|a|de|ste|te"
 _MAX_WORDS = 14
 
@@ -76,7 +82,9 @@ def _rank_at(tokens: list[str], index: int) -> int | None:
         rank = -1
     if rank is None or (after is not None and after not in _AFTER):
         return None
-    return rank
+    # An ordinal refers after an article: "the first", "beim dritten", "e la seconda";
+    # "weather first" says when, not which.
+    return rank if before in _DETERMINERS or token.startswith("#") else None
 
 
 def ordinal_reference(question: str) -> int | None:
