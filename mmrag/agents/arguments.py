@@ -80,7 +80,11 @@ def asked_clause_words(question: str) -> list[str]:
 def clauses(question: str) -> list[str]:
     """The question's clauses: "the two photos with the most cars, and what colour ..." ->
     ["the two photos with the most cars", "what colour ..."]."""
-    parts = re.split(r"\s*,?" + _AND + r"|\s*[,;:]\s*|\s*" + _CLAUSE_END, normalise(question))
+    # A dash between spaces ends a clause too: "the photo with the fewest clouds - what ...".
+    parts = re.split(
+        r"\s*,?" + _AND + r"|\s*[,;:]\s*|\s+[-\u2013\u2014]\s+|\s*" + _CLAUSE_END,
+        normalise(question),
+    )
     return [part.strip() for part in parts if part.strip()]
 
 

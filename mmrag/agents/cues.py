@@ -48,11 +48,11 @@ _CUES: dict[str, str] = {
     r"\bare the\b|\bdoes\b|\bis it\b|\bis this\b|\bwhich colou?r|\btient\b|\bhalt(?:en)?\b|"
     r"written|\bread\b|"
     r"\bsay\b|weather|material|old|open or|indoors|\bopen\b|\bclosed\b|\bempty\b|\bfull\b|"
-    r"\bwhy\b|\bwho\b|\bwhich way|est-ce que|\bestan\b|\bsta\b|"
+    r"\bwhy\b|\bwho\b|\bwhich way|est-ce qu|\bestan\b|\bsta\b|"
     r"\bestao\b|\bis de\b|\bdi che\b|"
     # A question by inversion: "les rayons sont-ils vides ?", "sind die Regale voll?".
     r"\b[^\W_]+-(?:t-)?(?:ils|elles|il|elle)\b|^\W*(?:ist|sind|hat|haben|war|waren|zijn)\b|"
-    r"¿\s*(?:esta|estan|es|son)\b|"
+    r"¿\s*(?:esta|estan|es|son)\b|\b(?:are|were) they\b|\bis (?:she|he|anyone|anybody)\b|"
     # "is there snow on the roof?" asks about stuff, "is there a ladder?" for a thing to box.
     r"is there (?!(?:a|an|one)\b)|"
     # "tell me whether ...", in each language: a question asked of each image.

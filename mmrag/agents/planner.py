@@ -111,7 +111,10 @@ class LocalPlanner:
         # So must a bound in another language ("au moins deux chiens"), filter or not.
         unbound = rest if found and "counts" in found else arguments.without_thresholds(question)
         row = _row(unbound, request.has_image)
-        intent, _ = classifiers.intent.predict(row, exclude=negated)
+        # A question about one earlier result asks something of it; a search would drop it.
+        refers = pick is not None and not asks_for_more_like(question)
+        excluded = {*negated, "retrieve"} if refers else negated
+        intent, _ = classifiers.intent.predict(row, exclude=excluded)
         scoped = collection_scope(unbound) if pick is None else None
         if scoped is not None and _asks_of_images(cue_flags(scoped)):
             # "in the warehouse photos, are the shelves empty?", "show me the pallet jack's

@@ -56,8 +56,10 @@ _DETERMINER_WORDS = (
 )
 _DETERMINERS = frozenset(_DETERMINER_WORDS.split())
 _TOP = re.compile(r"\btop (?:result|one|hit|match|photo|image|picture|pic)\b")
-# Apostrophes split: "l'ultima" is "l" and "ultima".
-_TOKENS = re.compile(r"#?[^\W_]+")
+# Apostrophes split: "l'ultima" is "l" and "ultima". Punctuation is kept as a token: it ends
+# a reference ("y en la tercera, ¿cuántas personas hay?").
+_TOKENS = re.compile(r"#?[^\W_]+|[?!.,;:¿¡]")
+_PUNCTUATION = frozenset("?!.,;:¿¡")
 _SUFFIXES = "st|nd|rd|th|e|eme|er|ere|re|o|a|de|ste|te"
 _MAX_WORDS = 14
 
@@ -80,7 +82,7 @@ def _rank_at(tokens: list[str], index: int) -> int | None:
     rank = int(numeric.group(1)) if numeric else _RANKS.get(token)
     if rank is None and token in _LAST:
         rank = -1
-    if rank is None or (after is not None and after not in _AFTER):
+    if rank is None or (after is not None and after not in _AFTER | _PUNCTUATION):
         return None
     # An ordinal refers after an article: "the first", "beim dritten", "e la seconda";
     # "weather first" says when, not which.
@@ -90,7 +92,7 @@ def _rank_at(tokens: list[str], index: int) -> int | None:
 def ordinal_reference(question: str) -> int | None:
     """The rank a follow-up refers to (``"and the second one?"`` -> 2), -1 for "last"."""
     tokens = _tokens(question)
-    if len(tokens) > _MAX_WORDS:
+    if sum(token not in _PUNCTUATION for token in tokens) > _MAX_WORDS:
         return None
     if _TOP.search(normalise(question)):
         return 1
@@ -110,7 +112,7 @@ _FILLER_WORDS = (
     "und das die der den dem beim bei im mit fur dasselbe gleiche was ist "
     "y el lo los las con en del al mismo misma igual que "
     "e il nel nella della per stesso stessa cosa "
-    "o a os as no na do da com mesmo mesma "
+    "o a os as no na do da com mesmo mesma para pra s "
     "en de het van bij voor met zelfde hetzelfde wat"
 )
 _FILLER = frozenset(_FILLER_WORDS.split())
@@ -121,7 +123,7 @@ def is_bare_reference(question: str) -> bool:
     doing?"`` asks a question of its own about it."""
     tokens = _tokens(question)
     for index, token in enumerate(tokens):
-        if token in _FILLER or token in _RESULT_NOUNS:
+        if token in _FILLER or token in _RESULT_NOUNS or token in _PUNCTUATION:
             continue
         if _rank_at(tokens, index) is not None or token == "top":
             continue
