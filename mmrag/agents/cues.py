@@ -13,7 +13,9 @@ import re
 from mmrag.agents.intent import normalise
 
 _CUES: dict[str, str] = {
-    "count": r"how many|\bhw m[a-z]*ny|\bcount|\bcnt\b|number of|combien|compte|wie viele|"
+    # "how many" as typed in a hurry: "hw many", "ow many", "how mny", "hw mny".
+    "count": r"how many|\b(?:hw|ow|hwo|hoe|hpw|ho) m[a-z]{0,2}n[a-z]?y\b|\bhw m[a-z]*ny|"
+    r"\bcount|\bcnt\b|number of|combien|compte|wie viele|"
     r"\bzahl|cuant[oa]s|cuenta|quant[eio]|quant[oa]s|\bconta\b|\bconte\b|hoeveel|"
     r"\btel\b|\bmost\b|fewest|\bleast\b|largest number|plus de|\bmoins de|meisten|"
     r"\bmas\b|\bpiu\b|\bmais\b|meeste",
@@ -49,7 +51,7 @@ _CUES: dict[str, str] = {
     r"written|\bread\b|"
     r"\bsay\b|weather|material|old|open or|indoors|\bopen\b|\bclosed\b|\bempty\b|\bfull\b|"
     r"\bwhy\b|\bwho\b|\bwhich way|est-ce qu|\bestan\b|\bsta\b|"
-    r"\bestao\b|\bis de\b|\bdi che\b|"
+    r"\bestao\b|\bis (?:de|het)\b|\bdi che\b|"
     # A question by inversion: "les rayons sont-ils vides ?", "sind die Regale voll?".
     r"\b[^\W_]+-(?:t-)?(?:ils|elles|il|elle)\b|^\W*(?:ist|sind|hat|haben|war|waren|zijn)\b|"
     r"¿\s*(?:esta|estan|es|son)\b|\b(?:are|were) they\b|\bis (?:she|he|anyone|anybody)\b|"

@@ -48,7 +48,10 @@ _NOUN_WORDS = (
 )
 _RESULT_NOUNS = frozenset(_NOUN_WORDS.split())
 # What may follow a reference: nothing, a result noun, or a word that ends the phrase.
-_ENDING_WORDS = "please pls too then again also now as in on of for from there here"
+_ENDING_WORDS = (
+    "please pls too then again also now as in on of for from there here maintenant puis "
+    "ensuite alors jetzt nun dann ahora luego ora poi agora depois nu dan"
+)
 _AFTER = _RESULT_NOUNS | frozenset(_ENDING_WORDS.split())
 _DETERMINER_WORDS = (
     "the that this your la le l das der den dem die des beim im vom zum el lo los al del il "
@@ -107,6 +110,9 @@ def ordinal_reference(question: str) -> int | None:
 # number 3", "und beim dritten?", "e la seconda?", "ok, now the 4th".
 _FILLER_WORDS = (
     "and what about how same thing ok okay now then again too also please pls just the a "
+    "hmm hm um uh ah oh well so right cool thanks great nice alright yes yeah next "
+    "maintenant puis ensuite alors bon jetzt nun dann ahora luego pues bueno ora poi allora "
+    "agora depois entao nu dan oke goed "
     "for with in on of to do it that one ones is are "
     "et la le les l pour pareil meme chose avec dans sur de du quoi "
     "und das die der den dem beim bei im mit fur dasselbe gleiche was ist "
