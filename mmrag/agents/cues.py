@@ -35,7 +35,8 @@ _CUES: dict[str, str] = {
     r"\blabel|\btag\b|annotate|all (?:the )?(?:items|things|people|objects)|erkenne|\blist\b|"
     r"alle objekte|tous les objets|todos los objetos|tutti gli oggetti|todos os objetos|"
     r"alle objecten|rileva|detecte|detecteer|repere",
-    "caption": r"describ|descrb|descib|dscrib|decrib|description|descrption|caption|"
+    # Not "describing": "the photo where a man is describing a painting" is a photo to find.
+    "caption": r"describ(?!ing)|descrb|descib|dscrib|decrib|description|descrption|caption|"
     r"what'?s in|what is in|wat is in|wht'?s in|what (?:do|can) you see|what you see|summar|"
     r"looking at|decri|beschreib|beschrijf|descriv|descrev|alt text|title|overview|rundown|"
     r"depict|\bscene\b|going on|happening|on voit|zu sehen|que hay|que se ve|what does this|"
@@ -77,7 +78,8 @@ _CUES: dict[str, str] = {
 }
 _COMPILED = {name: re.compile(pattern) for name, pattern in _CUES.items()}
 # "the photo where everyone is smiling" describes a photo to find: that "where" asks for no
-# place, so it is read as "showing" before the cues are matched.
+# place, so it is read as "with" before the cues are matched ("showing" would read as "the
+# photo shows", a caption cue).
 _RELATIVE_WHERE = re.compile(r"\b(photos?|pictures?|pics?|images?|shots?|ones?) where\b")
 # "where are my photos of the harbour?", "where's that picture of the cake?": the photos
 # are what is asked for, not a place in them.
@@ -88,7 +90,7 @@ _WHERE_PHOTOS = re.compile(
 
 
 def cue_flags(question: str) -> list[str]:
-    clean = _RELATIVE_WHERE.sub(r"\1 showing", normalise(question))
+    clean = _RELATIVE_WHERE.sub(r"\1 with", normalise(question))
     clean = _WHERE_PHOTOS.sub(r"find \1", clean)
     return [f"cue-{name}" for name, pattern in _COMPILED.items() if pattern.search(clean)]
 

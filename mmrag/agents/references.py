@@ -30,6 +30,18 @@ for _rank, _words in enumerate(
     start=1,
 ):
     _RANKS.update(dict.fromkeys(_words.split(), _rank))
+# Cardinals, which refer after a result noun: "result number two", "nummer drei".
+_NUMBER_WORDS: dict[str, int] = {}
+for _rank, _words in enumerate(
+    (
+        "two deux zwei dos due dois duas twee",
+        "three trois drei tres tre drie",
+        "four quatre vier cuatro quattro quatro",
+        "five cinq funf cinco cinque vijf",
+    ),
+    start=2,
+):
+    _NUMBER_WORDS.update(dict.fromkeys(_words.split(), _rank))
 # German ordinals take an ending by case and gender: "das zweite", "beim dritten".
 for _rank, _stem in enumerate(("erst", "zweit", "dritt", "viert", "funft"), start=1):
     _RANKS.update(dict.fromkeys(_forms(_stem, "e,en,es,er,em"), _rank))
@@ -76,11 +88,10 @@ def _rank_at(tokens: list[str], index: int) -> int | None:
     token = tokens[index]
     after = tokens[index + 1] if index + 1 < len(tokens) else None
     before = tokens[index - 1] if index > 0 else None
-    if token.isdigit():
-        # A bare number refers only after a result noun: "result 2", "number 3".
-        if before in _RESULT_NOUNS and 1 <= int(token) <= 9:
-            return int(token)
-        return None
+    if token.isdigit() or token in _NUMBER_WORDS:
+        # A bare number refers only after a result noun: "result 2", "number three".
+        number = int(token) if token.isdigit() else _NUMBER_WORDS[token]
+        return number if before in _RESULT_NOUNS and 1 <= number <= 9 else None
     numeric = _NUMERIC.match(token)  # "2nd", "4e", "#3"
     rank = int(numeric.group(1)) if numeric else _RANKS.get(token)
     if rank is None and token in _LAST:
