@@ -61,7 +61,11 @@ _SCOPE_AFTER = re.compile(
 # "my beach photos", "the concert pictures": the scope comes before it.
 _SCOPE_BEFORE = re.compile(r"([^\W_]+(?: [^\W_]+)?)\s+" + _NOUNS + r"\b")
 # Where a question's clauses meet: "find dogs and tell me ...", "... then count ...".
-_AND = r"\s(?:and|then|et|und|y|e)\s"
+# Dutch "en" only before what a second clause starts with: alone it is also "in" (es, fr).
+_AND = (
+    r"\s(?:and|then|et|und|y|e|en(?= (?:zeg|vertel|tel|beschrijf|geef|laat|markeer|wat|waar|"
+    r"hoeveel|welke)\b))\s"
+)
 # A question mark with more after it ends a clause too: "which pic has the most balloons?
 # describe that one".
 _CLAUSE_END = r"\?(?=\s*[^\W_])"
@@ -88,21 +92,32 @@ def clauses(question: str) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
-_WHICH = re.compile(
-    r"^(?:(?:tell|show) me |say |list )?(?:which|what) (?:ones?|of them|of these|images?|"
-    r"photos?|pictures?)\s+(?:(are|is)|(have|has|show|shows|contain|contains))\s+(.+?)[?.!]*$"
+_TELL = (
+    r"(?:(?:tell|show) me |say |list |dis-moi |sag mir |dime |dimmi |diga(?:-me)? |diz(?:-me)? |"
+    r"zeg(?: me)? |vertel(?: me)? )?"
 )
+_WHICH_WORD = r"(?:which|what|lesquel(?:le)?s|quelles?|quels?|welche|cuales|quali|quais|welke)"
+_WHICH = re.compile(
+    r"^" + _TELL + _WHICH_WORD + r" (?:(?:ones?|of them|of these|images?|photos?|pictures?|"
+    r"fotos?|foto's) )?\s*(?:(are|is|sont|est|estan|son|sono|estao|sao)|"
+    r"(have|has|show|shows|contain|contains|ont|tienen|hanno|tem|tenham))\s+(.+?)[?.!]*$"
+)
+# German and Dutch put the verb last: "sag mir, welche leer sind", "zeg welke leeg zijn".
+_WHICH_LAST = re.compile(r"^" + _TELL + r"(?:welche|welke) (.+?) (?:sind|ist|zijn|is)[?.!]*$")
 
 
 def which_ones(question: str) -> str | None:
     """The yes/no question to ask each image for "... and tell me which ones are empty":
     "Is it empty?"; None when the last clause is no such question."""
     parts = clauses(question)
-    if len(parts) < 2:
-        return None
-    match = _WHICH.match(parts[-1])
-    if match is None or rank_of(parts[-1]) != "none":
+    if len(parts) < 2 or rank_of(parts[-1]) != "none":
         return None  # "which one has the most umbrellas" ranks: a count, not a yes/no
+    last = _WHICH_LAST.match(parts[-1])
+    if last is not None:
+        return f"Is it {last.group(1)}?"[:300]
+    match = _WHICH.match(parts[-1])
+    if match is None:
+        return None
     if match.group(1):
         return f"Is it {match.group(3)}?"[:300]
     return f"Is there {match.group(3)}?"[:300]
@@ -129,6 +144,7 @@ def _phrase(match: re.Match[str] | None) -> str:
 # "the image with the largest number of birds" -> "birds": after a rank, not after "find".
 _AFTER_RANK = re.compile(
     r"\b(?:most|fewest|least|fewer|(?:largest|greatest|highest) number of|plus de|"
+    r"by (?:the )?(?:number|count) of|"
     r"moins de|meisten|wenigsten|mas|menos|piu|meno|mais|meeste|minste)\s+(.+)"
 )
 
@@ -234,6 +250,7 @@ _FEWEST = re.compile(
 _MOST = re.compile(
     r"\b(?:most|(?:largest|greatest|highest|biggest) number|le plus de|le plus grand nombre|"
     r"meisten|meiste|(?:con|com|que|tiene|tem|ha|the|el|la|o|a|il) (?:mas|mais|piu)|"
+    r"by (?:the )?(?:number|count) of|"
     r"mayor (?:numero|cantidad)|maior (?:numero|quantidade)|maggior numero|meeste|plus de)\b"
 )
 

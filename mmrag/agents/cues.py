@@ -26,6 +26,7 @@ _CUES: dict[str, str] = {
     r"\bmarca\b|\bdov|\bonde\b|\bwaar\b|markeer|\btrova\b|"
     r"is there (?:a|an|one)\b|are there|do you see|y a-t-il|gibt es|\bhay\b|c'e\b|contain|"
     r"lighthouse|"
+    r"\br there\b|^\W*(?:any|got any) [^\W\d_]+ (?:here|in (?:this|here))\b|"
     r"\bshow me where|\bposition\b|\bwhereabouts\b|"
     # "do my beach photos have a boat in them?", "check if the office pics have ...": is
     # one thing there.
@@ -36,7 +37,8 @@ _CUES: dict[str, str] = {
     r"alle objekte|tous les objets|todos los objetos|tutti gli oggetti|todos os objetos|"
     r"alle objecten|rileva|detecte|detecteer|repere",
     # Not "describing": "the photo where a man is describing a painting" is a photo to find.
-    "caption": r"describ(?!ing)|descrb|descib|dscrib|decrib|description|descrption|caption|"
+    "caption": r"\btl;?dr\b|\bgist\b|describ(?!ing)|descrb|descib|dscrib|decrib|description|"
+    r"descrption|caption|"
     r"what'?s in|what is in|wat is in|wht'?s in|what (?:do|can) you see|what you see|summar|"
     r"looking at|decri|beschreib|beschrijf|descriv|descrev|alt text|title|overview|rundown|"
     r"depict|\bscene\b|going on|happening|on voit|zu sehen|que hay|que se ve|what does this|"
