@@ -207,7 +207,7 @@ def _ranked_chain(
         "top": top_wanted(parts[ranked]) or 1,
     }
     # "... and where are they?": the counted objects are what to ground.
-    args = {"phrases": [phrase]} if then == "ground" else _tool_args(then, asked)
+    args = {"phrases": [phrase]} if then == "ground" else _tool_args(then, question)
     return [{"tool": "count", "args": count}, {"tool": then, "args": {"on": "last", **args}}]
 
 
