@@ -404,7 +404,8 @@ def eval_routing(
         str,
         typer.Option(
             help="train | test | fresh | augment (development: the configured planner trained"
-            " on them) | fresh2 (held out) | all | cv (5 folds over development, local planner)"
+            " on them) | fresh2, fresh3 (held out) | all | cv (5 folds over development, local"
+            " planner)"
         ),
     ] = "cv",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,

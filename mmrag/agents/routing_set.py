@@ -24,6 +24,12 @@ who had not read the router's code: terse, chatty, misspelt and polite wordings,
 negations, words of one tool in questions for another, a fifth of it in French, German,
 Spanish, Italian, Portuguese and Dutch, twelve three-step chains and twelve follow-ups. It is
 held out: NOT in ``DEVELOPMENT``, so the planner never trains on it, and it was run once.
+
+``fresh3`` (193, ids ``x...``): written on 2026-12-07, before any change for it, by someone
+who had not read the router's code, in the same form and mix as ``fresh2`` with new scenes
+(bakery, greenhouse, zoo, building site, station, ski slope), a fifth of it in French, German,
+Spanish, Italian, Portuguese and Dutch, thirteen three-step chains and fifteen follow-ups. It
+is held out (NOT in ``DEVELOPMENT``), to be run once.
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
-Split = Literal["train", "test", "fresh", "augment", "fresh2"]
-SPLITS: tuple[Split, ...] = ("train", "test", "fresh", "augment", "fresh2")
-# The splits the shipped planner trains on: listed, not "all of them" (fresh2 is held out).
+Split = Literal["train", "test", "fresh", "augment", "fresh2", "fresh3"]
+SPLITS: tuple[Split, ...] = ("train", "test", "fresh", "augment", "fresh2", "fresh3")
+# The splits the shipped planner trains on: listed, not "all of them" (fresh2, fresh3 are
+# held out).
 DEVELOPMENT: tuple[Split, ...] = ("train", "test", "fresh", "augment")
 
 
