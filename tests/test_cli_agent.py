@@ -85,7 +85,8 @@ def test_eval_routing_reports_accuracy_and_confusion(env: Path) -> None:
     bad = runner.invoke(app, ["eval", "routing", "--split", "everything"])
     assert bad.exit_code == 1
     assert bad.output == (
-        "error: unknown split 'everything': use train, test, fresh, augment, fresh2, all or cv\n"
+        "error: unknown split 'everything': use train, test, fresh, augment, fresh2, fresh3,"
+        " all or cv\n"
     )
 
 
