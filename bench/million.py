@@ -47,7 +47,14 @@ from bench.common import emit, percentiles_ms
 from bench.concept_space import DIM, ConceptSpace, Matrix
 from mmrag.config import HnswSettings, StoreSettings
 from mmrag.models.cpu import usable_cores
-from mmrag.retrieval.store import DenseVectorName, Filter, ImagePoint, MatchAny, MatchValue
+from mmrag.retrieval.store import (
+    DenseVectorName,
+    Filter,
+    ImagePoint,
+    MatchAny,
+    MatchValue,
+    NumberRange,
+)
 from mmrag.retrieval.store_edge import EdgeVectorStore
 
 log = logging.getLogger("bench.million")
@@ -98,6 +105,14 @@ def point_id(index: int) -> str:
     return f"{index:032x}"
 
 
+def width_of(index: Any) -> Any:
+    """Seven widths, 640 to 1600 px, in turn (an int, or an array of them for an array)."""
+    return 640 + index % 7 * 160
+
+
+WIDEST = 1600
+
+
 def points_of(chunk: Chunk) -> list[ImagePoint]:
     return [
         ImagePoint(
@@ -106,7 +121,7 @@ def points_of(chunk: Chunk) -> list[ImagePoint]:
             {
                 "tenant": f"tenant{chunk.tenant[i]}",
                 "labels": [f"topic{chunk.topic[i]}"],
-                "width": 640 + (chunk.start + i) % 7 * 160,
+                "width": int(width_of(chunk.start + i)),
             },
             text_vector=chunk.captions[i],
         )
@@ -139,6 +154,13 @@ def cases(corpus: Corpus) -> list[Case]:
             "image",
             lambda q: Filter(must=(MatchAny("labels", (f"topic{corpus.query_topic[q]}",)),)),
             lambda c, q: c.topic == corpus.query_topic[q],
+        ),
+        (
+            # A field without per-value graphs (FILTER_GRAPH_FIELDS): ~14 % of the points.
+            "image_filter_width",
+            "image",
+            lambda q: Filter(must=(NumberRange("width", gte=WIDEST),)),
+            lambda c, q: width_of(np.arange(c.start, c.start + len(c.images))) >= WIDEST,
         ),
         ("caption_no_filter", "text", lambda q: None, lambda c, q: None),
     ]

@@ -31,8 +31,9 @@ REGION_VECTOR = "region"
 REGIONS_FIELD = "regions"  # payload: the crops' boxes, labels and scores, in vector order
 DenseVectorName = Literal["image", "text"]
 
+FieldKind = Literal["keyword", "integer", "datetime", "text", "bool"]
 # Payload fields with an index, and the kind of index each gets.
-INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "datetime", "text", "bool"]] = {
+INDEXED_FIELDS: dict[str, FieldKind] = {
     "id": "keyword",
     "labels": "keyword",
     "source.kind": "keyword",
@@ -43,6 +44,12 @@ INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "datetime", "text", "boo
     "height": "integer",
     "created": "datetime",
 }
+# The fields whose every value gets its own small HNSW graph (``hnsw.payload_m`` links), so a
+# filter that keeps a few percent of the points still walks to their nearest ones. The other
+# indexed fields filter through their index alone: a graph per value of every field made the
+# build several times dearer (bench/million), and their filters either keep few points, which
+# the engine then scans (an id, a narrow range), or many, which the main graph serves.
+FILTER_GRAPH_FIELDS = frozenset({"tenant", "labels"})
 
 
 def point_id(image_id: str) -> str:

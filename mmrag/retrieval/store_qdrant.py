@@ -24,6 +24,7 @@ from mmrag.config import StoreSettings
 from mmrag.errors import DimensionMismatchError, InvalidInput, NotFound, Unavailable
 from mmrag.retrieval.qdrant_filters import to_qdrant_filter
 from mmrag.retrieval.store import (
+    FILTER_GRAPH_FIELDS,
     IMAGE_VECTOR,
     INDEXED_FIELDS,
     REGION_VECTOR,
@@ -31,6 +32,7 @@ from mmrag.retrieval.store import (
     SPARSE_VECTOR,
     TEXT_VECTOR,
     DenseVectorName,
+    FieldKind,
     Filter,
     Hit,
     ImagePoint,
@@ -58,13 +60,37 @@ _T = TypeVar("_T")
 MEMORY = ":memory:"
 _TIMEOUT_S = 10
 _UPSERT_SLICE = 256
-_SCHEMA = {
-    "keyword": models.PayloadSchemaType.KEYWORD,
-    "integer": models.PayloadSchemaType.INTEGER,
-    "datetime": models.PayloadSchemaType.DATETIME,
-    "text": models.PayloadSchemaType.TEXT,
-    "bool": models.PayloadSchemaType.BOOL,
-}
+
+
+PayloadIndexParams = (
+    models.KeywordIndexParams
+    | models.IntegerIndexParams
+    | models.DatetimeIndexParams
+    | models.BoolIndexParams
+)
+
+
+def _index_params(field: str, kind: FieldKind) -> models.PayloadSchemaType | PayloadIndexParams:
+    graphs = field in FILTER_GRAPH_FIELDS  # per-value graphs: see FILTER_GRAPH_FIELDS
+    if kind == "keyword":
+        # The tenant field as Qdrant's multitenancy guide says: is_tenant lays a tenant's
+        # points out together, so its filtered searches read less.
+        return models.KeywordIndexParams(
+            type=models.KeywordIndexType.KEYWORD,
+            is_tenant=field == TENANT_FIELD,
+            enable_hnsw=graphs,
+        )
+    if kind == "integer":
+        return models.IntegerIndexParams(
+            type=models.IntegerIndexType.INTEGER, lookup=True, range=True, enable_hnsw=graphs
+        )
+    if kind == "datetime":
+        return models.DatetimeIndexParams(
+            type=models.DatetimeIndexType.DATETIME, enable_hnsw=graphs
+        )
+    if kind == "bool":
+        return models.BoolIndexParams(type=models.BoolIndexType.BOOL, enable_hnsw=graphs)
+    return models.PayloadSchemaType.TEXT
 
 
 class QdrantServerStore(RecordReads):
@@ -486,13 +512,7 @@ class QdrantServerStore(RecordReads):
             with warnings.catch_warnings():
                 # Local mode warns that it ignores payload indexes; the server builds them.
                 warnings.simplefilter("ignore", UserWarning)
-                # The tenant field as Qdrant's multitenancy guide says: is_tenant lays a
-                # tenant's points out together, so its filtered searches read less.
-                schema: models.PayloadSchemaType | models.KeywordIndexParams = (
-                    models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
-                    if field == TENANT_FIELD
-                    else _SCHEMA[kind]
-                )
+                schema = _index_params(field, kind)
                 self._call(
                     partial(
                         self._client.create_payload_index,

@@ -13,14 +13,23 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+import qdrant_edge as qe
 
 from mmrag.config import HnswSettings, Settings, StoreBackend, StoreSettings
 from mmrag.errors import DimensionMismatchError, Unavailable
 from mmrag.retrieval import edge_shard
-from mmrag.retrieval.store import Filter, ImagePoint, MatchValue, SparseVector
+from mmrag.retrieval.store import (
+    FILTER_GRAPH_FIELDS,
+    INDEXED_FIELDS,
+    Filter,
+    ImagePoint,
+    MatchValue,
+    SparseVector,
+)
 from mmrag.retrieval.store_edge import EdgeVectorStore
 from mmrag.retrieval.store_qdrant import QdrantServerStore
 from mmrag.retrieval.stores import open_store
+from mmrag.retrieval.tenants import TENANT_FIELD
 
 DIM = 16
 
@@ -395,3 +404,26 @@ def test_a_reopen_reloads_the_shard_only_when_its_settings_changed(tmp_path: Pat
         again.close()
     assert edge_shard.config_matches(live, edge_shard.shard_config(DIM, changed))
     assert '"m":12' in (live / "edge_config.json").read_text()
+
+
+def test_only_the_filter_graph_fields_get_per_value_graphs(tmp_path: Path) -> None:
+    # A graph per value of every indexed field made the build several times dearer.
+    store = EdgeVectorStore(tmp_path, StoreSettings())
+    store.ensure_collection(DIM)
+    store.close()
+    live = edge_shard.ShardPaths(tmp_path, StoreSettings().collection).live()
+    assert live is not None
+    shard = edge_shard.load(live)
+    try:
+        schema = shard.info().payload_schema
+    finally:
+        shard.close()
+    assert set(schema) == set(INDEXED_FIELDS)
+    # Each kind of index has its own params class; each has enable_hnsw.
+    graphs = {field for field, info in schema.items() if getattr(info.params, "enable_hnsw", 0)}
+    assert graphs == FILTER_GRAPH_FIELDS
+    tenant, labels = schema[TENANT_FIELD].params, schema["labels"].params
+    assert isinstance(tenant, qe.KeywordIndexParams)
+    assert tenant.is_tenant
+    assert isinstance(labels, qe.KeywordIndexParams)
+    assert not labels.is_tenant
