@@ -614,12 +614,23 @@ class EdgeVectorStore(RecordReads):
         )
 
     def _create_payload_indexes(self, shard: qe.EdgeShard) -> None:
-        present = set(shard.info().payload_schema)
+        present = shard.info().payload_schema
         for field, kind in INDEXED_FIELDS.items():
-            if field not in present:
-                shard.update(
-                    qe.UpdateOperation.create_field_index(field, _index_params(field, kind))
-                )
+            wanted = _index_params(field, kind)
+            current = present.get(field)
+            if current is not None and _graphs(current.params) == _graphs(wanted):
+                continue
+            if current is not None:
+                # Made before FILTER_GRAPH_FIELDS, with per-value graphs on every field: remade
+                # once (seconds at a million points), so the next build leaves them out.
+                log.info("re-indexing payload field %r without per-value graphs", field)
+                shard.update(qe.UpdateOperation.delete_field_index(field))
+            shard.update(qe.UpdateOperation.create_field_index(field, wanted))
+
+
+def _graphs(params: object) -> bool:
+    # An index made from a bare schema type has no params: the engine's default, graphs on.
+    return bool(getattr(params, "enable_hnsw", True))
 
 
 def _index_params(field: str, kind: FieldKind) -> qe.PayloadSchemaType | qe.PayloadSchemaParams:

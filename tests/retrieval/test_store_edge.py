@@ -427,3 +427,31 @@ def test_only_the_filter_graph_fields_get_per_value_graphs(tmp_path: Path) -> No
     assert tenant.is_tenant
     assert isinstance(labels, qe.KeywordIndexParams)
     assert not labels.is_tenant
+
+
+def test_an_index_made_with_graphs_on_every_field_is_remade_on_open(tmp_path: Path) -> None:
+    store = EdgeVectorStore(tmp_path, StoreSettings())
+    store.ensure_collection(DIM)
+    store.upsert(points(clustered(30)))
+    store.close()
+    live = edge_shard.ShardPaths(tmp_path, StoreSettings().collection).live()
+    assert live is not None
+    shard = edge_shard.load(live)  # as a store made before FILTER_GRAPH_FIELDS left it
+    shard.update(qe.UpdateOperation.delete_field_index("width"))
+    shard.update(qe.UpdateOperation.create_field_index("width", qe.PayloadSchemaType.Integer))
+    shard.flush()
+    shard.close()
+
+    again = EdgeVectorStore(tmp_path, StoreSettings())
+    try:
+        again.ensure_collection(DIM)
+        assert again.count() == 30
+    finally:
+        again.close()
+    shard = edge_shard.load(live)
+    try:
+        width = shard.info().payload_schema["width"].params
+    finally:
+        shard.close()
+    assert isinstance(width, qe.IntegerIndexParams)
+    assert width.enable_hnsw is False
