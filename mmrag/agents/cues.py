@@ -96,7 +96,9 @@ _CUES: dict[str, str] = {
     r"\bob\b|"
     # article, noun, "is": "la puerta esta abierta", "il cane sta dormendo".
     r"\b(?:el|la|los|las|o|a|os|as|il|lo|le|der|die|das|de|het) [^\W\d_]+ "
-    r"(?:esta|estan|es|son|sta|stanno|e|sono|est|sont|ist|sind|is|zijn)\b",
+    # Italian and Portuguese "e" is also "and": "tutte le persone e tutte le bici" lists.
+    r"(?:esta|estan|es|son|sta|stanno|e(?! (?:tutt[eiao]|todas|todos)\b)|sono|est|sont|ist|sind|is|"
+    r"zijn)\b",
     "retrieve": r"show me|\bfind (?:me )?(?:a |the |all (?:the |my )?|every )?(?:photos?|pictures?|"
     r"images?)|search|serach|"
     r"look(?:ing)? for|photos? of|pictures? of|images? of|pics? of|imgs? of|any pics|do i have|"

@@ -17,6 +17,7 @@ from mmrag.agents.routing_set import (
     routing_set,
     split,
 )
+from mmrag.agents.spelling import corrected_word
 
 PLANNER = LocalPlanner()
 
@@ -166,7 +167,7 @@ def test_fresh3_split_accuracy_does_not_regress() -> None:
 
 
 # fresh3 cross-validated after the fourth round (its misses read, the validation slice in).
-FRESH3_CV_FLOOR = 192
+FRESH3_CV_FLOOR = 193
 
 
 def test_a_follow_up_past_the_last_result_is_a_miss_not_a_crash(
@@ -388,6 +389,17 @@ def test_planning_is_fast() -> None:
         ("photos avec au moins deux chiens", False, "retrieve"),
         # A question asked of the images a scope names.
         ("dans les photos de l'entrepôt, les rayons sont-ils vides ?", False, "retrieve>vqa"),
+        # A search for photos stays a search: "every", "all the", "trouve-moi" name photos.
+        ("show me all the pictures from the harbour upload", False, "retrieve"),
+        ("trouve-moi les images du marché aux poissons", False, "retrieve"),
+        # Tool verbs of other languages, and "more like this" in them.
+        ("encadrez le chien noir", True, "ground"),
+        ("was passiert auf diesem Bild?", True, "caption"),
+        ("hast du mehr Bilder wie dieses?", True, "retrieve"),
+        # A negated question asks nothing; the tool after it is planned.
+        ("don't tell me what colour it is, just box the car", True, "ground"),
+        # "fewest" ranks like "most"; a ranking with no question after it is a count.
+        ("which harbour photo has the fewest boats", False, "retrieve>count"),
     ],
 )
 def test_negations_typos_ranks_and_scopes(question: str, image: bool, shape: str) -> None:
@@ -421,3 +433,19 @@ def test_an_ordinal_of_a_thing_is_no_reference() -> None:
     ids = ("a" * 32, "b" * 32, "c" * 32)
     plan = PLANNER.plan(PlanRequest("what is on the second shelf?", False, ids, previous))
     assert "pick" not in plan.steps[-1].args
+
+
+@pytest.mark.parametrize(
+    ("word", "corrected"),
+    [
+        ("serach", "search"),
+        ("decsribe", "describe"),
+        # Real words of the seven languages stay, however near a tool word.
+        ("direction", "direction"),
+        ("counter", "counter"),
+        ("procura", "procura"),
+        ("chercher", "chercher"),
+    ],
+)
+def test_spelling_corrects_typos_and_keeps_real_words(word: str, corrected: str) -> None:
+    assert corrected_word(word) == corrected
