@@ -23,7 +23,8 @@ _CUES: dict[str, str] = {
     "count": r"how many|\b(?:hw|ow|hwo|hoe|hpw|ho) m[a-z]{0,2}n[a-z]?y\b|\bhw m[a-z]*ny|"
     r"\bcount(?!er|r|y|ess|ies)|\bcnt\b|number of|combien|compte|wie viele|"
     r"\bzahl|cuant[oa]s|cuenta|quant[eio]|quant[oa]s|\bconta\b|\bconte\b|hoeveel|"
-    r"\btel\b|\bmost\b|fewest|\bleast\b|minste|wenigsten|largest number|plus de|\bmoins de|meisten|"
+    r"\btel\b|\bmost\b|fewest|\bleast\b|minste|wenigsten|\bmenos\b|\bmeno\b|\bminder\b|"
+    r"largest number|plus de|\bmoins de|meisten|"
     r"\bmas\b|\bpiu\b|\bmais\b|meeste",
     "ground": r"\bwhere|\bwher\b|\bwhre\b|locate|loacte|point (?:out|to)|highlight|\bmark\b|"
     r"\bbox(?:es)? (?:around|on|of|for|the|it|them)|^box\b|\bbox (?:each|every)|outline|"
@@ -32,7 +33,7 @@ _CUES: dict[str, str] = {
     r"entoure|markier|"
     # "trouve le chat" points at a thing; "trouve-moi des photos de ..." searches.
     rf"\b(?:trouve|trova)\b(?! (?:tous|toutes|tutti|tutte)\b)(?![\w' -]{{0,12}}\b{_PHOTO_NOUN}\b)|"
-    r"\bmarca\b|\bdov|\bonde\b|\bwaar\b|markeer|"
+    r"\bmarca\b|\bdov|\bonde\b|\bwaar\b|markeer|\bsegna\b|\blocali[sz]|"
     # "encadre le vélo", "umrande", "enmarca", "evidenzia", "destaque", "omcirkel": box it.
     r"encadr|umrand|umrahm|enmarc|recuadr|senal|evidenzi|cerchia|segnala|destaqu|destac|"
     r"circul|marque|aponte|omcirkel|omlijn|surligne|hervorheb|resalt|realc|situe|"
@@ -48,7 +49,7 @@ _CUES: dict[str, str] = {
     r".*\bha(?:ve|s) (?:a|an|any)\b|verify",
     "detect": rf"detect|detection|dettect|dtect|\bevery\b(?! {_PHOTO_NOUN})|"
     rf"all the(?! {_PHOTO_NOUN})|"
-    r"all objects|\beverything\b|"
+    r"all objects|\beverything\b(?! (?:from|with|about|of)\b)|"
     # "trova tutte le persone e tutte le biciclette", "trouve tous les", "finde alle":
     # every thing of a kind, unless what is found is photos.
     r"\b(?:find|trouve|trova|finde|encuentra|encontre|encontra|vind) (?:all|tous|toutes|"
@@ -62,11 +63,12 @@ _CUES: dict[str, str] = {
     "caption": r"\btl;?dr\b|\bgist\b|describ(?!ing)|descrb|descib|dscrib|decrib|description|"
     r"descrption|caption|"
     r"what'?s in|what is in|wat is in|wht'?s in|what (?:do|can) you see|what you see|summar|"
-    r"\b(?:i'?m|i am|am i|we'?re|we are|are we) looking at|decri|beschreib|beschrijf|descriv|"
+    r"\b(?:i'?m|i am|am i|we'?re|we are|are we) looking at|decri|beschreib|beschrij[fv]|descriv|"
     r"descrev|alt text|title|overview|rundown|"
     r"depict|(?:this|the|overall|whole) scene\b|going on|happening|"
     r"se passe|passiert|\bist (?:hier )?los\b|pasando|\bpasa\b|sucede|succede|acontec|"
-    r"\bse passa\b|gebeurt|aan de hand|te zien|resume|resumen|riassum|resuma|zusammenfass|"
+    r"\bse passa\b|sieht man|siehst du|\bsi vede\b|gebeurt|aan de hand|te zien|resume|resumen|"
+    r"riassum|resuma|zusammenfass|"
     r"samenvat|on voit|zu sehen|que hay|que se ve|what does this|"
     r"what is this a|(?:this|the) (?:image|photo|picture|pic|shot) (?:show|about)|"
     # "what is this photo of?" asks; "the photo of the goat on the roof" names one.
@@ -105,7 +107,9 @@ _CUES: dict[str, str] = {
     r"do we have|montre|cherche|\bzeig|\bsuche|\bfinde\b|muestra|busca|encuentra|mostrami|"
     r"\bcerca\b|mostre|procur|\btrouve(?:-moi)? (?:des|les|mes|toutes les) (?:photos|images)|"
     r"\bzoek|laat me|retrieve|pull up|dig up|images with|"
-    r"which images show|everything with|photos do i have|got any",
+    r"which images show|everything with|photos do i have|got any|"
+    # "the shot of the deer in the snow", "that picture from the party": a photo named.
+    r"^\W*(?:the|that|those|my) (?:photos?|pictures?|pics?|shots?|images?) (?:of|from|with)\b",
     "corpus": r"\bmy\b|collection|library|photos|pictures|images|pics|fotos|foto's|bildern?\b|"
     r"imagenes|immagini|imagens|afbeeldingen|\bfoto (?:del|della|do|da|van)\b|"
     r"\beach\b|which of|which one|among|\bother\b|\blike this\b|similar|result",
@@ -117,7 +121,11 @@ _COMPILED = {name: re.compile(pattern) for name, pattern in _CUES.items()}
 # "the photo where everyone is smiling" describes a photo to find: that "where" asks for no
 # place, so it is read as "with" before the cues are matched ("showing" would read as "the
 # photo shows", a caption cue).
-_RELATIVE_WHERE = re.compile(r"\b(photos?|pictures?|pics?|images?|shots?|ones?) where\b")
+_RELATIVE_WHERE = re.compile(
+    r"\b(photos?|pictures?|pics?|images?|shots?|ones?)"
+    r"((?: (?!and\b|then\b|show\b|tell\b|me\b)[^\W\d_]+){0,4}) where\b"
+    r"(?! (?:is|are|was|were|exactly)\b)"
+)
 # "where are my photos of the harbour?", "where's that picture of the cake?": the photos
 # are what is asked for, not a place in them.
 _WHERE_PHOTOS = re.compile(
@@ -127,7 +135,7 @@ _WHERE_PHOTOS = re.compile(
 
 
 def cue_flags(question: str) -> list[str]:
-    clean = _RELATIVE_WHERE.sub(r"\1 with", normalise(question))
+    clean = _RELATIVE_WHERE.sub(r"\1\2 with", normalise(question))
     clean = _WHERE_PHOTOS.sub(r"find \1", clean)
     return [f"cue-{name}" for name, pattern in _COMPILED.items() if pattern.search(clean)]
 
