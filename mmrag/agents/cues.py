@@ -42,6 +42,9 @@ _CUES: dict[str, str] = {
     r"lighthouse|"
     r"\br there\b|^\W*(?:any|got any) [^\W\d_]+ (?:here|in (?:this|here))\b|"
     r"\bshow me where|\bposition\b|\bwhereabouts\b|"
+    # "which part of the photo shows the door?" asks where.
+    r"\b(?:which|what) part of|in welchem teil|dans quelle partie|en (?:que|cual) parte|"
+    r"in quale parte|em que parte|in welk deel|"
     # "do my beach photos have a boat in them?", "check if the office pics have ...": is
     # one thing there.
     r"^\W*(?:do|does|did|check (?:if|whether)) .*\b(?:photos?|pictures?|pics|images?|shots|"
@@ -68,7 +71,7 @@ _CUES: dict[str, str] = {
     r"depict|(?:this|the|overall|whole) scene\b|going on|happening|"
     r"se passe|passiert|\bist (?:hier )?los\b|pasando|\bpasa\b|sucede|succede|acontec|"
     r"\bse passa\b|sieht man|siehst du|\bsi vede\b|gebeurt|aan de hand|te zien|resume|resumen|"
-    r"riassum|resuma|zusammenfass|"
+    r"riassum|resuma|zusammenfass|\bque aparece|\bcosa appare|qu'apparait|was erscheint|"
     r"samenvat|on voit|zu sehen|que hay|que se ve|what does this|"
     r"what is this a|(?:this|the) (?:image|photo|picture|pic|shot) (?:show|about)|"
     # "what is this photo of?" asks; "the photo of the goat on the roof" names one.

@@ -12,9 +12,10 @@ Only into a small vocabulary of tool and question words in the seven languages, 
 from a real word: a content word one edit from a tool word must stay ("court" is not
 "count", "direction" is not "detection"). A word that is common in any of the seven
 languages (wordfreq's Zipf frequency, 3 or more: once per million words) is a real word and
-stays as written; so do words too short for one edit (two for eight letters and more) to
-be told from another word. A vowel-less abbreviation ("whr", "dscrb", "srch") stands for
-the tool word with its consonants.
+stays as written, and so do words under five letters, where one edit makes anything of
+anything. Other words are put right at one edit ("whers", "serch"), two from eight letters
+("desrcibe"). A vowel-less abbreviation ("whr", "dscrb", "srch") stands for the tool word
+with its consonants.
 """
 
 from __future__ import annotations
@@ -92,10 +93,6 @@ def corrected_word(word: str) -> str:
         return word  # as near two words that ask for different things: leave it
     best = tied[0]
     if _is_real_word(word):
-        return word
-    # Five letters take a swap of two neighbours only ("cuont"): a replaced or dropped
-    # letter there is as likely another word ("court", "mount").
-    if len(word) == 5 and sorted(word) != sorted(best):
         return word
     # The first letter is rarely the one mistyped, and keeps "defect" from "detect"-like
     # neighbours of other words.
