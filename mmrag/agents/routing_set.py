@@ -21,8 +21,10 @@ French, German and Spanish, "more like this", "search X and tell me which ones a
 three-step chains, follow-ups); 517 in the first two rounds, then a third block (ids after
 ``a517``) after fresh2 was run: negations, misspelt tool words, bare follow-ups in seven
 languages, superlatives and bounds in seven languages, questions asked of a named part of
-the collection, over new objects, places and scenes. Trained on and cross-validated; never a
-held-out figure.
+the collection, over new objects, places and scenes; a fourth (a939-a971) after fresh3 was
+run: "find all X and all Y", searches for every photo of an upload and the other causes of
+fresh3's misses, in the seven languages over other scenes. Trained on and cross-validated;
+never a held-out figure.
 
 ``fresh2`` (174, ids ``w...``): written on 2026-12-06, before any change for it, by someone
 who had not read the router's code: terse, chatty, misspelt and polite wordings, filters and
