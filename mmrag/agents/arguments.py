@@ -245,7 +245,8 @@ _THRESHOLD = re.compile(
 # carros", "de meeste auto's". "mas", "mais" and "piu" alone are also "but" or "more", so
 # they rank only after "with", "that has" or an article.
 _FEWEST = re.compile(
-    r"\b(?:fewest|least|fewer|le moins de|la moins de|wenigsten|menos|meno|minste)\b"
+    r"\b(?:fewest|least|fewer|le moins de|la moins de|wenigsten|menos|meno|minste|minder|"
+    r"menor (?:numero|cantidad)|minor numero)\b"
 )
 _MOST = re.compile(
     r"\b(?:most|(?:largest|greatest|highest|biggest) number|le plus de|le plus grand nombre|"

@@ -49,6 +49,11 @@ _EXTRA = {
     "detect": re.compile(r"\blabels?\b|\bdetect|\brilev|\berkenn"),
     "caption": re.compile(r"\bcaptions?\b|\bdescri|\bdecri|\bbeschr|\blegend"),
     "count": re.compile(r"\bcount|\bcompt|\bzahl|\bcuent|\bcont(?:a|e|ar|are)\b|\btel(?:len)?\b"),
+    # "don't tell me what it is, just outline the suitcase": no question is asked.
+    "vqa": re.compile(
+        r"\btell me (?:what|which|if|whether)\b|\b(?:dis|dites)-moi ce|\bsag mir\b|"
+        r"\bdime\b|\bdimmi\b|\bdiga-me\b|\bvertel me\b|\bzeg me\b"
+    ),
     "retrieve": re.compile(
         r"\bother (?:photos|pictures|images)\b|\bcollection\b|\blibrary\b|"
         r"\bsearch|\blook|\bbus[cq]|\bcerc|\bprocur|\bzoek|\bsuch|\bcherch"

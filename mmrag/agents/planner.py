@@ -122,6 +122,10 @@ class LocalPlanner:
             # scope names, decided by what it asks.
             scoped_row = _row(scoped, request.has_image)
             intent, _ = classifiers.intent.predict(scoped_row, exclude={"retrieve", *negated})
+        elif scoped is not None and _is_question(scoped):
+            # A question without a cue word ("nelle foto del cantiere, gli operai portano il
+            # casco?") is still asked of them: the whole question picks the tool.
+            intent, _ = classifiers.intent.predict(row, exclude={"retrieve", *negated})
         if pick is not None and intent != "retrieve":
             # A question of its own about one earlier result: "what is the second one doing?"
             asked = references.without_reference(question)
@@ -175,6 +179,12 @@ def _asks_of_images(flags: list[str]) -> bool:
     the red car" names a photo to find, "show me the pallet jack's position" asks where."""
     asking = {"cue-vqa", "cue-ground", "cue-count", "cue-detect"} & set(flags)
     return bool(asking) or ("cue-caption" in flags and "cue-retrieve" not in flags)
+
+
+def _is_question(text: str) -> bool:
+    """Whether what is left once a scope is named is a question, not more words to search
+    by: "nelle foto del cantiere, gli operai portano il casco?" asks each photo."""
+    return text.rstrip().endswith("?") and "cue-retrieve" not in cue_flags(text)
 
 
 def _ranked_chain(

@@ -21,7 +21,7 @@ def _forms(stems: str, endings: str) -> dict[str, str]:
 _RANKS: dict[str, int] = {}
 for _rank, _words in enumerate(
     (
-        "first premier premiere primero primera primer primo prima primeiro eerste",
+        "first premier premiere primero primera primer primo prima primeiro primeira eerste",
         "second deuxieme seconde segundo segunda secondo seconda tweede",
         "third troisieme tercero tercera tercer terzo terza terceiro terceira derde",
         "fourth quatrieme cuarto cuarta quarto quarta vierde",
@@ -34,12 +34,14 @@ for _rank, _words in enumerate(
 _NUMBER_WORDS: dict[str, int] = {}
 for _rank, _words in enumerate(
     (
+        # Not "un", "una", "um", "een": also "a", and "la photo un chat" refers to nothing.
+        "one eins uno",
         "two deux zwei dos due dois duas twee",
         "three trois drei tres tre drie",
         "four quatre vier cuatro quattro quatro",
         "five cinq funf cinco cinque vijf",
     ),
-    start=2,
+    start=1,
 ):
     _NUMBER_WORDS.update(dict.fromkeys(_words.split(), _rank))
 # German ordinals take an ending by case and gender: "das zweite", "beim dritten".
@@ -120,17 +122,17 @@ def ordinal_reference(question: str) -> int | None:
 # Words that say nothing new next to a reference: "same for the last one", "what about
 # number 3", "und beim dritten?", "e la seconda?", "ok, now the 4th".
 _FILLER_WORDS = (
-    "and what about how same thing ok okay now then again too also please pls just the a "
+    "and what about how same thing question ok okay now then again too also please pls just the a "
     "hmm hm um uh ah oh well so right cool thanks great nice alright yes yeah next "
     "maintenant puis ensuite alors bon jetzt nun dann ahora luego pues bueno ora poi allora "
     "agora depois entao nu dan oke goed "
     "for with in on of to do it that one ones is are "
-    "et la le les l pour pareil meme chose avec dans sur de du quoi "
-    "und das die der den dem beim bei im mit fur dasselbe gleiche was ist "
-    "y el lo los las con en del al mismo misma igual que "
-    "e il nel nella della per stesso stessa cosa "
-    "o a os as no na do da com mesmo mesma para pra s "
-    "en de het van bij voor met zelfde hetzelfde wat"
+    "et la le les l pour pareil meme chose question avec dans sur de du quoi "
+    "und das die der den dem beim bei im mit fur dasselbe gleiche selbe frage was ist "
+    "y el lo los las con en del al mismo misma igual pregunta por que "
+    "e il nel nella della per stesso stessa cosa domanda "
+    "o a os as no na do da com mesmo mesma pergunta coisa para pra por s "
+    "en de het van bij voor met zelfde hetzelfde vraag wat"
 )
 _FILLER = frozenset(_FILLER_WORDS.split())
 

@@ -17,6 +17,7 @@ from mmrag.agents.routing_set import (
     routing_set,
     split,
 )
+from mmrag.agents.spelling import corrected_word
 
 PLANNER = LocalPlanner()
 
@@ -84,8 +85,9 @@ def test_the_fresh2_split_was_new_and_is_trained_on() -> None:
     assert "fresh2" in DEVELOPMENT
 
 
-def test_the_fresh3_split_is_held_out_and_new() -> None:
-    # Written on 2026-12-07 before any change for it, to be run once; nothing here plans it.
+def test_the_fresh3_split_was_new_and_is_trained_on() -> None:
+    # Written on 2026-12-07 before any change for it and run once, blind (176/193); then it
+    # became development data for the fourth round.
     fresh3 = split("fresh3")
     assert len(fresh3) >= 150
     assert all(e.id[0] == "x" for e in fresh3)
@@ -98,8 +100,6 @@ def test_the_fresh3_split_is_held_out_and_new() -> None:
     # reports fresh3's score with and without them; no further overlap may creep in.
     augment = {_key(e.question) for e in split("augment")}
     assert len([e for e in fresh3 if _key(e.question) in augment]) == 4
-    assert "fresh3" not in DEVELOPMENT
-    assert not [e for e in development() if e.split == "fresh3"]
     assert sum(e.expected.count(">") == 2 for e in fresh3) >= 10
     follow_ups = [e for e in fresh3 if e.previous is not None]
     assert len(follow_ups) >= 10
@@ -108,6 +108,7 @@ def test_the_fresh3_split_is_held_out_and_new() -> None:
     assert {e.expected for e in fresh3} <= shapes
     assert {e.previous for e in follow_ups} <= shapes
     assert not [e.question for e in follow_ups if e.image or ">" in e.expected]
+    assert "fresh3" in DEVELOPMENT
 
 
 def _key(question: str) -> str:
@@ -153,6 +154,20 @@ def test_fresh2_split_accuracy_does_not_regress() -> None:
 
 # fresh2 cross-validated after the third round (its misses read, the validation slice in).
 FRESH2_CV_FLOOR = 173
+
+
+def test_fresh3_split_accuracy_does_not_regress() -> None:
+    # Scored once, blind, after issue 14's third round: 176/193 (91.2%), short of the issue's
+    # 95%. Now development data: each question is planned by a fold model that never saw it,
+    # FRESH3_CV_FLOOR of 193 after the fourth round (see the README). A planner change may
+    # only keep or raise it, and it may never fall under the blind figure.
+    correct, total = development_folds().by_split["fresh3"]
+    assert total == 193
+    assert correct >= max(176, FRESH3_CV_FLOOR), development_folds().misses
+
+
+# fresh3 cross-validated after the fourth round (its misses read, the validation slice in).
+FRESH3_CV_FLOOR = 193
 
 
 def test_a_follow_up_past_the_last_result_is_a_miss_not_a_crash(
@@ -374,6 +389,17 @@ def test_planning_is_fast() -> None:
         ("photos avec au moins deux chiens", False, "retrieve"),
         # A question asked of the images a scope names.
         ("dans les photos de l'entrepôt, les rayons sont-ils vides ?", False, "retrieve>vqa"),
+        # A search for photos stays a search: "every", "all the", "trouve-moi" name photos.
+        ("show me all the pictures from the harbour upload", False, "retrieve"),
+        ("trouve-moi les images du marché aux poissons", False, "retrieve"),
+        # Tool verbs of other languages, and "more like this" in them.
+        ("encadrez le chien noir", True, "ground"),
+        ("was passiert auf diesem Bild?", True, "caption"),
+        ("hast du mehr Bilder wie dieses?", True, "retrieve"),
+        # A negated question asks nothing; the tool after it is planned.
+        ("don't tell me what colour it is, just box the car", True, "ground"),
+        # "fewest" ranks like "most"; a ranking with no question after it is a count.
+        ("which harbour photo has the fewest boats", False, "retrieve>count"),
     ],
 )
 def test_negations_typos_ranks_and_scopes(question: str, image: bool, shape: str) -> None:
@@ -407,3 +433,19 @@ def test_an_ordinal_of_a_thing_is_no_reference() -> None:
     ids = ("a" * 32, "b" * 32, "c" * 32)
     plan = PLANNER.plan(PlanRequest("what is on the second shelf?", False, ids, previous))
     assert "pick" not in plan.steps[-1].args
+
+
+@pytest.mark.parametrize(
+    ("word", "corrected"),
+    [
+        ("serach", "search"),
+        ("decsribe", "describe"),
+        # Real words of the seven languages stay, however near a tool word.
+        ("direction", "direction"),
+        ("counter", "counter"),
+        ("procura", "procura"),
+        ("chercher", "chercher"),
+    ],
+)
+def test_spelling_corrects_typos_and_keeps_real_words(word: str, corrected: str) -> None:
+    assert corrected_word(word) == corrected
