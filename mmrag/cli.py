@@ -404,8 +404,8 @@ def eval_routing(
         str,
         typer.Option(
             help="train | test | fresh | augment | fresh2 (development: the configured planner"
-            " trained on them) | fresh3 (held out) | all | cv (5 folds over development, local"
-            " planner)"
+            " trained on them) | fresh3 | fresh4 (held out) | all | cv (5 folds over development,"
+            " local planner)"
         ),
     ] = "cv",
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,

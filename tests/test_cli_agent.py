@@ -86,7 +86,7 @@ def test_eval_routing_reports_accuracy_and_confusion(env: Path) -> None:
     assert bad.exit_code == 1
     assert bad.output == (
         "error: unknown split 'everything': use train, test, fresh, augment, fresh2, fresh3,"
-        " all or cv\n"
+        " fresh4, all or cv\n"
     )
 
 
