@@ -403,8 +403,8 @@ def eval_routing(
     split: Annotated[
         str,
         typer.Option(
-            help="train | test | fresh | augment | fresh2 (development: the configured planner"
-            " trained on them) | fresh3 | fresh4 (held out) | all | cv (5 folds over development,"
+            help="train | test | fresh | augment | fresh2 | fresh3 (development: the configured"
+            " planner trained on them) | fresh4 (held out) | all | cv (5 folds over development,"
             " local planner)"
         ),
     ] = "cv",
