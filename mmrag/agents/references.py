@@ -18,32 +18,27 @@ def _forms(stems: str, endings: str) -> dict[str, str]:
     return {stem + ending: stem for stem in stems.split() for ending in endings.split(",")}
 
 
-_RANKS: dict[str, int] = {}
-for _rank, _words in enumerate(
-    (
-        "first premier premiere primero primera primer primo prima primeiro primeira eerste",
-        "second deuxieme seconde segundo segunda secondo seconda tweede",
-        "third troisieme tercero tercera tercer terzo terza terceiro terceira derde",
-        "fourth quatrieme cuarto cuarta quarto quarta vierde",
-        "fifth cinquieme quinto quinta vijfde",
-    ),
-    start=1,
-):
-    _RANKS.update(dict.fromkeys(_words.split(), _rank))
+def _numbered(*lines: str) -> dict[str, int]:
+    """Each word of the n-th line (space-separated) means n."""
+    return {word: n for n, line in enumerate(lines, start=1) for word in line.split()}
+
+
+_RANKS = _numbered(
+    "first premier premiere primero primera primer primo prima primeiro primeira eerste",
+    "second deuxieme seconde segundo segunda secondo seconda tweede",
+    "third troisieme tercero tercera tercer terzo terza terceiro terceira derde",
+    "fourth quatrieme cuarto cuarta quarto quarta vierde",
+    "fifth cinquieme quinto quinta vijfde",
+)
 # Cardinals, which refer after a result noun: "result number two", "nummer drei".
-_NUMBER_WORDS: dict[str, int] = {}
-for _rank, _words in enumerate(
-    (
-        # Not "un", "una", "um", "een": also "a", and "la photo un chat" refers to nothing.
-        "one eins uno",
-        "two deux zwei dos due dois duas twee",
-        "three trois drei tres tre drie",
-        "four quatre vier cuatro quattro quatro",
-        "five cinq funf cinco cinque vijf",
-    ),
-    start=1,
-):
-    _NUMBER_WORDS.update(dict.fromkeys(_words.split(), _rank))
+_NUMBER_WORDS = _numbered(
+    # Not "un", "una", "um", "een": also "a", and "la photo un chat" refers to nothing.
+    "one eins uno",
+    "two deux zwei dos due dois duas twee",
+    "three trois drei tres tre drie",
+    "four quatre vier cuatro quattro quatro",
+    "five cinq funf cinco cinque vijf",
+)
 # German ordinals take an ending by case and gender: "das zweite", "beim dritten".
 for _rank, _stem in enumerate(("erst", "zweit", "dritt", "viert", "funft"), start=1):
     _RANKS.update(dict.fromkeys(_forms(_stem, "e,en,es,er,em"), _rank))

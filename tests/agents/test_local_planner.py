@@ -13,6 +13,7 @@ from mmrag.agents.planner import LocalPlanner, PlanRequest, train
 from mmrag.agents.routing_set import (
     DEVELOPMENT,
     RoutingExample,
+    Split,
     development,
     routing_set,
     split,
@@ -62,77 +63,51 @@ def test_the_fresh_split_is_held_out_and_new() -> None:
 
 def test_the_fresh2_split_was_new_and_is_trained_on() -> None:
     # Written before any change for it and run once, blind; then it became development data.
-    fresh2 = split("fresh2")
-    assert len(fresh2) >= 150
-    assert all(e.id[0] == "w" for e in fresh2)
-    assert len({e.id for e in fresh2}) == len(fresh2)
-    seen = {_key(e.question) for e in routing_set() if e.split not in ("fresh2", "augment")}
-    assert not [e.question for e in fresh2 if _key(e.question) in seen]
     # augment was written at the same time by another author who could not see fresh2: six
-    # short questions came out the same in both. The README reports fresh2's score with and
-    # without them; no further overlap may creep in.
-    augment = {_key(e.question) for e in split("augment")}
-    assert len([e for e in fresh2 if _key(e.question) in augment]) == 6
-    assert len({_key(e.question) for e in fresh2}) == len(fresh2)
-    assert sum(e.expected.count(">") == 2 for e in fresh2) >= 10
-    follow_ups = [e for e in fresh2 if e.previous is not None]
-    assert len(follow_ups) >= 10
-    # Every label is a shape the earlier splits already hold, so the planner can produce it.
-    shapes = {e.expected for e in routing_set() if e.split != "fresh2"}
-    assert {e.expected for e in fresh2} <= shapes
-    assert {e.previous for e in follow_ups} <= shapes
-    assert not [e.question for e in follow_ups if e.image or ">" in e.expected]
+    # short questions came out the same in both.
+    check_blind_split("fresh2", "w", overlap_with_augment=6)
     assert "fresh2" in DEVELOPMENT
 
 
 def test_the_fresh3_split_was_new_and_is_trained_on() -> None:
     # Written on 2026-12-07 before any change for it and run once, blind (176/193); then it
-    # became development data for the fourth round.
-    fresh3 = split("fresh3")
-    assert len(fresh3) >= 150
-    assert all(e.id[0] == "x" for e in fresh3)
-    assert len({e.id for e in fresh3}) == len(fresh3)
-    assert len({_key(e.question) for e in fresh3}) == len(fresh3)
-    seen = {_key(e.question) for e in routing_set() if e.split not in ("fresh3", "augment")}
-    assert not [e.question for e in fresh3 if _key(e.question) in seen]
-    # augment's third block was written at the same time by an author who could not see
-    # fresh3: four short follow-ups ("en de tweede?") came out the same in both. The README
-    # reports fresh3's score with and without them; no further overlap may creep in.
-    augment = {_key(e.question) for e in split("augment")}
-    assert len([e for e in fresh3 if _key(e.question) in augment]) == 4
-    assert sum(e.expected.count(">") == 2 for e in fresh3) >= 10
-    follow_ups = [e for e in fresh3 if e.previous is not None]
-    assert len(follow_ups) >= 10
-    # Every label is a shape the other splits hold, so the planner can produce it.
-    shapes = {e.expected for e in routing_set() if e.split != "fresh3"}
-    assert {e.expected for e in fresh3} <= shapes
-    assert {e.previous for e in follow_ups} <= shapes
-    assert not [e.question for e in follow_ups if e.image or ">" in e.expected]
+    # became development data for the fourth round. augment's third block was written at the
+    # same time by an author who could not see fresh3: four short follow-ups ("en de
+    # tweede?") came out the same in both.
+    check_blind_split("fresh3", "x", overlap_with_augment=4)
     assert "fresh3" in DEVELOPMENT
 
 
 def test_the_fresh4_split_is_held_out_and_new() -> None:
-    # Written on 2026-12-07 before any change for it, to be run once; nothing here plans it.
-    fresh4 = split("fresh4")
-    assert len(fresh4) >= 150
-    assert all(e.id[0] == "y" for e in fresh4)
-    assert len({e.id for e in fresh4}) == len(fresh4)
-    assert len({_key(e.question) for e in fresh4}) == len(fresh4)
-    seen = {_key(e.question) for e in routing_set() if e.split not in ("fresh4", "augment")}
-    assert not [e.question for e in fresh4 if _key(e.question) in seen]
-    # augment's fourth-round block was written at the same time by an author who could not
-    # see fresh4: one short question ("wat gebeurt er op deze foto?") came out the same in
-    # both. The README reports fresh4's score with and without it.
-    augment = {_key(e.question) for e in split("augment")}
-    assert len([e for e in fresh4 if _key(e.question) in augment]) == 1
+    # Written on 2026-12-07 before any change for it, run once (198/204). augment's
+    # fourth-round block was written at the same time by an author who could not see fresh4:
+    # one short question ("wat gebeurt er op deze foto?") came out the same in both.
+    check_blind_split("fresh4", "y", overlap_with_augment=1)
     assert "fresh4" not in DEVELOPMENT
     assert not [e for e in development() if e.split == "fresh4"]
-    assert sum(e.expected.count(">") == 2 for e in fresh4) >= 10
-    follow_ups = [e for e in fresh4 if e.previous is not None]
+
+
+def check_blind_split(name: Split, id_prefix: str, overlap_with_augment: int) -> None:
+    """A split written blind: new, varied, and made of shapes the planner can produce.
+
+    The README reports each one's score with and without the questions it shares with
+    augment; no further overlap may creep in.
+    """
+    written = split(name)
+    assert len(written) >= 150
+    assert all(e.id[0] == id_prefix for e in written)
+    assert len({e.id for e in written}) == len(written)
+    assert len({_key(e.question) for e in written}) == len(written)
+    seen = {_key(e.question) for e in routing_set() if e.split not in (name, "augment")}
+    assert not [e.question for e in written if _key(e.question) in seen]
+    augment = {_key(e.question) for e in split("augment")}
+    assert len([e for e in written if _key(e.question) in augment]) == overlap_with_augment
+    assert sum(e.expected.count(">") == 2 for e in written) >= 10
+    follow_ups = [e for e in written if e.previous is not None]
     assert len(follow_ups) >= 10
     # Every label is a shape the other splits hold, so the planner can produce it.
-    shapes = {e.expected for e in routing_set() if e.split != "fresh4"}
-    assert {e.expected for e in fresh4} <= shapes
+    shapes = {e.expected for e in routing_set() if e.split != name}
+    assert {e.expected for e in written} <= shapes
     assert {e.previous for e in follow_ups} <= shapes
     assert not [e.question for e in follow_ups if e.image or ">" in e.expected]
 
