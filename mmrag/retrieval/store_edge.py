@@ -51,6 +51,7 @@ from mmrag.retrieval.store import (
     ImagePoint,
     SparseVector,
     StoreInfo,
+    filters_without_graphs,
     image_id_of,
 )
 from mmrag.retrieval.store_common import (
@@ -576,7 +577,7 @@ class EdgeVectorStore(RecordReads):
         return qe.SearchParams(
             hnsw_ef=self._settings.hnsw.ef_search,
             quantization=quantization,
-            acorn=_ACORN if _filters_without_graphs(filter) else None,
+            acorn=_ACORN if filters_without_graphs(filter) else None,
         )
 
     def _shard_or_none(self) -> qe.EdgeShard | None:
@@ -645,19 +646,6 @@ def _index_params(field: str, kind: FieldKind) -> qe.PayloadSchemaType | qe.Payl
     if kind == "bool":
         return qe.BoolIndexParams(enable_hnsw=graphs)
     return qe.PayloadSchemaType.Text
-
-
-def _filters_without_graphs(filter: Filter | None) -> bool:
-    """Whether ``filter`` restricts a field that has no per-value graphs (FILTER_GRAPH_FIELDS).
-
-    Such a filter keeping a few percent of the points strands the graph walk among nodes it
-    rejects (recall@10 0.87 at 100k, bench/million); ACORN steps over them to their neighbours'
-    neighbours (1.0), at 3-5x the latency, so only these filters pay for it: on the fields with
-    graphs it only made searches slower.
-    """
-    if filter is None:
-        return False
-    return any(c.key not in FILTER_GRAPH_FIELDS for c in (*filter.must, *filter.must_not))
 
 
 def _edge_sparse(vector: SparseVector) -> qe.SparseVector:

@@ -38,6 +38,7 @@ from mmrag.retrieval.store import (
     ImagePoint,
     SparseVector,
     StoreInfo,
+    filters_without_graphs,
     image_id_of,
 )
 from mmrag.retrieval.store_common import (
@@ -60,6 +61,7 @@ _T = TypeVar("_T")
 MEMORY = ":memory:"
 _TIMEOUT_S = 10
 _UPSERT_SLICE = 256
+_ACORN = models.AcornSearchParams(enable=True)
 
 
 PayloadIndexParams = (
@@ -215,7 +217,7 @@ class QdrantServerStore(RecordReads):
                 limit=limit,
                 offset=offset,
                 query_filter=query_filter,
-                search_params=self._search_params(),
+                search_params=self._search_params(filter),
                 with_payload=True,
             )
         )
@@ -239,7 +241,7 @@ class QdrantServerStore(RecordReads):
                 limit=limit,
                 offset=offset,
                 query_filter=query_filter,
-                search_params=self._search_params(),
+                search_params=self._search_params(filter),
                 with_payload=True,
                 with_vectors=[REGION_VECTOR],
             ),
@@ -299,7 +301,7 @@ class QdrantServerStore(RecordReads):
                 using=using,
                 limit=depth,
                 filter=query_filter,
-                params=self._search_params(),
+                params=self._search_params(filter),
             ),
             models.Prefetch(
                 query=_sparse(sparse), using=SPARSE_VECTOR, limit=depth, filter=query_filter
@@ -314,7 +316,7 @@ class QdrantServerStore(RecordReads):
                     using=REGION_VECTOR,
                     limit=depth,
                     filter=query_filter,
-                    params=self._search_params(),
+                    params=self._search_params(filter),
                     score_threshold=region_floor,
                 )
             )
@@ -542,10 +544,13 @@ class QdrantServerStore(RecordReads):
             id=checked_point_id(point.image_id), vector=vectors, payload=json_payload(point.payload)
         )
 
-    def _search_params(self) -> models.SearchParams | None:
+    def _search_params(self, filter: Filter | None) -> models.SearchParams | None:
         if self._url == MEMORY:
             return None  # local mode is brute force and warns about search params
-        return models.SearchParams(hnsw_ef=self._settings.hnsw.ef_search)
+        return models.SearchParams(
+            hnsw_ef=self._settings.hnsw.ef_search,
+            acorn=_ACORN if filters_without_graphs(filter) else None,
+        )
 
     def _require_dim(self) -> int:
         if self._dim is None:

@@ -6,7 +6,14 @@ import pytest
 from pydantic import ValidationError
 
 from mmrag.retrieval.filters import SearchFilter
-from mmrag.retrieval.store import DateRange, MatchAny, MatchValue, NumberRange
+from mmrag.retrieval.store import (
+    DateRange,
+    Filter,
+    MatchAny,
+    MatchValue,
+    NumberRange,
+    filters_without_graphs,
+)
 
 
 def test_every_field_becomes_a_condition() -> None:
@@ -58,3 +65,13 @@ def test_empty_filter_is_falsy() -> None:
 def test_bad_filters_are_refused(body: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         SearchFilter.model_validate(body)
+
+
+def test_only_filters_on_fields_without_per_value_graphs_walk_with_acorn() -> None:
+    assert not filters_without_graphs(None)
+    assert not filters_without_graphs(Filter(must=(MatchValue("tenant", "acme"),)))
+    assert not filters_without_graphs(Filter(must=(MatchAny("labels", ("dog",)),)))
+    assert filters_without_graphs(Filter(must=(NumberRange("width", gte=1600),)))
+    assert filters_without_graphs(
+        Filter(must=(MatchValue("tenant", "acme"),), must_not=(MatchValue("format", "png"),))
+    )
