@@ -47,6 +47,7 @@ from bench.common import emit, percentiles_ms
 from bench.concept_space import DIM, ConceptSpace, Matrix
 from mmrag.config import HnswSettings, StoreSettings
 from mmrag.models.cpu import usable_cores
+from mmrag.retrieval.indexing import IndexScheduler
 from mmrag.retrieval.store import (
     DenseVectorName,
     Filter,
@@ -220,6 +221,29 @@ def memory_mib() -> dict[str, float]:
     }
 
 
+class MemorySampler:
+    """The highest resident memory seen, sampled every ``interval_s`` in a thread."""
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.highest: dict[str, float] = {}
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            for key, value in memory_mib().items():
+                self.highest[key] = max(self.highest.get(key, 0.0), value)
+
+
 def reset_peak() -> None:
     """Start the peak (VmHWM) over from the current RSS (Linux: clear_refs 5)."""
     try:
@@ -242,7 +266,11 @@ def settings_of(
 ) -> StoreSettings:
     return StoreSettings(
         hnsw=HnswSettings(
-            m=args.m, ef_construct=args.ef_construct, ef_search=ef_search, payload_m=args.payload_m
+            m=args.m,
+            ef_construct=args.ef_construct,
+            ef_search=ef_search,
+            payload_m=args.payload_m,
+            max_unindexed=args.max_unindexed,
         ),
         quantization=args.quantization,
         oversampling=args.oversampling[0] if oversampling is None else oversampling,
@@ -346,6 +374,69 @@ def fill_and_build(args: argparse.Namespace, directory: Path, truth_path: Path) 
         "build_child_cpu_s": round(children.ru_utime + children.ru_stime, 1),
         "during_build_searches": during,
         "memory_during_build": building,
+        "indexed_vectors": info.indexed_vectors,
+        "segments": info.segments,
+    }
+
+
+def fill_while_building(
+    args: argparse.Namespace, directory: Path, truth_path: Path
+) -> dict[str, Any]:
+    """The service's bulk fill: upserts as fast as they go while its IndexScheduler builds,
+    until the index has caught up. The highest RSS of the whole fill is the figure."""
+    corpus = Corpus(args.points, args.queries, seed=args.seed)
+    exact = ExactTop(corpus)
+    settings = settings_of(args, args.ef[0])
+    store = open_store(directory, settings)
+    scheduler = IndexScheduler(store, settings.hnsw)
+    fill_s: list[float] = []
+
+    def fill_then_catch_up() -> None:
+        began = time.perf_counter()
+        for chunk in corpus.chunks():
+            points = points_of(chunk)
+            for lo in range(0, len(points), 1000):
+                store.upsert(points[lo : lo + 1000])
+                scheduler.notify_write(len(points[lo : lo + 1000]))
+            exact.add(chunk)
+            done = chunk.start + len(points)
+            if done % 100_000 == 0 or done == args.points:
+                log.info("%d points in; %s", done, store.index_backlog())
+        fill_s.append(time.perf_counter() - began)
+        # Caught up: what is left is under the scheduler's threshold, and no build runs.
+        while (
+            store.index_backlog().unindexed_points >= settings.hnsw.rebuild_after
+            or store.info().extra["build_phase"] != "idle"
+        ):
+            time.sleep(0.5)
+
+    reset_peak()
+    try:
+        scheduler.start()
+        with MemorySampler() as sampler:
+            during = searches_during(
+                store, corpus.queries, fill_then_catch_up, args.during_interval
+            )
+        scheduler.stop()
+        exact.save(truth_path)
+        build, caught_up = store.last_build, memory_mib()
+        info = store.info()
+    finally:
+        scheduler.stop()
+        store.close()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "max_unindexed": settings.hnsw.max_unindexed,
+        "fill_s": round(fill_s[0], 1),
+        "upsert_points_per_s": round(args.points / fill_s[0]),
+        "builds": scheduler.builds,
+        "last_build": None if build is None else asdict(build),
+        # from the first write until the index holds all but a scheduler's threshold
+        "build_total_s": during["work_s"],
+        "build_child_cpu_s": round(children.ru_utime + children.ru_stime, 1),
+        "during_build_searches": during,
+        "highest_memory_sampled": sampler.highest,
+        "memory_when_caught_up": caught_up,
         "indexed_vectors": info.indexed_vectors,
         "segments": info.segments,
     }
@@ -474,6 +565,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--build-timeout", type=float, default=3600.0, help="cancel the build after this long"
     )
+    parser.add_argument(
+        "--fill-while-building",
+        action="store_true",
+        help="fill with the service's index scheduler running (builds during the fill)",
+    )
+    parser.add_argument(
+        "--max-unindexed",
+        type=int,
+        default=HnswSettings().max_unindexed,
+        help="hnsw.max_unindexed: writes wait for the running build past this many",
+    )
     parser.add_argument("--serve", nargs=2, type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-queries", type=int, default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -488,11 +590,12 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="mmrag-million-", dir=args.workdir))
     try:
         directory, truth_path = workdir / "store", workdir / "truth.npz"
-        built = fill_and_build(args, directory, truth_path)
+        fill = fill_while_building if args.fill_while_building else fill_and_build
+        built = fill(args, directory, truth_path)
         disk = disk_mib(directory)
         log.info("serving from a fresh process")
         # Unindexed (a cancelled build), every search is a scan: fewer of them.
-        queries = args.queries if built["build"] else min(args.queries, 20)
+        queries = args.queries if built.get("build", True) else min(args.queries, 20)
         served = serve_in_child(args, directory, truth_path, queries)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -523,6 +626,9 @@ def main(argv: list[str] | None = None) -> None:
                 "recall_at_10": first["image_no_filter"]["recall_at_10"],
                 "reopen_s": served["reopen_s"],
                 "api_rss_mib": first["memory_after_searches"]["rss_mib"],
+                "highest_rss_while_filling_mib": built.get("highest_memory_sampled", {}).get(
+                    "rss_mib"
+                ),
                 "p50_ratio_to_during_build": round(
                     first["image_no_filter"]["p50_ms"]
                     / max(built["during_build_searches"]["p50_ms"], 1e-6),

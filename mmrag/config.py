@@ -164,6 +164,11 @@ class HnswSettings(BaseModel):
     rebuild_after: int = Field(5_000, ge=1)
     # ... and the store has seen no write for this long.
     idle_seconds: float = Field(5.0, ge=0)
+    # Writes that find this many points outside the graph wait for the build in flight. Every
+    # unindexed point is held in RAM (a 512-d image: ~6 KB of vector slots, one per named
+    # vector, plus its payload) and scanned by every search, and a fill of precomputed vectors
+    # outruns the builds (bench/million.py --fill-while-building).
+    max_unindexed: int = Field(100_000, ge=1_000)
     m: int = Field(16, ge=4, le=128)
     ef_construct: int = Field(100, ge=8, le=1000)
     ef_search: int = Field(128, ge=8, le=4096)

@@ -34,6 +34,7 @@ from mmrag.errors import DimensionMismatchError, InvalidInput, NotFound, Unavail
 from mmrag.retrieval import edge_migrate, edge_shard
 from mmrag.retrieval.edge_build import run_build
 from mmrag.retrieval.edge_filters import to_edge_filter
+from mmrag.retrieval.heap import release_free_heap
 from mmrag.retrieval.indexing import IndexBacklog
 from mmrag.retrieval.rwlock import ReadWriteLock
 from mmrag.retrieval.store import (
@@ -114,6 +115,7 @@ class EdgeVectorStore(RecordReads):
         self._writes = threading.Lock()
         self._access = ReadWriteLock()
         self._building = threading.Lock()
+        self._build_ended = threading.Condition()
         self._cancel_build = threading.Event()
         self._replay: list[qe.UpdateOperation] | None = None
         self._replay_points = 0
@@ -175,6 +177,7 @@ class EdgeVectorStore(RecordReads):
     def upsert(self, points: Sequence[ImagePoint]) -> None:
         dim = self._require_dim()
         converted = [self._point(point, dim) for point in points]
+        self._wait_for_index_room()
         with self._writes:
             for start in range(0, len(converted), _UPSERT_SLICE):
                 batch = converted[start : start + _UPSERT_SLICE]
@@ -195,6 +198,7 @@ class EdgeVectorStore(RecordReads):
             TEXT_VECTOR: checked_dense(text_vector, dim, TEXT_VECTOR).tolist(),
             SPARSE_VECTOR: _edge_sparse(sparse),
         }
+        self._wait_for_index_room()
         with self._writes:
             self._require_point(pid, image_id)
             self._apply(qe.UpdateOperation.update_vectors([qe.PointVectors(pid, vectors)]), 1)
@@ -207,6 +211,7 @@ class EdgeVectorStore(RecordReads):
     ) -> None:
         rows = checked_regions(vectors, regions, self._require_dim())
         pid = checked_point_id(image_id)
+        self._wait_for_index_room()
         with self._writes:
             self._require_point(pid, image_id)
             if rows:
@@ -450,10 +455,29 @@ class EdgeVectorStore(RecordReads):
         finally:
             self._phase = "idle"
             self._building.release()
+            with self._build_ended:
+                self._build_ended.notify_all()
 
     def cancel_optimize(self) -> None:
         """Stop a running build (its child process is killed); the live shard is untouched."""
         self._cancel_build.set()
+
+    def _wait_for_index_room(self) -> None:
+        """Hold a write back while ``max_unindexed`` points wait for a build that is running.
+
+        A bulk fill then moves at the pace of the builds, and the RAM the unindexed points
+        take (and the scan every search makes of them) stays bounded. Without a build in
+        flight nothing waits: the scheduler starts one long before this limit, and a store
+        nobody builds (HNSW disabled) must still take writes.
+        """
+        limit = self._settings.hnsw.max_unindexed
+        if self._unindexed < limit or not self._building.locked():
+            return
+        log.info("writes wait for the index build: %d points unindexed", self._unindexed)
+        with self._build_ended:
+            self._build_ended.wait_for(
+                lambda: self._unindexed < limit or not self._building.locked() or self._closing
+            )
 
     def _snapshot_for_build(self) -> Path:
         """Copy the live shard into the next generation; writes wait, searches do not."""
@@ -503,6 +527,7 @@ class EdgeVectorStore(RecordReads):
             self._unindexed = self._replay_points
         if previous is not None:
             previous.close()
+            release_free_heap()
         if previous_dir is not None:
             shutil.rmtree(previous_dir, ignore_errors=True)
         return len(replay)

@@ -164,6 +164,34 @@ def test_writes_during_a_build_survive_the_swap(store: EdgeVectorStore) -> None:
     assert store.search(late[7], "image", 1)[0].image_id == iid(307)
 
 
+def test_writes_past_max_unindexed_wait_for_the_build_in_flight(tmp_path: Path) -> None:
+    limit = 1_000
+    edge = EdgeVectorStore(tmp_path, StoreSettings(hnsw=HnswSettings(max_unindexed=limit)))
+    edge.ensure_collection(DIM)
+    try:
+        edge.upsert(points(clustered(limit + 200)))  # no build running: nothing waits
+        builder = threading.Thread(target=edge.optimize)
+        builder.start()
+        _wait_for(lambda: edge.info().extra["build_phase"] == "building")
+
+        built_when_written: list[bool] = []
+
+        def write() -> None:
+            edge.upsert(points(clustered(10, seed=4), start=limit + 200))
+            built_when_written.append(edge.last_build is not None)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        builder.join(timeout=120)
+        writer.join(timeout=30)
+
+        assert built_when_written == [True]  # the write went in only once the build was live
+        assert edge.count() == limit + 210
+        assert edge.index_backlog().unindexed_points == 10
+    finally:
+        edge.close()
+
+
 def test_cancelled_build_leaves_the_store_as_it_was(store: EdgeVectorStore) -> None:
     store.upsert(points(clustered(300)))
     result: list[bool] = []
