@@ -168,7 +168,7 @@ class HnswSettings(BaseModel):
     # unindexed point is held in RAM (a 512-d image: ~6 KB of vector slots, one per named
     # vector, plus its payload) and scanned by every search, and a fill of precomputed vectors
     # outruns the builds (bench/million.py --fill-while-building).
-    max_unindexed: int = Field(100_000, ge=1_000)
+    max_unindexed: int = Field(100_000, ge=1_000, le=10_000_000)
     m: int = Field(16, ge=4, le=128)
     ef_construct: int = Field(100, ge=8, le=1000)
     ef_search: int = Field(128, ge=8, le=4096)

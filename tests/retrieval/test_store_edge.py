@@ -26,6 +26,7 @@ from mmrag.retrieval.store import (
     MatchValue,
     SparseVector,
 )
+from mmrag.retrieval.store_common import checked_point_id
 from mmrag.retrieval.store_edge import EdgeVectorStore
 from mmrag.retrieval.store_qdrant import QdrantServerStore
 from mmrag.retrieval.stores import open_store
@@ -225,6 +226,38 @@ def test_a_failed_build_leaves_the_store_as_it_was(
     store.upsert(points(clustered(5, seed=3), start=50))  # writes are no longer logged
     assert store.optimize() is True
     assert store.count() == 55
+
+
+def test_a_builds_copy_links_only_the_files_no_write_touches(store: EdgeVectorStore) -> None:
+    store.upsert(points(clustered(300)))
+    assert store.optimize() is True
+    store.upsert(points(clustered(20, seed=2), start=300))  # an appendable segment too
+    live = Path(store.info().extra["path"])
+    copy = live.parent / "copy"
+    edge_shard.copy_tree(live, copy)
+
+    linked = {p.name for p in copy.rglob("*") if p.is_file() and p.stat().st_nlink > 1}
+    assert {"matrix.dat", "links_compressed.bin"} <= linked
+    assert linked <= {"matrix.dat", "quantized.data", "links_compressed.bin", "graph.bin"}
+
+    # Writes to the live shard after the copy (a delete and a re-write of built points, a
+    # payload) must not reach the copy through a shared file.
+    store.delete([iid(3)])
+    store.upsert(points(clustered(1, seed=9), start=4))
+    store.set_payload(iid(5), {"caption": "after the copy"})
+    store.close()
+    shard = edge_shard.load(copy)
+    try:
+        wanted = {iid(n): checked_point_id(iid(n)) for n in (3, 4, 5)}
+        kept = shard.retrieve(list(wanted.values()), True, True)
+        by_id = {str(record.id): record for record in kept}
+        assert set(by_id) == {str(pid) for pid in wanted.values()}
+        image = by_id[str(wanted[iid(4)])].vector
+        assert isinstance(image, dict)
+        assert np.allclose(image["image"], clustered(300)[4], atol=1e-5)
+        assert "caption" not in (by_id[str(wanted[iid(5)])].payload or {})
+    finally:
+        shard.close()
 
 
 def test_leftovers_of_an_interrupted_build_are_removed_on_open(tmp_path: Path) -> None:
