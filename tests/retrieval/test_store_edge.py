@@ -254,7 +254,7 @@ def test_a_builds_copy_links_only_the_files_no_write_touches(store: EdgeVectorSt
         assert set(by_id) == {str(pid) for pid in wanted.values()}
         image = by_id[str(wanted[iid(4)])].vector
         assert isinstance(image, dict)
-        assert np.allclose(image["image"], clustered(300)[4], atol=1e-5)
+        assert np.allclose(np.asarray(image["image"], dtype=np.float32), clustered(300)[4])
         assert "caption" not in (by_id[str(wanted[iid(5)])].payload or {})
     finally:
         shard.close()
