@@ -76,6 +76,13 @@ class IndexedOnDemand(Protocol):
     def cancel_optimize(self) -> None: ...
 
 
+def on_demand(store: object) -> IndexedOnDemand | None:
+    """The store whose index is built on demand: a switchable store's current collection
+    (looked up at every call, so that a re-index's switch moves the builds to the new one)."""
+    current = getattr(store, "current", store)
+    return current if isinstance(current, IndexedOnDemand) else None
+
+
 def build_due(backlog: IndexBacklog, hnsw: HnswSettings) -> bool:
     if not hnsw.enabled or backlog.points < hnsw.min_points:
         return False
@@ -96,7 +103,7 @@ class IndexScheduler:
     def __init__(
         self, store: VectorStore, hnsw: HnswSettings, *, poll_seconds: float = 1.0
     ) -> None:
-        self._store = store if isinstance(store, IndexedOnDemand) else None
+        self._store = store
         self._hnsw = hnsw
         self._poll = poll_seconds
         self._stop = threading.Event()
@@ -106,7 +113,7 @@ class IndexScheduler:
         self.builds = 0
 
     def start(self) -> None:
-        if self._store is None or not self._hnsw.enabled or self._thread is not None:
+        if on_demand(self._store) is None or not self._hnsw.enabled or self._thread is not None:
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="mmrag-hnsw", daemon=True)
@@ -115,8 +122,9 @@ class IndexScheduler:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
-        if self._store is not None:
-            self._store.cancel_optimize()
+        store = on_demand(self._store)
+        if store is not None:
+            store.cancel_optimize()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -130,12 +138,13 @@ class IndexScheduler:
 
     def check_once(self) -> bool:
         """Build now if due; True when a build ran and changed the index."""
-        if self._store is None:
+        store = on_demand(self._store)
+        if store is None:
             return False
         with self._check_lock:
-            if not build_due(self._store.index_backlog(), self._hnsw):
+            if not build_due(store.index_backlog(), self._hnsw):
                 return False
-            built = self._store.optimize()
+            built = store.optimize()
             if built:
                 self.builds += 1
             return built

@@ -17,6 +17,7 @@ from mmrag.retrieval.indexing import FORCE_FACTOR, IndexBacklog, IndexScheduler,
 from mmrag.retrieval.store import ImagePoint, VectorStore
 from mmrag.retrieval.store_edge import EdgeVectorStore
 from mmrag.retrieval.store_qdrant import QdrantServerStore
+from mmrag.retrieval.switchable import SwitchableStore
 
 DIM = 16
 HNSW = HnswSettings(min_points=100, rebuild_after=50, idle_seconds=0.3)
@@ -98,6 +99,30 @@ def test_scheduler_builds_when_due_and_results_stay_exact(store: EdgeVectorStore
     time.sleep(HNSW.idle_seconds)
     assert not scheduler.check_once()  # fewer than rebuild_after new points
     assert scheduler.builds == 1
+
+
+def test_the_services_switchable_store_is_built_and_a_switch_moves_the_builds(
+    tmp_path: Path,
+) -> None:
+    first = EdgeVectorStore(tmp_path / "first", StoreSettings(hnsw=HNSW))
+    second = EdgeVectorStore(tmp_path / "second", StoreSettings(hnsw=HNSW))
+    switchable = SwitchableStore(first)
+    scheduler = IndexScheduler(switchable, HNSW)  # as the service holds it
+    try:
+        for edge in (first, second):
+            edge.ensure_collection(DIM)
+            add(edge, 0, vectors(150, seed=6))
+        time.sleep(HNSW.idle_seconds)
+
+        assert scheduler.check_once()
+        assert first.info().indexed_vectors == 150
+
+        switchable.switch(second)
+        assert scheduler.check_once()
+        assert second.info().indexed_vectors == 150
+    finally:
+        first.close()
+        second.close()
 
 
 def test_scheduler_thread_builds_in_the_background(store: EdgeVectorStore) -> None:
