@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from mmrag.errors import InvalidInput, MmragError
 from mmrag.retrieval.aliases import forget_retired, read_aliases, switch_alias, version_name
+from mmrag.retrieval.indexing import IndexScheduler, build_now
 from mmrag.retrieval.provenance import recorded_embedder
 from mmrag.retrieval.reindex import ReindexCounts, Reindexer, ReindexProgress
 from mmrag.retrieval.store import VectorStore
@@ -81,7 +82,18 @@ class EmbedderSwap:
                 settings.models.batch_size,
                 settings.regions.margin,
             )
-            counts = reindexer.run(cancel, progress)
+            # Built while it fills (the upserts wait for a build past hnsw.max_unindexed, so
+            # the RAM its unindexed points take stays bounded), and built to the end before the
+            # switch: the new collection serves its first search from a graph, not a scan.
+            builds = IndexScheduler(target, settings.store.hnsw)
+            builds.start()
+            try:
+                counts = reindexer.run(cancel, progress)
+            except BaseException:
+                builds.stop()  # cancelled or failed: its build is not waited for
+                raise
+            builds.stop(timeout=None, cancel_build=False)
+            build_now(target, settings.store.hnsw)
             retired: list[str] = []
 
             def last_step() -> None:

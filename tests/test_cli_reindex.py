@@ -15,8 +15,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mmrag.cli import app
+from mmrag.config import StoreSettings
 from mmrag.models.clip.tiny import TINY_CLIP_CONFIG, write_open_clip_dir
 from mmrag.retrieval.aliases import physical_collection
+from mmrag.retrieval.store_edge import EdgeVectorStore
 
 runner = CliRunner()
 
@@ -56,6 +58,25 @@ def test_reindex_then_serve_the_new_embedder(
     assert found.exit_code == 0, found.output
 
 
+def test_a_reindex_serves_its_first_search_from_a_built_index(
+    indexed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index_more(indexed)  # the engine leaves a segment of a few hundred bytes unindexed
+    monkeypatch.setenv("MMRAG_STORE__HNSW__MIN_POINTS", "1")
+    narrow = {**TINY_CLIP_CONFIG, "embed_dim": 16}
+    spec = f"local:{write_open_clip_dir(indexed / 'narrow', narrow, seed=5)}"
+    done = runner.invoke(app, ["reindex", "--embedder", spec, "--grace-s", "0"])
+    assert done.exit_code == 0, done.output
+
+    name = physical_collection(indexed / "data", "mmrag_images")
+    store = EdgeVectorStore(indexed / "data" / "qdrant", StoreSettings(collection=name))
+    try:
+        assert store.count() == 63
+        assert store.info().indexed_vectors >= 63
+    finally:
+        store.close()
+
+
 def test_a_bad_spec_is_one_line(indexed: Path) -> None:
     result = runner.invoke(app, ["reindex", "--embedder", "hf:Qwen/Qwen2-VL-2B-Instruct"])
     assert result.exit_code == 1
@@ -63,14 +84,18 @@ def test_a_bad_spec_is_one_line(indexed: Path) -> None:
     assert line.startswith("error: hf:Qwen/Qwen2-VL-2B-Instruct: this model loads from")
 
 
-def test_a_killed_reindex_resumes(indexed: Path, tiny_clip_dir: Path) -> None:
+def index_more(indexed: Path, count: int = 60) -> None:
     photos = indexed / "more"
     photos.mkdir()
-    for index in range(60):
+    for index in range(count):
         buffer = io.BytesIO()
         Image.new("RGB", (24 + index, 24), (index * 4, 255 - index * 4, 90)).save(buffer, "PNG")
         (photos / f"{index}.png").write_bytes(buffer.getvalue())
     assert runner.invoke(app, ["index", str(photos)]).exit_code == 0
+
+
+def test_a_killed_reindex_resumes(indexed: Path, tiny_clip_dir: Path) -> None:
+    index_more(indexed)
     narrow = {**TINY_CLIP_CONFIG, "embed_dim": 16}
     spec = f"local:{write_open_clip_dir(indexed / 'narrow', narrow, seed=5)}"
     env = {**os.environ, "MMRAG_MODELS__BATCH_SIZE": "1"}

@@ -83,6 +83,19 @@ def on_demand(store: object) -> IndexedOnDemand | None:
     return current if isinstance(current, IndexedOnDemand) else None
 
 
+def build_now(store: object, hnsw: HnswSettings) -> bool:
+    """Index whatever is unindexed, now, unless a scan serves as well (``min_points``): for a
+    collection about to serve, such as a re-index's before its switch. Waits for the build;
+    True when one ran."""
+    target = on_demand(store)
+    if target is None or not hnsw.enabled:
+        return False
+    backlog = target.index_backlog()
+    if backlog.points < hnsw.min_points or backlog.unindexed_points == 0:
+        return False
+    return target.optimize()
+
+
 def build_due(backlog: IndexBacklog, hnsw: HnswSettings) -> bool:
     if not hnsw.enabled or backlog.points < hnsw.min_points:
         return False
@@ -119,16 +132,17 @@ class IndexScheduler:
         self._thread = threading.Thread(target=self._run, name="mmrag-hnsw", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float | None = 10.0, *, cancel_build: bool = True) -> None:
+        """End the thread; with ``cancel_build=False`` a running build finishes first."""
         self._stop.set()
         self._wake.set()
         store = on_demand(self._store)
-        if store is not None:
+        if store is not None and cancel_build:
             store.cancel_optimize()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
-                log.warning("the index thread did not stop within %.0f s", timeout)
+                log.warning("the index thread did not stop within %s s", timeout)
             self._thread = None
 
     def notify_write(self, count: int = 1) -> None:
