@@ -169,12 +169,26 @@ class HnswSettings(BaseModel):
     # vector, plus its payload) and scanned by every search, and a fill of precomputed vectors
     # outruns the builds (bench/million.py --fill-while-building).
     max_unindexed: int = Field(100_000, ge=1_000, le=10_000_000)
+    # ... for at most this long; then the write fails as retryable (503).
+    max_unindexed_wait_s: float = Field(1_800.0, gt=0, le=86_400)
     m: int = Field(16, ge=4, le=128)
     ef_construct: int = Field(100, ge=8, le=1000)
     ef_search: int = Field(128, ge=8, le=4096)
     # Links per node of the extra graphs the engine builds for each value of an indexed
     # keyword field (for filtered search); None: as many as ``m``; 0: none are built.
     payload_m: int | None = Field(None, ge=0, le=128)
+
+    @model_validator(mode="after")
+    def _limit_above_the_forced_build(self) -> HnswSettings:
+        from mmrag.retrieval.indexing import FORCE_FACTOR
+
+        # Below it no build would be running when writes reach the limit: nothing would wait.
+        if self.max_unindexed <= FORCE_FACTOR * self.rebuild_after:
+            raise ValueError(
+                f"store.hnsw.max_unindexed ({self.max_unindexed}) must exceed {FORCE_FACTOR} x "
+                f"store.hnsw.rebuild_after ({self.rebuild_after}), where a build is forced"
+            )
+        return self
 
     @model_validator(mode="after")
     def _ef_covers_m(self) -> HnswSettings:

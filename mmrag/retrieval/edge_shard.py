@@ -224,10 +224,16 @@ def copy_tree(source: Path, target: Path) -> None:
         linkable = here.parent in indexed and here.name.startswith(_VECTOR_DIRS)
         for name in files:
             copy = target / here.relative_to(source) / name
-            if linkable and name in _WRITTEN_ONCE:
-                os.link(here / name, copy)
-            else:
+            if not (linkable and name in _WRITTEN_ONCE and _linked(here / name, copy)):
                 _copy_sparse(here / name, copy)
+
+
+def _linked(source: Path, target: Path) -> bool:
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links: copied instead
+        return False
+    return True
 
 
 def _indexed(segment_json: Path) -> bool:

@@ -23,6 +23,8 @@ def _libc() -> ctypes.CDLL | None:
 
 
 def release_free_heap() -> None:
+    """Called where a serving process drops a whole shard (a build's swap); a store's close()
+    mostly comes at the process's end, where it would buy nothing."""
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)

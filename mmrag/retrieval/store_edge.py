@@ -6,7 +6,10 @@ parallel; the locks here are about the shard's lifecycle, not the binding's safe
 - ``_writes`` admits one writer at a time, and is also held while a consistent copy of the
   shard is taken for an index build (writes wait, searches do not);
 - ``_access`` is shared by every shard call and taken exclusively to swap in a rebuilt shard,
-  reopen it or close it.
+  reopen it or close it;
+- ``_building`` is held by the one build in flight, and by whatever must not overlap one
+  (closing, reopening with other settings); ``_build_ended`` wakes the writers that wait,
+  before taking ``_writes``, for a build to take in the ``max_unindexed`` points ahead of them.
 
 Index builds (``optimize``) run in a child process on a copy (see ``edge_build``), because the
 engine's optimize() holds the GIL for the whole build. Writes made while the child works are
@@ -133,7 +136,10 @@ class EdgeVectorStore(RecordReads):
             raise InvalidInput(f"vector size must be positive, got {dim}")
         if self._dim == dim:
             return
-        with self._writes, self._access.exclusive():
+        # A build started before this (by the scheduler, at start-up) would publish the shard
+        # as it was, undoing a reload with new settings or a migration: it is stopped first.
+        self.cancel_optimize()
+        with self._building, self._writes, self._access.exclusive():
             if self._closing:
                 raise Unavailable("the vector store is closed")
             if self._dim is not None:
@@ -466,17 +472,27 @@ class EdgeVectorStore(RecordReads):
         """Hold a write back while ``max_unindexed`` points wait for a build that is running.
 
         A bulk fill then moves at the pace of the builds, and the RAM the unindexed points
-        take (and the scan every search makes of them) stays bounded. Without a build in
-        flight nothing waits: the scheduler starts one long before this limit, and a store
-        nobody builds (HNSW disabled) must still take writes.
+        take (and the scan every search makes of them) stays bounded; the bound is soft by
+        one call's points. Without a build in flight nothing waits: the scheduler starts one
+        long before this limit, and a store nobody builds (HNSW disabled) must still take
+        writes. A build that outlasts ``max_unindexed_wait_s`` fails the write as retryable.
         """
-        limit = self._settings.hnsw.max_unindexed
-        if self._unindexed < limit or not self._building.locked():
+        hnsw = self._settings.hnsw
+        if self._unindexed < hnsw.max_unindexed or self._phase == "idle":
             return
         log.info("writes wait for the index build: %d points unindexed", self._unindexed)
         with self._build_ended:
-            self._build_ended.wait_for(
-                lambda: self._unindexed < limit or not self._building.locked() or self._closing
+            # _closing too: close() takes _building, and the writer must not wait for that.
+            room = self._build_ended.wait_for(
+                lambda: (
+                    self._unindexed < hnsw.max_unindexed or self._phase == "idle" or self._closing
+                ),
+                timeout=hnsw.max_unindexed_wait_s,
+            )
+        if not room:
+            raise Unavailable(
+                f"{self._unindexed} images wait for the search index build, which is still "
+                "running; retry once it has finished"
             )
 
     def _snapshot_for_build(self) -> Path:
@@ -488,7 +504,11 @@ class EdgeVectorStore(RecordReads):
             if self._live is None:
                 raise Unavailable("the vector store has no live shard to index")
             target = self._paths.next_generation()
-            edge_shard.copy_tree(self._live, target)
+            try:
+                edge_shard.copy_tree(self._live, target)
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)  # a full disk, say
+                raise
             self._replay = []
             self._replay_points = 0
         return target

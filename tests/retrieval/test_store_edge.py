@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -17,7 +18,8 @@ import qdrant_edge as qe
 
 from mmrag.config import HnswSettings, Settings, StoreBackend, StoreSettings
 from mmrag.errors import DimensionMismatchError, Unavailable
-from mmrag.retrieval import edge_shard
+from mmrag.retrieval import edge_shard, store_edge
+from mmrag.retrieval.edge_build import BuildResult, run_build
 from mmrag.retrieval.store import (
     FILTER_GRAPH_FIELDS,
     INDEXED_FIELDS,
@@ -165,31 +167,72 @@ def test_writes_during_a_build_survive_the_swap(store: EdgeVectorStore) -> None:
     assert store.search(late[7], "image", 1)[0].image_id == iid(307)
 
 
-def test_writes_past_max_unindexed_wait_for_the_build_in_flight(tmp_path: Path) -> None:
-    limit = 1_000
-    edge = EdgeVectorStore(tmp_path, StoreSettings(hnsw=HnswSettings(max_unindexed=limit)))
+@pytest.fixture
+def held_build(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Builds start as usual but do not begin until the returned event is set."""
+    release = threading.Event()
+
+    def gated(path: Path, cancel: threading.Event) -> BuildResult:
+        release.wait(60)
+        return run_build(path, cancel)
+
+    monkeypatch.setattr(store_edge, "run_build", gated)
+    return release
+
+
+def _limited_store(tmp_path: Path, wait_s: float = 60.0) -> EdgeVectorStore:
+    hnsw = HnswSettings(rebuild_after=100, max_unindexed=1_000, max_unindexed_wait_s=wait_s)
+    edge = EdgeVectorStore(tmp_path, StoreSettings(hnsw=hnsw))
     edge.ensure_collection(DIM)
+    edge.upsert(points(clustered(1_200)))  # past the limit, but no build running: no wait
+    return edge
+
+
+def test_writes_past_max_unindexed_wait_for_the_build_in_flight(
+    tmp_path: Path, held_build: threading.Event
+) -> None:
+    edge = _limited_store(tmp_path)
     try:
-        edge.upsert(points(clustered(limit + 200)))  # no build running: nothing waits
+        builder = threading.Thread(target=edge.optimize)
+        builder.start()
+        _wait_for(lambda: edge.info().extra["build_phase"] == "building")
+        writer = threading.Thread(target=edge.upsert, args=(points(clustered(10), 1_200),))
+        writer.start()
+        writer.join(timeout=1.0)
+        assert writer.is_alive()  # held back while the build runs
+        assert edge.count() == 1_200
+
+        held_build.set()
+        builder.join(timeout=120)
+        writer.join(timeout=30)
+
+        assert not writer.is_alive()
+        assert edge.count() == 1_210
+        assert edge.index_backlog().unindexed_points == 10
+    finally:
+        held_build.set()
+        edge.close()
+
+
+def test_a_build_that_outlasts_the_wait_fails_the_write_as_retryable(
+    tmp_path: Path, held_build: threading.Event
+) -> None:
+    edge = _limited_store(tmp_path, wait_s=0.3)
+    try:
         builder = threading.Thread(target=edge.optimize)
         builder.start()
         _wait_for(lambda: edge.info().extra["build_phase"] == "building")
 
-        built_when_written: list[bool] = []
+        with pytest.raises(Unavailable, match="retry once it has finished"):
+            edge.upsert(points(clustered(10), 1_200))
 
-        def write() -> None:
-            edge.upsert(points(clustered(10, seed=4), start=limit + 200))
-            built_when_written.append(edge.last_build is not None)
-
-        writer = threading.Thread(target=write)
-        writer.start()
+        held_build.set()
         builder.join(timeout=120)
-        writer.join(timeout=30)
-
-        assert built_when_written == [True]  # the write went in only once the build was live
-        assert edge.count() == limit + 210
-        assert edge.index_backlog().unindexed_points == 10
+        assert edge.count() == 1_200
+        edge.upsert(points(clustered(10), 1_200))  # room again once the build is in
+        assert edge.count() == 1_210
     finally:
+        held_build.set()
         edge.close()
 
 
@@ -239,6 +282,13 @@ def test_a_builds_copy_links_only_the_files_no_write_touches(store: EdgeVectorSt
     linked = {p.name for p in copy.rglob("*") if p.is_file() and p.stat().st_nlink > 1}
     assert {"matrix.dat", "links_compressed.bin"} <= linked
     assert linked <= {"matrix.dat", "quantized.data", "links_compressed.bin", "graph.bin"}
+
+    # Building the copy (what the child does: it merges the segments into a new one) leaves
+    # the live shard's shared files as they were.
+    shared = [p for p in live.rglob("*") if p.is_file() and p.stat().st_nlink > 1]
+    digests = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in shared}
+    assert run_build(copy, threading.Event()).optimized
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in shared} == digests
 
     # Writes to the live shard after the copy (a delete and a re-write of built points, a
     # payload) must not reach the copy through a shared file.
