@@ -492,7 +492,8 @@ class EdgeVectorStore(RecordReads):
         if not room:
             raise Unavailable(
                 f"{self._unindexed} images wait for the search index build, which is still "
-                "running; retry once it has finished"
+                "running; retry once it has finished",
+                retry_after_s=60,
             )
 
     def _snapshot_for_build(self) -> Path:
