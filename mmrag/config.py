@@ -171,6 +171,9 @@ class HnswSettings(BaseModel):
     max_unindexed: int = Field(100_000, ge=1_000, le=10_000_000)
     # ... for at most this long; then the write fails as retryable (503).
     max_unindexed_wait_s: float = Field(1_800.0, gt=0, le=86_400)
+    # Builds made while a large collection fills leave several graphs (the engine caps a
+    # segment's size); once writes have stopped for this long, one build merges them.
+    merge_after_idle_s: float = Field(120.0, ge=0)
     m: int = Field(16, ge=4, le=128)
     ef_construct: int = Field(100, ge=8, le=1000)
     ef_search: int = Field(128, ge=8, le=4096)

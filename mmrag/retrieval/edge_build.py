@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 # Builds yield the CPU to searches: at 2 cores the build otherwise doubles search latency.
 _BUILD_NICENESS = 10
 _POLL_SECONDS = 0.2
+_MERGE_ALL = "--merge-all"
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,13 @@ class BuildResult:
     cancelled: bool = False
 
 
-def run_build(path: Path, cancel: threading.Event) -> BuildResult:
-    """Optimize the shard at ``path`` in a child process; stops it when ``cancel`` is set."""
+def run_build(path: Path, cancel: threading.Event, *, merge_all: bool = False) -> BuildResult:
+    """Optimize the shard at ``path`` in a child process; stops it when ``cancel`` is set.
+    ``merge_all`` also merges every indexed segment into one graph."""
     started = time.monotonic()
+    command = [sys.executable, "-m", "mmrag.retrieval.edge_build", str(path)]
     child = subprocess.Popen(
-        [sys.executable, "-m", "mmrag.retrieval.edge_build", str(path)],
+        [*command, _MERGE_ALL] if merge_all else command,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -67,16 +70,23 @@ def run_build(path: Path, cancel: threading.Event) -> BuildResult:
 def main(argv: list[str]) -> int:
     import qdrant_edge as qe
 
-    (path,) = argv
+    from mmrag.retrieval.edge_shard import optimizers_only
+
+    path, *flags = argv
+    merge_all = flags == [_MERGE_ALL]
     with contextlib.suppress(OSError):  # not permitted: build at normal priority
         os.nice(_BUILD_NICENESS)
     started = time.monotonic()
-    shard = qe.EdgeShard.load(path)
+    shard = qe.EdgeShard.load(path, optimizers_only(merge_all=True) if merge_all else None)
     try:
         optimized = shard.optimize()
         shard.flush()
     finally:
         shard.close()
+    if merge_all:  # the shard persisted the merging optimizers: its next builds must not
+        restored = qe.EdgeShard.load(path, optimizers_only(merge_all=False))
+        restored.flush()
+        restored.close()
     report = {"optimized": optimized, "seconds": round(time.monotonic() - started, 3)}
     sys.stdout.write(json.dumps(report) + "\n")
     return 0

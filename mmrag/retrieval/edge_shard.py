@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # a build is worth it, so the engine must never refuse one: 1 KiB (0 would disable indexing).
 INDEXING_THRESHOLD_KB = 1
 
+_UNCAPPED_KB = 1 << 40
 _CURRENT = "CURRENT"
 _CONFIG_FILE = "edge_config.json"
 _GENERATION = "gen-{:06d}"
@@ -121,10 +122,34 @@ def shard_config(dim: int, settings: StoreSettings) -> qe.EdgeConfig:
     )
     return qe.EdgeConfig(
         vectors={IMAGE_VECTOR: dense_params(), TEXT_VECTOR: dense_params(), REGION_VECTOR: regions},
-        sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        sparse_vectors=_sparse_vectors(),
         hnsw_config=hnsw_config(settings.hnsw),
-        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB),
+        optimizers=_optimizers(merge_all=False),
         payload_memory=qe.Memory.Cold,
+    )
+
+
+def _sparse_vectors() -> dict[str, qe.EdgeSparseVectorParams]:
+    return {SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
+
+
+def _optimizers(*, merge_all: bool) -> qe.EdgeOptimizersConfig:
+    if not merge_all:
+        return qe.EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB)
+    # The engine caps a segment's size (at 2 cores, ~200k of our points), so builds made while
+    # a large collection fills leave several graphs, each searched and loaded on its own.
+    return qe.EdgeOptimizersConfig(
+        indexing_threshold=INDEXING_THRESHOLD_KB,
+        default_segment_number=1,
+        max_segment_size=_UNCAPPED_KB,
+    )
+
+
+def optimizers_only(*, merge_all: bool) -> qe.EdgeConfig:
+    """A load config that changes the optimizers alone: everything unnamed keeps what the
+    shard persisted (the binding wants some vectors named: the sparse ones never change)."""
+    return qe.EdgeConfig(
+        sparse_vectors=_sparse_vectors(), optimizers=_optimizers(merge_all=merge_all)
     )
 
 

@@ -408,12 +408,17 @@ class EdgeVectorStore(RecordReads):
     def index_backlog(self) -> IndexBacklog:
         with self._access.shared():
             shard = self._shard_or_none()
-            points = 0 if shard is None else _engine(shard.info).points_count
+            engine_info = None if shard is None else _engine(shard.info)
         return IndexBacklog(
-            points=points,
+            points=0 if engine_info is None else engine_info.points_count,
             unindexed_points=self._unindexed,
             seconds_since_write=time.monotonic() - self._last_write,
+            segments=0 if engine_info is None else engine_info.segments_count,
         )
+
+    def merge_segments(self) -> bool:
+        """Build as :meth:`optimize` does, and merge every indexed segment into one graph."""
+        return self._build(merge_all=True)
 
     def optimize(self) -> bool:
         """Build HNSW for everything written since the last build, in a child process.
@@ -425,6 +430,9 @@ class EdgeVectorStore(RecordReads):
         when another build is running, or when ``close()`` or ``cancel_optimize()`` cut it
         short.
         """
+        return self._build(merge_all=False)
+
+    def _build(self, *, merge_all: bool) -> bool:
         if not self._building.acquire(blocking=False):
             return False
         try:
@@ -437,7 +445,7 @@ class EdgeVectorStore(RecordReads):
             copied = time.monotonic()
             self._phase = "building"
             try:
-                result = run_build(target, self._cancel_build)
+                result = run_build(target, self._cancel_build, merge_all=merge_all)
             except BaseException:
                 self._abandon_build(target)
                 raise

@@ -20,6 +20,7 @@ from mmrag.config import HnswSettings, Settings, StoreBackend, StoreSettings
 from mmrag.errors import DimensionMismatchError, Unavailable
 from mmrag.retrieval import edge_shard, store_edge
 from mmrag.retrieval.edge_build import BuildResult, run_build
+from mmrag.retrieval.indexing import IndexScheduler
 from mmrag.retrieval.store import (
     FILTER_GRAPH_FIELDS,
     INDEXED_FIELDS,
@@ -172,9 +173,9 @@ def held_build(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """Builds start as usual but do not begin until the returned event is set."""
     release = threading.Event()
 
-    def gated(path: Path, cancel: threading.Event) -> BuildResult:
+    def gated(path: Path, cancel: threading.Event, *, merge_all: bool = False) -> BuildResult:
         release.wait(60)
-        return run_build(path, cancel)
+        return run_build(path, cancel, merge_all=merge_all)
 
     monkeypatch.setattr(store_edge, "run_build", gated)
     return release
@@ -233,6 +234,65 @@ def test_a_build_that_outlasts_the_wait_fails_the_write_as_retryable(
         assert edge.count() == 1_210
     finally:
         held_build.set()
+        edge.close()
+
+
+def _store_of_several_graphs(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    data: npt.NDArray[np.float32],
+    settings: StoreSettings,
+) -> EdgeVectorStore:
+    """A shard made with a tiny segment cap: each build leaves one more graph, as builds made
+    while a million images arrive do under the engine's own cap."""
+    capped = qe.EdgeOptimizersConfig(indexing_threshold=1, max_segment_size=8)
+    monkeypatch.setattr(edge_shard, "_optimizers", lambda merge_all: capped)
+    edge = EdgeVectorStore(tmp_path, settings)
+    edge.ensure_collection(DIM)
+    monkeypatch.undo()
+    for start in range(0, len(data), 200):
+        edge.upsert(points(data[start : start + 200], start))
+        assert edge.optimize() is True
+    assert edge.index_backlog().segments > 3
+    return edge
+
+
+def test_the_scheduler_merges_the_graphs_once_writes_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hnsw = HnswSettings(min_points=100, rebuild_after=1_000, merge_after_idle_s=0.5)
+    edge = _store_of_several_graphs(tmp_path, monkeypatch, clustered(600), StoreSettings(hnsw=hnsw))
+    scheduler = IndexScheduler(edge, hnsw)
+    try:
+        edge.upsert(points(clustered(1, seed=3), 600))
+        assert not scheduler.check_once()  # writes just happened
+        time.sleep(hnsw.merge_after_idle_s)
+
+        assert scheduler.check_once()
+        assert edge.index_backlog().segments == 2
+        assert not scheduler.check_once()  # nothing new: no second merge
+    finally:
+        edge.close()
+
+
+def test_graphs_left_by_capped_segments_merge_into_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = clustered(600)
+    edge = _store_of_several_graphs(tmp_path, monkeypatch, data, StoreSettings())
+    try:
+        queries = clustered(5, seed=11)
+        before = [[hit.image_id for hit in edge.search(q, "image", 10)] for q in queries]
+
+        assert edge.merge_segments() is True
+
+        assert edge.index_backlog().segments == 2  # one graph and the appendable segment
+        assert edge.info().indexed_vectors == 1200  # every image and caption vector
+        after = [[hit.image_id for hit in edge.search(q, "image", 10)] for q in queries]
+        assert after == before == [exact_top(data, q, 10) for q in queries]
+        persisted = json.loads((Path(edge.info().extra["path"]) / "edge_config.json").read_text())
+        assert persisted["optimizers"]["max_segment_size"] is None  # later builds merge as usual
+    finally:
         edge.close()
 
 

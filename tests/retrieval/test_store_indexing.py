@@ -13,7 +13,13 @@ import numpy.typing as npt
 import pytest
 
 from mmrag.config import HnswSettings, StoreBackend, StoreSettings
-from mmrag.retrieval.indexing import FORCE_FACTOR, IndexBacklog, IndexScheduler, build_due
+from mmrag.retrieval.indexing import (
+    FORCE_FACTOR,
+    IndexBacklog,
+    IndexScheduler,
+    build_due,
+    merge_due,
+)
 from mmrag.retrieval.store import ImagePoint, VectorStore
 from mmrag.retrieval.store_edge import EdgeVectorStore
 from mmrag.retrieval.store_qdrant import QdrantServerStore
@@ -65,6 +71,17 @@ def store(tmp_path: Path) -> Iterator[EdgeVectorStore]:
 )
 def test_build_due(backlog: IndexBacklog, due: bool) -> None:
     assert build_due(backlog, HNSW) is due
+
+
+@pytest.mark.parametrize(
+    ("segments", "quiet_s", "due"),
+    [(3, 10**6, False), (4, 1.0, False), (4, 120.0, True), (6, 10**6, True)],
+)
+def test_merge_due(segments: int, quiet_s: float, due: bool) -> None:
+    backlog = IndexBacklog(
+        points=10**6, unindexed_points=0, seconds_since_write=quiet_s, segments=segments
+    )
+    assert merge_due(backlog, HnswSettings(merge_after_idle_s=120.0)) is due
 
 
 def test_disabled_never_builds() -> None:
@@ -154,6 +171,9 @@ class _SlowBuildStore:
         self.started.set()
         self.cancelled.wait(30)
         return False
+
+    def merge_segments(self) -> bool:
+        return self.optimize()
 
     def cancel_optimize(self) -> None:
         self.cancelled.set()
