@@ -47,7 +47,7 @@ from bench.common import emit, percentiles_ms
 from bench.concept_space import DIM, ConceptSpace, Matrix
 from mmrag.config import HnswSettings, StoreSettings
 from mmrag.models.cpu import usable_cores
-from mmrag.retrieval.indexing import IndexScheduler
+from mmrag.retrieval.indexing import IndexBacklog, IndexScheduler, merge_due
 from mmrag.retrieval.store import (
     DenseVectorName,
     Filter,
@@ -63,6 +63,7 @@ log = logging.getLogger("bench.million")
 TENANTS = 10
 CHUNK = 20_000
 TOP = 10
+NOW = {"merge_after_idle_s": 0.0}  # "would a merge be due": whatever the quiet spell
 
 
 @dataclass
@@ -271,6 +272,7 @@ def settings_of(
             ef_search=ef_search,
             payload_m=args.payload_m,
             max_unindexed=args.max_unindexed,
+            merge_after_idle_s=args.merge_after_idle_s,
         ),
         quantization=args.quantization,
         oversampling=args.oversampling[0] if oversampling is None else oversampling,
@@ -390,6 +392,7 @@ def fill_while_building(
     store = open_store(directory, settings)
     scheduler = IndexScheduler(store, settings.hnsw)
     fill_s: list[float] = []
+    marks: dict[str, float] = {}  # seconds from the first write
 
     def fill_then_catch_up() -> None:
         began = time.perf_counter()
@@ -404,16 +407,19 @@ def fill_while_building(
             if done % 100_000 == 0 or done == args.points:
                 log.info("%d points in; %s", done, store.index_backlog())
         fill_s.append(time.perf_counter() - began)
-        # Caught up: what is left is under the scheduler's threshold, and no build runs.
         deadline = time.monotonic() + args.build_timeout
-        while (
-            store.index_backlog().unindexed_points >= settings.hnsw.rebuild_after
-            or store.info().extra["build_phase"] != "idle"
-        ):
-            if time.monotonic() > deadline:
-                log.warning("the builds did not catch up within --build-timeout")
-                return
-            time.sleep(0.5)
+
+        def wait_until(done: Callable[[IndexBacklog], bool], what: str) -> None:
+            while not done(store.index_backlog()) or store.info().extra["build_phase"] != "idle":
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{what} did not happen within --build-timeout")
+                time.sleep(0.5)
+            marks[what] = round(time.perf_counter() - began, 1)
+
+        # Caught up: what is left is under the scheduler's threshold, and no build runs; then
+        # merged: the quiet spell's merge of the graphs the fill left.
+        wait_until(lambda b: b.unindexed_points < settings.hnsw.rebuild_after, "caught_up")
+        wait_until(lambda b: not merge_due(b, settings.hnsw.model_copy(update=NOW)), "merged")
 
     reset_peak()
     try:
@@ -432,9 +438,11 @@ def fill_while_building(
     return {
         "max_unindexed": settings.hnsw.max_unindexed,
         "fill_s": round(fill_s[0], 1),
+        "caught_up_s": marks.get("caught_up"),
+        "merged_s": marks.get("merged"),
+        "last_build": None if build is None else asdict(build),
         "upsert_points_per_s": round(args.points / fill_s[0]),
         "builds": scheduler.builds,
-        "last_build": None if build is None else asdict(build),
         # from the first write until the index holds all but a scheduler's threshold
         "fill_and_index_s": during["work_s"],
         "build_child_cpu_s": round(children.ru_utime + children.ru_stime, 1),
@@ -579,6 +587,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=HnswSettings().max_unindexed,
         help="hnsw.max_unindexed: writes wait for the running build past this many",
+    )
+    parser.add_argument(
+        "--merge-after-idle-s",
+        type=float,
+        default=HnswSettings().merge_after_idle_s,
+        help="hnsw.merge_after_idle_s: the quiet spell before the graphs are merged",
     )
     parser.add_argument("--serve", nargs=2, type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-queries", type=int, default=None, help=argparse.SUPPRESS)
