@@ -21,7 +21,7 @@ an atomic pointer swap. The engine then merges the new points into the existing 
 cap (~200k of our points at 2 cores); beyond, builds leave one more graph each, and once the
 writes stop for ``merge_after_idle_s`` one build merges them (``merge_due``): each graph is
 searched on its own (more segments: p50 0.4 -> 2.0 ms at 8k + 4k + 4k points; 7.1 against
-3.9 ms at a million). A write that finds ``max_unindexed`` points waiting for a running build
+5.2 ms at a million). A write that finds ``max_unindexed`` points waiting for a running build
 waits for it, so a bulk fill keeps pace with the builds.
 
 Measured (``bench/search_latency.py``, 512-d clustered image + text vectors, HnswSettings
@@ -107,7 +107,7 @@ def build_now(store: object, hnsw: HnswSettings) -> bool:
 def merge_due(backlog: IndexBacklog, hnsw: HnswSettings) -> bool:
     """Three graphs or more (builds made while a large collection filled), and the writes
     have stopped for ``merge_after_idle_s``: merged into one, searches and reopening get
-    faster (at a million: p50 7.1 -> 3.9 ms, reopen 18 -> 9 s). Two are left alone: the
+    faster (at a million: p50 7.1 -> 5.2 ms, reopen 18.4 -> 9.0 s). Two are left alone: the
     second is then mostly the small one a later trickle of writes made, and merging it would
     rewrite the large one for little gain."""
     return (
