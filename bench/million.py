@@ -327,23 +327,40 @@ def searches_during(
     }
 
 
+def fill(
+    store: EdgeVectorStore,
+    corpus: Corpus,
+    exact: ExactTop,
+    wrote: Callable[[int], None] | None = None,
+) -> float:
+    """Upsert the whole corpus 1,000 points a call, telling ``wrote`` of each call; returns
+    the seconds spent in upsert."""
+    upsert_s = 0.0
+    for chunk in corpus.chunks():
+        points = points_of(chunk)
+        began = time.perf_counter()
+        for lo in range(0, len(points), 1000):
+            batch = points[lo : lo + 1000]
+            store.upsert(batch)
+            if wrote is not None:
+                wrote(len(batch))
+        upsert_s += time.perf_counter() - began
+        exact.add(chunk)
+        done = chunk.start + len(points)
+        if done % 100_000 == 0 or done == corpus.size:
+            log.info(
+                "%d points in, %.0f points/s; %s", done, done / upsert_s, store.index_backlog()
+            )
+    return upsert_s
+
+
 def fill_and_build(args: argparse.Namespace, directory: Path, truth_path: Path) -> dict[str, Any]:
     corpus = Corpus(args.points, args.queries, seed=args.seed)
     exact = ExactTop(corpus)
     store = open_store(directory, settings_of(args, args.ef[0]))
     reset_peak()
-    upsert_s = 0.0
     try:
-        for chunk in corpus.chunks():
-            points = points_of(chunk)
-            began = time.perf_counter()
-            for lo in range(0, len(points), 1000):
-                store.upsert(points[lo : lo + 1000])
-            upsert_s += time.perf_counter() - began
-            exact.add(chunk)
-            done = chunk.start + len(points)
-            if done % 100_000 == 0 or done == args.points:
-                log.info("%d points in, %.0f points/s", done, done / upsert_s)
+        upsert_s = fill(store, corpus, exact)
         exact.save(truth_path)
         filled = memory_mib()
         log.info("filled: %s; building while searching", filled)
@@ -396,16 +413,7 @@ def fill_while_building(
 
     def fill_then_catch_up() -> None:
         began = time.perf_counter()
-        for chunk in corpus.chunks():
-            points = points_of(chunk)
-            for lo in range(0, len(points), 1000):
-                batch = points[lo : lo + 1000]
-                store.upsert(batch)
-                scheduler.notify_write(len(batch))
-            exact.add(chunk)
-            done = chunk.start + len(points)
-            if done % 100_000 == 0 or done == args.points:
-                log.info("%d points in; %s", done, store.index_backlog())
+        fill(store, corpus, exact, scheduler.notify_write)
         fill_s.append(time.perf_counter() - began)
         deadline = time.monotonic() + args.build_timeout
 

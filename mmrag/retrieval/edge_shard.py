@@ -245,12 +245,12 @@ def copy_tree(source: Path, target: Path) -> None:
     indexed = {path.parent for path in source.glob("segments/*/segment.json") if _indexed(path)}
     for root, _dirs, files in os.walk(source):
         here = Path(root)
-        (target / here.relative_to(source)).mkdir(parents=True, exist_ok=True)
+        there = target / here.relative_to(source)
+        there.mkdir(parents=True, exist_ok=True)
         linkable = here.parent in indexed and here.name.startswith(_VECTOR_DIRS)
         for name in files:
-            copy = target / here.relative_to(source) / name
-            if not (linkable and name in _WRITTEN_ONCE and _linked(here / name, copy)):
-                _copy_sparse(here / name, copy)
+            if not (linkable and name in _WRITTEN_ONCE and _linked(here / name, there / name)):
+                _copy_sparse(here / name, there / name)
 
 
 def _linked(source: Path, target: Path) -> bool:
