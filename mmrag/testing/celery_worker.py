@@ -39,6 +39,7 @@ class CeleryWorker:
         queues: tuple[QueueName, ...] = ("vlm", "grounding"),
         hostname: str = "test-worker",
         concurrency: int = 8,
+        preload: bool = False,
     ) -> None:
         self.env = env
         self.broker_url = broker_url
@@ -46,6 +47,7 @@ class CeleryWorker:
         self.queues = queues
         self.hostname = hostname
         self.concurrency = concurrency
+        self.preload = preload
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 120) -> None:
@@ -55,6 +57,8 @@ class CeleryWorker:
             "--hostname", self.hostname,
             "--concurrency", str(self.concurrency),
         ]  # fmt: skip
+        if self.preload:
+            command.append("--preload")
         # The child writes to its own copy of the descriptor; ours is closed at once.
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

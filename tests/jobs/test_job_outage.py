@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from jobs.conftest import write_scenes
 from jobs.helpers import wait_for
+from workers.worker_settings import worker_environment
 
 from mmrag.config import Settings
 from mmrag.services import Services
@@ -19,6 +21,18 @@ from mmrag.workers.jobs.spec import JobSpec
 pytestmark = pytest.mark.slow
 
 COUNT = 16
+
+
+@pytest.fixture
+def celery_worker(celery_settings: Settings, tmp_path: Path) -> Iterator[CeleryWorker]:
+    """A worker that starts, and starts again, with its models loaded (`--preload`): loading
+    on first use takes ~10 s on a slow 2-core machine, past this test's 4 s result wait, and
+    a slow first task is not the outage this test is about."""
+    environment = worker_environment(celery_settings)
+    log_path = tmp_path / "worker.log"
+    broker_url = celery_settings.workers.broker_url
+    with CeleryWorker(environment, broker_url, log_path, preload=True) as worker:
+        yield worker
 
 
 @pytest.fixture
