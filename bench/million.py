@@ -207,19 +207,36 @@ class ExactTop:
 
 def memory_mib() -> dict[str, float]:
     """This process's resident memory: anonymous (heap, int8 copies, graphs) and file-backed
-    (mmapped vector files in the page cache, which the kernel can drop), and the peak."""
-    fields = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
-                fields[key] = round(int(value.split()[0]) / 1024, 1)
+    (mmapped vector files in the page cache, which the kernel can drop), and the peak.
+
+    RSS counts a file page once per mapping: while a swap has both the live shard and its
+    rebuilt copy open, the files the copy hard-links count twice though they sit in RAM
+    once. PSS counts them once (and shares a page with other processes), so it is what the
+    machine really gives this process."""
+    fields = _kib_fields("/proc/self/status", ("VmRSS", "RssAnon", "RssFile", "VmHWM"))
+    fields |= _kib_fields("/proc/self/smaps_rollup", ("Pss", "Pss_Anon", "Pss_File"))
     return {
         "rss_mib": fields.get("VmRSS", 0.0),
         "rss_anon_mib": fields.get("RssAnon", 0.0),
         "rss_file_mib": fields.get("RssFile", 0.0),
         "peak_rss_mib": fields.get("VmHWM", 0.0),
+        "pss_mib": fields.get("Pss", 0.0),
+        "pss_file_mib": fields.get("Pss_File", 0.0),
     }
+
+
+def _kib_fields(path: str, keys: tuple[str, ...]) -> dict[str, float]:
+    """The ``keys`` of a /proc file of "Key: N kB" lines, in MiB (none where it is missing)."""
+    fields = {}
+    try:
+        with open(path) as lines:
+            for line in lines:
+                key, _, value = line.partition(":")
+                if key in keys:
+                    fields[key] = round(int(value.split()[0]) / 1024, 1)
+    except OSError:  # smaps_rollup: Linux 4.14 and later
+        pass
+    return fields
 
 
 class MemorySampler:
@@ -277,6 +294,7 @@ def settings_of(
         quantization=args.quantization,
         oversampling=args.oversampling[0] if oversampling is None else oversampling,
         on_disk_vectors=args.on_disk_vectors,
+        quantized_in_ram=not args.quantized_on_disk,
     )
 
 
@@ -555,6 +573,8 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
         forwarded += ["--payload-m", str(args.payload_m)]
     if args.on_disk_vectors:
         forwarded.append("--on-disk-vectors")
+    if args.quantized_on_disk:
+        forwarded.append("--quantized-on-disk")
     return forwarded
 
 
@@ -578,6 +598,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="int8 rescoring: candidates rescored per result",
     )
     parser.add_argument("--on-disk-vectors", action="store_true")
+    parser.add_argument(
+        "--quantized-on-disk",
+        action="store_true",
+        help="store.quantized_in_ram false: the int8 copies read through the page cache",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where the store goes")
     parser.add_argument(
         "--during-interval", type=float, default=0.5, help="seconds between searches in a build"
@@ -626,6 +651,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     first = served["by_ef"][combo_name(args, args.ef[0], args.oversampling[0])]
+    highest = built.get("highest_memory_sampled", {})
     emit(
         "million",
         {
@@ -653,9 +679,9 @@ def main(argv: list[str] | None = None) -> None:
                 "recall_at_10": first["image_no_filter"]["recall_at_10"],
                 "reopen_s": served["reopen_s"],
                 "api_rss_mib": first["memory_after_searches"]["rss_mib"],
-                "highest_rss_while_filling_mib": built.get("highest_memory_sampled", {}).get(
-                    "rss_mib"
-                ),
+                "api_pss_mib": first["memory_after_searches"]["pss_mib"],
+                "highest_rss_while_filling_mib": highest.get("rss_mib"),
+                "highest_pss_while_filling_mib": highest.get("pss_mib"),
                 "p50_ratio_to_during_build": round(
                     first["image_no_filter"]["p50_ms"]
                     / max(built["during_build_searches"]["p50_ms"], 1e-6),

@@ -174,6 +174,15 @@ def test_on_disk_vectors_are_refused_with_the_qdrant_backend(
         Settings()
 
 
+def test_int8_copies_out_of_ram_need_int8(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMRAG_STORE__QUANTIZED_IN_RAM", "false")
+    monkeypatch.setenv("MMRAG_STORE__QUANTIZATION", "none")
+    with pytest.raises(ValidationError, match="quantized_in_ram"):
+        Settings()
+    monkeypatch.setenv("MMRAG_STORE__QUANTIZATION", "int8")
+    assert Settings().store.quantized_in_ram is False
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [

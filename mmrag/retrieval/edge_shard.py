@@ -97,7 +97,9 @@ def quantization_config(settings: StoreSettings) -> qe.ScalarQuantizationConfig 
     if settings.quantization == "none":
         return None
     # quantile 0.99: the extreme 1 % of values clip, so the other 99 % get finer int8 steps.
-    return qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, always_ram=True)
+    return qe.ScalarQuantizationConfig(
+        type=qe.ScalarType.Int8, quantile=0.99, always_ram=settings.quantized_in_ram
+    )
 
 
 def shard_config(dim: int, settings: StoreSettings) -> qe.EdgeConfig:

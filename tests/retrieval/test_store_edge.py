@@ -515,8 +515,13 @@ def test_int8_quantisation_with_rescoring_keeps_results(tmp_path: Path) -> None:
         quantised.close()
 
 
-def test_on_disk_vectors_with_int8_reopen_built_and_keep_results(tmp_path: Path) -> None:
-    settings = StoreSettings(quantization="int8", on_disk_vectors=True)
+@pytest.mark.parametrize("quantized_in_ram", [True, False])
+def test_on_disk_vectors_with_int8_reopen_built_and_keep_results(
+    tmp_path: Path, quantized_in_ram: bool
+) -> None:
+    settings = StoreSettings(
+        quantization="int8", on_disk_vectors=True, quantized_in_ram=quantized_in_ram
+    )
     vectors = clustered(400)
     queries = clustered(5, seed=9)
     exact = [exact_top(vectors, q, 10) for q in queries]
@@ -529,13 +534,15 @@ def test_on_disk_vectors_with_int8_reopen_built_and_keep_results(tmp_path: Path)
     finally:
         first.close()
     config = json.loads((Path(live) / "edge_config.json").read_text())
-    # The full vectors stay in their files; the int8 copies are held in RAM.
+    # The full vectors stay in their files; the int8 copies are held in RAM or read from theirs.
     assert {name: params["memory"] for name, params in config["vectors"].items()} == {
         "image": "cold",
         "text": "cold",
         "region": "cold",
     }
-    assert config["vectors"]["image"]["quantization_config"]["scalar"]["always_ram"] is True
+    for name in ("image", "text"):
+        int8 = config["vectors"][name]["quantization_config"]["scalar"]
+        assert int8["always_ram"] is quantized_in_ram
 
     again = EdgeVectorStore(tmp_path, settings)
     try:
@@ -575,6 +582,31 @@ def test_a_reopen_reloads_the_shard_only_when_its_settings_changed(tmp_path: Pat
         again.close()
     assert edge_shard.config_matches(live, edge_shard.shard_config(DIM, changed))
     assert '"m":12' in (live / "edge_config.json").read_text()
+
+
+def test_int8_copies_move_out_of_ram_on_a_reopen_and_keep_results(tmp_path: Path) -> None:
+    in_ram = StoreSettings(quantization="int8", on_disk_vectors=True)
+    vectors = clustered(400)
+    queries = clustered(5, seed=9)
+    first = EdgeVectorStore(tmp_path, in_ram)
+    try:
+        first.ensure_collection(DIM)
+        first.upsert(points(vectors))
+        assert first.optimize() is True
+        before = [[h.image_id for h in first.search(q, "image", 10)] for q in queries]
+        live = Path(first.info().extra["path"])
+    finally:
+        first.close()
+    on_disk = in_ram.model_copy(update={"quantized_in_ram": False})
+    again = EdgeVectorStore(tmp_path, on_disk)
+    try:
+        again.ensure_collection(DIM)  # the changed setting reloads the shard and persists
+        assert again.info().indexed_vectors == 800  # the graphs were kept, not rebuilt
+        after = [[h.image_id for h in again.search(q, "image", 10)] for q in queries]
+    finally:
+        again.close()
+    assert edge_shard.config_matches(live, edge_shard.shard_config(DIM, on_disk))
+    assert after == before
 
 
 def test_only_the_filter_graph_fields_get_per_value_graphs(tmp_path: Path) -> None:
