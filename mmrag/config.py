@@ -238,6 +238,10 @@ class StoreSettings(BaseModel):
                 raise ValueError(
                     "store.on_disk_vectors is the edge store's; set it to false for qdrant"
                 )
+            if not self.quantized_in_ram:
+                raise ValueError(
+                    "store.quantized_in_ram is the edge store's; set it to true for qdrant"
+                )
         if not self.quantized_in_ram and self.quantization == "none":
             raise ValueError(
                 "store.quantized_in_ram is about the int8 copies; set store.quantization to int8"

@@ -181,6 +181,11 @@ def test_int8_copies_out_of_ram_need_int8(monkeypatch: pytest.MonkeyPatch) -> No
         Settings()
     monkeypatch.setenv("MMRAG_STORE__QUANTIZATION", "int8")
     assert Settings().store.quantized_in_ram is False
+    monkeypatch.setenv("MMRAG_STORE__QUANTIZATION", "none")
+    monkeypatch.setenv("MMRAG_STORE__BACKEND", StoreBackend.QDRANT.value)
+    monkeypatch.setenv("MMRAG_STORE__URL", ":memory:")
+    with pytest.raises(ValidationError, match="edge store's; set it to true"):
+        Settings()
 
 
 @pytest.mark.parametrize(
