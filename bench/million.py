@@ -214,7 +214,7 @@ def memory_mib() -> dict[str, float]:
     once. PSS counts them once (and shares a page with other processes), so it is what the
     machine really gives this process."""
     fields = _kib_fields("/proc/self/status", ("VmRSS", "RssAnon", "RssFile", "VmHWM"))
-    fields |= _kib_fields("/proc/self/smaps_rollup", ("Pss", "Pss_Anon", "Pss_File"))
+    fields |= _kib_fields("/proc/self/smaps_rollup", ("Pss", "Pss_File"))
     return {
         "rss_mib": fields.get("VmRSS", 0.0),
         "rss_anon_mib": fields.get("RssAnon", 0.0),
