@@ -287,6 +287,7 @@ def settings_of(
             m=args.m,
             ef_construct=args.ef_construct,
             ef_search=ef_search,
+            acorn_ef_search=args.acorn_ef,
             payload_m=args.payload_m,
             max_unindexed=args.max_unindexed,
             merge_after_idle_s=args.merge_after_idle_s,
@@ -568,6 +569,8 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
         *map(str, args.oversampling),
         "--ef",
         *map(str, args.ef),
+        "--acorn-ef",
+        str(args.acorn_ef),
     ]
     if args.payload_m is not None:
         forwarded += ["--payload-m", str(args.payload_m)]
@@ -588,6 +591,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--payload-m", type=int, default=None)
     parser.add_argument(
         "--ef", type=int, nargs="+", default=[HnswSettings().ef_search], help="hnsw.ef_search"
+    )
+    parser.add_argument(
+        "--acorn-ef",
+        type=int,
+        default=HnswSettings().acorn_ef_search,
+        help="hnsw.acorn_ef_search: searches filtered on a field without per-value graphs",
     )
     parser.add_argument("--quantization", choices=["none", "int8"], default="none")
     parser.add_argument(

@@ -622,6 +622,7 @@ class EdgeVectorStore(RecordReads):
         return qe.Point(checked_point_id(point.image_id), vectors, json_payload(point.payload))
 
     def _search_params(self, filter: Filter | None) -> qe.SearchParams:
+        acorn = filters_without_graphs(filter)
         quantization = None
         if self._settings.quantization != "none":
             # Rescored with the full vectors: int8 only picks the candidates.
@@ -629,9 +630,9 @@ class EdgeVectorStore(RecordReads):
                 rescore=True, oversampling=self._settings.oversampling
             )
         return qe.SearchParams(
-            hnsw_ef=self._settings.hnsw.ef_search,
+            hnsw_ef=self._settings.hnsw.ef_for(acorn),
             quantization=quantization,
-            acorn=_ACORN if filters_without_graphs(filter) else None,
+            acorn=_ACORN if acorn else None,
         )
 
     def _shard_or_none(self) -> qe.EdgeShard | None:

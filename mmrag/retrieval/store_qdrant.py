@@ -547,9 +547,10 @@ class QdrantServerStore(RecordReads):
     def _search_params(self, filter: Filter | None) -> models.SearchParams | None:
         if self._url == MEMORY:
             return None  # local mode is brute force and warns about search params
+        acorn = filters_without_graphs(filter)
         return models.SearchParams(
-            hnsw_ef=self._settings.hnsw.ef_search,
-            acorn=_ACORN if filters_without_graphs(filter) else None,
+            hnsw_ef=self._settings.hnsw.ef_for(acorn),
+            acorn=_ACORN if acorn else None,
         )
 
     def _require_dim(self) -> int:

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from mmrag.config import HnswSettings, StoreSettings
 from mmrag.retrieval.filters import SearchFilter
 from mmrag.retrieval.store import (
     DateRange,
@@ -14,6 +16,7 @@ from mmrag.retrieval.store import (
     NumberRange,
     filters_without_graphs,
 )
+from mmrag.retrieval.store_edge import EdgeVectorStore
 
 
 def test_every_field_becomes_a_condition() -> None:
@@ -75,3 +78,19 @@ def test_only_filters_on_fields_without_per_value_graphs_walk_with_acorn() -> No
     assert filters_without_graphs(
         Filter(must=(MatchValue("tenant", "acme"),), must_not=(MatchValue("format", "png"),))
     )
+
+
+def test_searches_that_walk_with_acorn_take_their_own_candidate_list(tmp_path: Path) -> None:
+    hnsw = HnswSettings(ef_search=512, acorn_ef_search=96)
+    store = EdgeVectorStore(tmp_path, StoreSettings(hnsw=hnsw))
+    try:
+        width = store._search_params(Filter(must=(NumberRange("width", gte=1600),)))
+        tenant = store._search_params(Filter(must=(MatchValue("tenant", "acme"),)))
+        unfiltered = store._search_params(None)
+    finally:
+        store.close()
+    assert width.hnsw_ef == 96
+    assert width.acorn is not None
+    assert width.acorn.enable
+    assert (tenant.hnsw_ef, tenant.acorn) == (512, None)
+    assert (unfiltered.hnsw_ef, unfiltered.acorn) == (512, None)
