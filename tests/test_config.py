@@ -195,6 +195,7 @@ def test_int8_copies_out_of_ram_need_int8(monkeypatch: pytest.MonkeyPatch) -> No
         ("M", "2", "m"),
         ("PAYLOAD_M", "-1", "payload_m"),
         ("EF_SEARCH", "0", "ef_search"),
+        ("ACORN_EF_SEARCH", "100000", "acorn_ef_search"),
     ],
 )
 def test_absurd_hnsw_settings_are_refused(
