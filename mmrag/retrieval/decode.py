@@ -177,7 +177,7 @@ def make_thumbnail(
 ) -> bytes:
     """Encoded thumbnail bytes, longest side ``max_px`` (never enlarged)."""
     thumb = image.convert("RGB") if image.mode != "RGB" else image.copy()
-    thumb.thumbnail((max_px, max_px), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    thumb.thumbnail((max_px, max_px), Image.Resampling.BICUBIC, reducing_gap=2.0)
     out = io.BytesIO()
     if image_format == "WEBP":
         thumb.save(out, "WEBP", quality=80, method=4)
