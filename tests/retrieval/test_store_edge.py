@@ -542,7 +542,8 @@ def test_on_disk_vectors_with_int8_reopen_built_and_keep_results(
     }
     for name in ("image", "text"):
         int8 = config["vectors"][name]["quantization_config"]["scalar"]
-        assert int8["always_ram"] is quantized_in_ram
+        assert int8["memory"] == ("pinned" if quantized_in_ram else "cold")
+        assert "always_ram" not in int8  # deprecated by the engine
 
     again = EdgeVectorStore(tmp_path, settings)
     try:
