@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mmrag.config import HnswSettings, StoreSettings
+from mmrag.config import HnswSettings, StoreBackend, StoreSettings
 from mmrag.retrieval.filters import SearchFilter
 from mmrag.retrieval.store import (
     DateRange,
@@ -17,6 +17,7 @@ from mmrag.retrieval.store import (
     filters_without_graphs,
 )
 from mmrag.retrieval.store_edge import EdgeVectorStore
+from mmrag.retrieval.store_qdrant import QdrantServerStore
 
 
 def test_every_field_becomes_a_condition() -> None:
@@ -80,17 +81,29 @@ def test_only_filters_on_fields_without_per_value_graphs_walk_with_acorn() -> No
     )
 
 
-def test_searches_that_walk_with_acorn_take_their_own_candidate_list(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", [StoreBackend.EDGE, StoreBackend.QDRANT])
+def test_searches_that_walk_with_acorn_take_their_own_candidate_list(
+    tmp_path: Path, backend: StoreBackend
+) -> None:
     hnsw = HnswSettings(ef_search=512, acorn_ef_search=96)
-    store = EdgeVectorStore(tmp_path, StoreSettings(hnsw=hnsw))
+    store: EdgeVectorStore | QdrantServerStore
+    if backend is StoreBackend.EDGE:
+        store = EdgeVectorStore(tmp_path, StoreSettings(hnsw=hnsw))
+    else:  # a server's search params; nothing is contacted to build them
+        settings = StoreSettings(backend=backend, url="http://127.0.0.1:9", hnsw=hnsw)
+        store = QdrantServerStore(settings)
+
+    def candidates_and_acorn(filter: Filter | None) -> tuple[int | None, bool | None]:
+        params = store._search_params(filter)
+        assert params is not None
+        return params.hnsw_ef, params.acorn.enable if params.acorn is not None else None
+
     try:
-        width = store._search_params(Filter(must=(NumberRange("width", gte=1600),)))
-        tenant = store._search_params(Filter(must=(MatchValue("tenant", "acme"),)))
-        unfiltered = store._search_params(None)
+        width = candidates_and_acorn(Filter(must=(NumberRange("width", gte=1600),)))
+        tenant = candidates_and_acorn(Filter(must=(MatchValue("tenant", "acme"),)))
+        unfiltered = candidates_and_acorn(None)
     finally:
         store.close()
-    assert width.hnsw_ef == 96
-    assert width.acorn is not None
-    assert width.acorn.enable
-    assert (tenant.hnsw_ef, tenant.acorn) == (512, None)
-    assert (unfiltered.hnsw_ef, unfiltered.acorn) == (512, None)
+    assert width == (96, True)
+    assert tenant == (512, None)
+    assert unfiltered == (512, None)
