@@ -38,6 +38,7 @@ from mmrag.retrieval import edge_migrate, edge_shard
 from mmrag.retrieval.edge_build import run_build
 from mmrag.retrieval.edge_filters import to_edge_filter
 from mmrag.retrieval.heap import release_free_heap
+from mmrag.retrieval.huge_pages import HugePageLoad
 from mmrag.retrieval.indexing import IndexBacklog
 from mmrag.retrieval.rwlock import ReadWriteLock
 from mmrag.retrieval.store import (
@@ -110,7 +111,10 @@ class EdgeVectorStore(RecordReads):
         try:
             self._paths.remove_stale()
             self._live = self._paths.live()
-            self._shard = edge_shard.load(self._live) if self._live else None
+            self._shard: qe.EdgeShard | None = None
+            if self._live:
+                with self._huge_pages("the opened store"):
+                    self._shard = edge_shard.load(self._live)
         except BaseException:
             self._dir_lock.release()
             raise
@@ -160,7 +164,8 @@ class EdgeVectorStore(RecordReads):
                 elif not edge_shard.config_matches(self._live, config):
                     # Reopen with the full config: it applies the current HNSW settings.
                     self._shard.close()
-                    self._shard = edge_shard.load(self._live, config)
+                    with self._huge_pages("the reloaded store"):
+                        self._shard = edge_shard.load(self._live, config)
             self._create_payload_indexes(self._shard)
             self._dim = dim
 
@@ -538,7 +543,8 @@ class EdgeVectorStore(RecordReads):
             shard: qe.EdgeShard | None = None
             try:
                 # The copy carries the live config (edge_config.json): no config to pass.
-                shard = edge_shard.load(target)
+                with self._huge_pages("the rebuilt store"):
+                    shard = edge_shard.load(target)
                 for operation in replay:
                     shard.update(operation)
                 if replay:
@@ -562,6 +568,9 @@ class EdgeVectorStore(RecordReads):
         return len(replay)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _huge_pages(self, what: str) -> HugePageLoad:
+        return HugePageLoad(what, enabled=self._settings.huge_pages)
 
     def _apply(self, operation: qe.UpdateOperation, points: int) -> None:
         """Apply one write; the caller holds ``_writes``."""
