@@ -214,7 +214,7 @@ def memory_mib() -> dict[str, float]:
     once. PSS counts them once (and shares a page with other processes), so it is what the
     machine really gives this process."""
     fields = _kib_fields("/proc/self/status", ("VmRSS", "RssAnon", "RssFile", "VmHWM"))
-    fields |= _kib_fields("/proc/self/smaps_rollup", ("Pss", "Pss_File"))
+    fields |= _kib_fields("/proc/self/smaps_rollup", ("Pss", "Pss_File", "AnonHugePages"))
     return {
         "rss_mib": fields.get("VmRSS", 0.0),
         "rss_anon_mib": fields.get("RssAnon", 0.0),
@@ -222,6 +222,7 @@ def memory_mib() -> dict[str, float]:
         "peak_rss_mib": fields.get("VmHWM", 0.0),
         "pss_mib": fields.get("Pss", 0.0),
         "pss_file_mib": fields.get("Pss_File", 0.0),
+        "anon_huge_pages_mib": fields.get("AnonHugePages", 0.0),
     }
 
 
@@ -296,6 +297,7 @@ def settings_of(
         oversampling=args.oversampling[0] if oversampling is None else oversampling,
         on_disk_vectors=args.on_disk_vectors,
         quantized_in_ram=not args.quantized_on_disk,
+        huge_pages=not args.no_huge_pages,
     )
 
 
@@ -578,6 +580,8 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
         forwarded.append("--on-disk-vectors")
     if args.quantized_on_disk:
         forwarded.append("--quantized-on-disk")
+    if args.no_huge_pages:
+        forwarded.append("--no-huge-pages")
     return forwarded
 
 
@@ -612,7 +616,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="store.quantized_in_ram false: the int8 copies read through the page cache",
     )
+    parser.add_argument(
+        "--no-huge-pages",
+        action="store_true",
+        help="store.huge_pages false: the loaded shard stays on 4 KiB pages",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where the store goes")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the store and its exact top-10s for later --serve runs (their paths are logged)",
+    )
     parser.add_argument(
         "--during-interval", type=float, default=0.5, help="seconds between searches in a build"
     )
@@ -658,7 +672,10 @@ def main(argv: list[str] | None = None) -> None:
         queries = args.queries if built.get("build", True) else min(args.queries, 20)
         served = serve_in_child(args, directory, truth_path, queries)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            log.info("kept the store: --serve %s %s", directory, truth_path)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     first = served["by_ef"][combo_name(args, args.ef[0], args.oversampling[0])]
     highest = built.get("highest_memory_sampled", {})
     emit(
