@@ -8,8 +8,8 @@ the regions a shard's load created are advised (``MADV_HUGEPAGE``) and collapsed
 (``MADV_COLLAPSE``, Linux 6.1+) on a background thread: searches go on meanwhile, on the
 small pages. Elsewhere (another OS, an older kernel, huge pages off) nothing happens.
 
-Only regions that are new since the snapshot taken before the load, large, and almost wholly
-resident are collapsed: a sparsely touched region on huge pages would grow the process.
+Only regions that are new since the snapshot taken before the load, 8 MiB or more, and almost
+wholly resident are collapsed: a sparsely touched region on huge pages would grow the process.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ MADV_HUGEPAGE = 14
 MADV_COLLAPSE = 25
 MIN_REGION_BYTES = 8 << 20
 MIN_RESIDENT_FRACTION = 0.9
+_MAPS = Path("/proc/self/maps")
 _SMAPS = Path("/proc/self/smaps")
 
 
@@ -64,13 +65,43 @@ def _madvise() -> Callable[[int, int, int], int] | None:
     return madvise
 
 
-def anonymous_regions() -> dict[int, Region]:
-    """The process's private anonymous mappings by start address (empty off Linux)."""
+def anonymous_regions() -> dict[int, int]:
+    """The process's private anonymous mappings, size by start address (empty off Linux).
+
+    From ``/proc/self/maps``, which is cheap: ``smaps`` would walk every page table to count
+    resident pages (60 ms for a server's few hundred mappings), and this is read while a
+    swap holds the writes back."""
+    try:
+        text = _MAPS.read_text()
+    except OSError:
+        return {}
+    return dict(_parse_maps(text))
+
+
+def _parse_maps(text: str) -> Iterator[tuple[int, int]]:
+    for line in text.splitlines():
+        fields = line.split()
+        # Anonymous: no path, and written privately (malloc's mmap chunks; the heap is named).
+        if len(fields) == 5 and fields[1] == "rw-p":
+            start, end = (int(part, 16) for part in fields[0].split("-"))
+            yield start, end - start
+
+
+def new_large_regions(before: dict[int, int], after: dict[int, int]) -> dict[int, int]:
+    return {
+        start: size
+        for start, size in after.items()
+        if start not in before and size >= MIN_REGION_BYTES
+    }
+
+
+def resident(regions: dict[int, int]) -> list[Region]:
+    """``regions`` with their resident bytes, from ``/proc/self/smaps``."""
     try:
         text = _SMAPS.read_text()
     except OSError:
-        return {}
-    return {region.start: region for region in _parse_smaps(text)}
+        return []
+    return [region for region in _parse_smaps(text) if regions.get(region.start) == region.size]
 
 
 def _parse_smaps(text: str) -> Iterator[Region]:
@@ -81,22 +112,14 @@ def _parse_smaps(text: str) -> Iterator[Region]:
             continue
         if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
             start, end = (int(part, 16) for part in fields[0].split("-"))
-            # Anonymous: no path, and written privately (the heap and malloc's mmap chunks).
-            header = (start, end - start) if len(fields) == 5 and fields[1] == "rw-p" else None
+            header = (start, end - start)
         elif fields[0] == "Rss:" and header is not None:
             yield Region(header[0], header[1], int(fields[1]) * 1024)
             header = None
 
 
-def regions_to_collapse(before: dict[int, Region], after: dict[int, Region]) -> list[Region]:
-    """The regions in ``after`` and not in ``before`` that are large and almost all resident."""
-    return [
-        region
-        for start, region in after.items()
-        if start not in before
-        and region.size >= MIN_REGION_BYTES
-        and region.resident >= MIN_RESIDENT_FRACTION * region.size
-    ]
+def mostly_resident(regions: list[Region]) -> list[Region]:
+    return [region for region in regions if region.resident >= MIN_RESIDENT_FRACTION * region.size]
 
 
 def collapse(regions: list[Region]) -> Collapsed:
@@ -124,7 +147,7 @@ class HugePageLoad:
     def __init__(self, what: str, *, enabled: bool = True) -> None:
         self._what = what
         self._enabled = enabled
-        self._before: dict[int, Region] = {}
+        self._before: dict[int, int] = {}
         self.thread: threading.Thread | None = None
         self.result: Collapsed | None = None
 
@@ -136,15 +159,18 @@ class HugePageLoad:
     def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
         if not self._enabled or error_type is not None or not self._before:
             return
-        regions = regions_to_collapse(self._before, anonymous_regions())
+        regions = new_large_regions(self._before, anonymous_regions())
         if regions:
             self.thread = threading.Thread(
                 target=self._collapse, args=(regions,), name="mmrag-huge-pages", daemon=True
             )
             self.thread.start()
 
-    def _collapse(self, regions: list[Region]) -> None:
-        self.result = result = collapse(regions)
+    def _collapse(self, regions: dict[int, int]) -> None:
+        candidates = mostly_resident(resident(regions))
+        if not candidates:
+            return
+        self.result = result = collapse(candidates)
         log.info(
             "huge pages: %d MiB of %s in %d regions collapsed in %.2f s (%d refused)",
             result.bytes >> 20,

@@ -10,46 +10,49 @@ from pathlib import Path
 import pytest
 
 from mmrag.retrieval import huge_pages
-from mmrag.retrieval.huge_pages import HugePageLoad, Region, regions_to_collapse
+from mmrag.retrieval.huge_pages import HugePageLoad, Region, mostly_resident, new_large_regions
 
 MIB = 1 << 20
 
-SMAPS = """\
+MAPS = """\
 55d0c0000000-55d0c0021000 rw-p 00000000 00:00 0                          [heap]
-Size:                132 kB
-Rss:                 132 kB
+7f0000000000-7f0002000000 rw-p 00000000 00:00 0
+7f0010000000-7f0011000000 r--p 00000000 fd:01 1234                       /data/links.bin
+7f0020000000-7f0021000000 rw-s 00000000 00:01 99                         /dev/zero (deleted)
+7f0030000000-7f0030800000 ---p 00000000 00:00 0
+"""
+
+SMAPS = """\
 7f0000000000-7f0002000000 rw-p 00000000 00:00 0
 Size:              32768 kB
 Rss:               32000 kB
 7f0010000000-7f0011000000 r--p 00000000 fd:01 1234                       /data/links.bin
 Size:              16384 kB
 Rss:               16384 kB
-7f0020000000-7f0021000000 rw-s 00000000 00:01 99                         /dev/zero (deleted)
-Size:              16384 kB
-Rss:               16384 kB
-7f0030000000-7f0030800000 ---p 00000000 00:00 0
-Size:               8192 kB
-Rss:                   0 kB
 """
 
 
-def test_only_private_anonymous_mappings_are_read_from_smaps() -> None:
-    regions = list(huge_pages._parse_smaps(SMAPS))
-
+def test_only_private_anonymous_mappings_are_taken_from_maps() -> None:
     # The heap has a name, the file and the shared mapping are not anonymous private memory,
     # and a reserved range (---p) holds nothing.
-    assert regions == [Region(0x7F0000000000, 32 * MIB, 32000 * 1024)]
+    assert dict(huge_pages._parse_maps(MAPS)) == {0x7F0000000000: 32 * MIB}
 
 
-def test_only_new_large_and_resident_regions_are_collapsed() -> None:
-    old = Region(0x1000_0000, 64 * MIB, 64 * MIB)
-    new_resident = Region(0x2000_0000, 16 * MIB, 16 * MIB)
-    new_small = Region(0x3000_0000, 4 * MIB, 4 * MIB)
-    new_sparse = Region(0x4000_0000, 64 * MIB, 8 * MIB)  # would grow the process eightfold
-    before = {old.start: old}
-    after = {r.start: r for r in (old, new_resident, new_small, new_sparse)}
+def test_resident_bytes_come_from_smaps() -> None:
+    assert list(huge_pages._parse_smaps(SMAPS)) == [
+        Region(0x7F0000000000, 32 * MIB, 32000 * 1024),
+        Region(0x7F0010000000, 16 * MIB, 16 * MIB),
+    ]
 
-    assert regions_to_collapse(before, after) == [new_resident]
+
+def test_only_new_large_and_mostly_resident_regions_are_collapsed() -> None:
+    before = {0x1000_0000: 64 * MIB}
+    after = before | {0x2000_0000: 16 * MIB, 0x3000_0000: 4 * MIB, 0x4000_0000: 64 * MIB}
+    assert new_large_regions(before, after) == {0x2000_0000: 16 * MIB, 0x4000_0000: 64 * MIB}
+
+    resident = Region(0x2000_0000, 16 * MIB, 16 * MIB)
+    sparse = Region(0x4000_0000, 64 * MIB, 8 * MIB)  # on huge pages it would grow eightfold
+    assert mostly_resident([resident, sparse]) == [resident]
 
 
 def test_a_failed_load_or_the_setting_off_collapses_nothing() -> None:
