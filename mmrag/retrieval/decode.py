@@ -54,15 +54,14 @@ _pillow_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """A decoded image and the facts the index stores about its original bytes.
+    """A decoded image and the facts the index stores about its original bytes (their
+    SHA-256 is the caller's: most decode stored or query images and never need it).
 
     ``width`` and ``height`` are the full size after EXIF orientation. ``image`` is RGB and
     may hold fewer pixels than that when :func:`decode_image` was allowed to reduce a JPEG
     while decoding (``at_least``).
     """
 
-    image_id: str
-    sha256: str
     width: int
     height: int
     format: str
@@ -127,7 +126,6 @@ def decode_image(
     check_byte_size(len(data), limits)
     if not data:
         raise UnsupportedMedia("empty file (0 bytes)")
-    digest = sha256_hex(data)
     _allow_pixels(limits.max_image_pixels)
     try:
         opened = Image.open(io.BytesIO(data), formats=_allowed_formats())
@@ -162,8 +160,6 @@ def decode_image(
     if oriented:
         width, height = height, width
     return DecodedImage(
-        image_id=image_id_from_sha256(digest),
-        sha256=digest,
         width=width,
         height=height,
         format=image_format,

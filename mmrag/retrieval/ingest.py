@@ -223,7 +223,7 @@ class IngestPipeline:
             self.blobs.delete(digest, created)
             raise
         info = ImageInfo(
-            image_id=decoded.image_id,
+            image_id=image_id,
             sha256=digest,
             width=decoded.width,
             height=decoded.height,
