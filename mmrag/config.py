@@ -235,8 +235,8 @@ class StoreSettings(BaseModel):
     # (300k: reopen 7.6 -> 1.7 s), and a build's swap shares them with the live shard instead
     # of holding both in the heap; searches pay page-table walks (300k: p50 2.4 -> 3.1 ms).
     quantized_in_ram: bool = True
-    # Edge store on Linux: once a shard is loaded, its large in-heap regions (int8 copies,
-    # graphs) are collapsed onto 2 MiB pages in the background (retrieval/huge_pages.py).
+    # Edge store on Linux: once a shard is loaded, its large in-heap regions (the int8 copies
+    # held in RAM) are collapsed onto 2 MiB pages in the background (retrieval/huge_pages.py).
     huge_pages: bool = True
 
     @model_validator(mode="after")

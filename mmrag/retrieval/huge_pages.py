@@ -1,12 +1,13 @@
-"""Put a freshly loaded shard's in-heap int8 copies and graphs on 2 MiB pages (Linux).
+"""Put a freshly loaded shard's in-heap int8 copies on 2 MiB pages (Linux).
 
-A search at ef 512 visits thousands of nodes scattered over hundreds of MB of int8 copies and
-graph links. On 4 KiB pages nearly every visit misses the TLB, and in a virtual machine each
-miss walks two page tables; a 2 MiB page covers 512 times as much. Where the kernel gives
-huge pages only on request (``transparent_hugepage/enabled`` = madvise, the usual default),
-the regions a shard's load created are advised (``MADV_HUGEPAGE``) and collapsed at once
-(``MADV_COLLAPSE``, Linux 6.1+) on a background thread: searches go on meanwhile, on the
-small pages. Elsewhere (another OS, an older kernel, huge pages off) nothing happens.
+A search at ef 512 scores thousands of int8 vectors scattered over hundreds of MB (the graph
+links are mapped from their files and stay on the page cache's pages). On 4 KiB pages nearly
+every read misses the TLB, and in a virtual machine each miss walks two page tables; a 2 MiB
+page covers 512 times as much. Where the kernel gives huge pages only on request
+(``transparent_hugepage/enabled`` = madvise, the usual default), the regions a shard's load
+created are advised (``MADV_HUGEPAGE``) and collapsed at once (``MADV_COLLAPSE``, Linux 6.1+)
+on a background thread: searches go on meanwhile, on the small pages. Elsewhere (another OS,
+an older kernel, huge pages off) nothing happens.
 
 Only regions that are new since the snapshot taken before the load, 8 MiB or more, and almost
 wholly resident are collapsed: a sparsely touched region on huge pages would grow the process.
