@@ -16,7 +16,6 @@ wholly resident are collapsed: a sparsely touched region on huge pages would gro
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import threading
@@ -25,6 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from mmrag.retrieval.libc import libc
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,7 @@ class Collapsed:
 
 @cache
 def _madvise() -> Callable[[int, int, int], int] | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    except OSError:
-        return None
-    function = getattr(libc, "madvise", None)
+    function = getattr(libc(), "madvise", None)
     if function is None:
         return None
     function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
@@ -84,8 +81,13 @@ def _parse_maps(text: str) -> Iterator[tuple[int, int]]:
         fields = line.split()
         # Anonymous: no path, and written privately (malloc's mmap chunks; the heap is named).
         if len(fields) == 5 and fields[1] == "rw-p":
-            start, end = (int(part, 16) for part in fields[0].split("-"))
-            yield start, end - start
+            yield _span(fields[0])
+
+
+def _span(addresses: str) -> tuple[int, int]:
+    """``"7f00-7f80"`` (hex, as /proc writes a mapping's range) as (start, size)."""
+    start, end = (int(part, 16) for part in addresses.split("-"))
+    return start, end - start
 
 
 def new_large_regions(before: dict[int, int], after: dict[int, int]) -> dict[int, int]:
@@ -112,8 +114,7 @@ def _parse_smaps(text: str) -> Iterator[Region]:
         if not fields:
             continue
         if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
-            start, end = (int(part, 16) for part in fields[0].split("-"))
-            header = (start, end - start)
+            header = _span(fields[0])
         elif fields[0] == "Rss:" and header is not None:
             yield Region(header[0], header[1], int(fields[1]) * 1024)
             header = None
@@ -126,12 +127,11 @@ def mostly_resident(regions: list[Region]) -> list[Region]:
 def collapse(regions: list[Region]) -> Collapsed:
     """Advise and collapse each region; one that the kernel refuses is counted, not raised."""
     madvise = _madvise()
+    if madvise is None:
+        return Collapsed(0, 0, len(regions), 0.0)
     started = time.monotonic()
     done = failed = 0
     for region in regions:
-        if madvise is None:
-            failed += 1
-            continue
         madvise(region.start, region.size, MADV_HUGEPAGE)
         if madvise(region.start, region.size, MADV_COLLAPSE) == 0:
             done += region.size
