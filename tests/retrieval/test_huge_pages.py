@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import mmap
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -97,8 +100,6 @@ def _resident_private_region(size: int) -> mmap.mmap:
 
 @pytest.mark.skipif(not _thp_available(), reason="no huge pages or MADV_COLLAPSE here")
 def test_what_the_load_allocated_ends_up_on_huge_pages() -> None:
-    import ctypes
-
     with HugePageLoad("a test region") as load:
         region = _resident_private_region(16 * MIB)
     view = ctypes.c_char.from_buffer(region)
@@ -114,3 +115,33 @@ def test_what_the_load_allocated_ends_up_on_huge_pages() -> None:
         assert region[: 4 * MIB] == b"\x01" * (4 * MIB)  # the contents survive the move
     finally:
         region.close()
+
+
+def _madvise_refusing(errors: list[int]) -> tuple[list[int], Callable[[int, int, int], int]]:
+    """A madvise that fails with each of ``errors`` in turn, then succeeds; and its calls."""
+    calls: list[int] = []
+
+    def madvise(start: int, size: int, advice: int) -> int:
+        calls.append(advice)
+        if errors:
+            ctypes.set_errno(errors.pop(0))
+            return -1
+        return 0
+
+    return calls, madvise
+
+
+def test_a_busy_page_is_tried_again_and_a_real_refusal_is_not() -> None:
+    region = Region(0x2000_0000, 16 * MIB, 16 * MIB)
+
+    calls, busy_once = _madvise_refusing([errno.EAGAIN])
+    assert huge_pages._collapse_region(busy_once, region) == 0
+    assert calls == [huge_pages.MADV_COLLAPSE] * 2
+
+    calls, refusing = _madvise_refusing([errno.EINVAL, errno.EINVAL])
+    assert huge_pages._collapse_region(refusing, region) == errno.EINVAL
+    assert calls == [huge_pages.MADV_COLLAPSE]
+
+    calls, always_busy = _madvise_refusing([errno.EAGAIN] * 5)
+    assert huge_pages._collapse_region(always_busy, region) == errno.EAGAIN
+    assert len(calls) == huge_pages.COLLAPSE_TRIES
