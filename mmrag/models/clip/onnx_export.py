@@ -42,6 +42,9 @@ MANIFEST = "manifest.json"
 TOWERS = ("image.onnx", "text.onnx")
 EXPORT_LIBRARIES = ("torch", "open-clip-torch", "onnx", "onnxruntime")
 OPSET = 17
+# What the exporter writes for the same weights: 2 = attention and patch embedding rewritten
+# for export (export_attention.py). A change here makes every cached entry stale.
+GRAPH_LAYOUT = 2
 
 
 def default_export_dir() -> Path:
@@ -77,6 +80,7 @@ def entry_key(weights: str, precision: OnnxPrecision, variant: str = "") -> str:
         "precision": precision,
         "variant": variant,
         "opset": OPSET,
+        "layout": GRAPH_LAYOUT,
         "libraries": library_versions(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
@@ -183,8 +187,11 @@ def export_fp32(model: Any, image_size: tuple[int, int], directory: Path) -> Non
     """``image.onnx`` (float pixels N x 3 x H x W -> features) and ``text.onnx`` (int64 tokens
     N x context -> features), batch dimension dynamic, with torch's TorchScript exporter: it
     traces the eager model and needs nothing beyond torch and onnx, where the dynamo exporter
-    pulls in onnxscript."""
+    pulls in onnxscript. Attention and patch embeddings export in the layout of
+    :mod:`mmrag.models.clip.export_attention` (fewer copies; the patch embedding quantisable)."""
     import torch
+
+    from mmrag.models.clip.export_attention import export_friendly
 
     context = int(getattr(model, "context_length", 77))
     height, width = image_size
@@ -196,9 +203,14 @@ def export_fp32(model: Any, image_size: tuple[int, int], directory: Path) -> Non
             "tokens",
         ),
     }
-    # Grad enabled on purpose: without it nn.MultiheadAttention takes its fused inference
-    # path, an operator the exporter cannot write.
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.enable_grad():
+    # Grad enabled on purpose: without it nn.MultiheadAttention (where it is kept: cross-
+    # attention) takes its fused inference path, an operator the exporter cannot write.
+    with (
+        warnings.catch_warnings(),
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        export_friendly(model),
+    ):
         # The tracer warns about every Python-level shape branch open_clip takes; the shapes
         # are fixed per model, and parity at load checks the result anyway.
         warnings.simplefilter("ignore")
