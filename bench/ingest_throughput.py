@@ -204,9 +204,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mmrag-bench-") as scratch:
         root = Path(scratch) / "photos"
         image_bytes = write_images(root, args.images, (width, height))
-        for backend in args.backends.split(","):
+        for index, backend in enumerate(args.backends.split(",")):
             embedder = build_embedder(backend, args.batch_size, args.export_dir)
-            results[backend] = measure(embedder, root, Path(scratch), args)
+            # one directory per entry: `auto` may resolve to a pair that is also listed
+            runs = Path(scratch) / f"backend-{index}"
+            runs.mkdir()
+            results[backend] = measure(embedder, root, runs, args)
             del embedder
     baseline = next(iter(results.values()))
     for measured in results.values():
