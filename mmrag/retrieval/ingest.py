@@ -85,12 +85,13 @@ class IngestOptions:
     # Decode threads; 0: one per usable core. More would only queue for the same cores (the
     # embedder's runtime uses them all), and hold more decoded images in memory.
     workers: int = 0
-    # Decode threads run at this nice level (Linux: per thread). Torch's CPU threads meet at
-    # a barrier after every op, so a decode thread holding a core can stall all of them;
-    # niced, decoding fills the gaps instead (and yields to search requests in the API).
-    # Decoding is cheap next to a forward pass, so it keeps up either way. On a heavily
-    # shared 2-core machine bench/ingest_throughput measured no difference (0.97 vs 0.98).
-    decode_nice: int = 10
+    # Decode threads run at this nice level (Linux: per thread). Not lowered by default: with
+    # a fast embedder (ONNX Runtime int8, whose threads spin while they wait) decode threads
+    # at nice 10 got a tenth of the cores during each forward pass, so the next batch was
+    # decoded while the embedder waited. bench/ingest_throughput, 2 cores with AVX-512 VNNI:
+    # ratio to the pure embedding rate 0.81 at nice 0 against 0.74 at nice 10 (median of 6
+    # rounds each, alternating); torch fp32 the same either way (0.92-1.04).
+    decode_nice: int = 0
     ahead: int = 0  # items prepared ahead of the embedder; 0: two batches
     thumbnail_px: int = 256
     thumbnail_format: ThumbnailFormat = "JPEG"
