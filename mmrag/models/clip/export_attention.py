@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import nn
@@ -122,7 +122,7 @@ class ExportPatchEmbedding(nn.Module):
         return embedded.transpose(1, 2).reshape(batch, -1, rows, cols)
 
 
-def _is_patch_embedding(module: nn.Module) -> bool:
+def _is_patch_embedding(module: nn.Module) -> TypeGuard[nn.Conv2d]:
     return (
         isinstance(module, nn.Conv2d)
         and module.kernel_size == module.stride
@@ -146,7 +146,7 @@ def export_friendly(model: nn.Module) -> Iterator[nn.Module]:
                 if isinstance(child, nn.MultiheadAttention):
                     replacement: nn.Module = ExportSelfAttention(child)
                 elif _is_patch_embedding(child):
-                    replacement = ExportPatchEmbedding(child)  # type: ignore[arg-type]
+                    replacement = ExportPatchEmbedding(child)
                 else:
                     continue
                 setattr(module, name, replacement)
