@@ -94,7 +94,12 @@ def test_the_exported_image_tower_has_no_convolution_and_fewer_copies(
     shapes = {node.output[0] for node in nodes if node.op_type == "Shape"}
     attention = [node for node in nodes if "/attn/" in node.name]  # the tiny model: 1 layer
     # As traced from nn.MultiheadAttention: 8 Transposes and Gathers that pick q, k and v
-    # out of one transposed copy of the projection; here 3 head transposes and 1 back.
-    assert [node.op_type for node in attention].count("Transpose") == 4
+    # out of one transposed copy of the projection; here 3 head transposes and 1 back, and
+    # three projections of the same input rather than one whose output is sliced apart.
+    kinds = [node.op_type for node in attention]
+    assert kinds.count("Transpose") == 4
+    assert kinds.count("MatMul") == 3 + 2 + 1  # q, k, v; the attention itself; out_proj
+    assert "Slice" not in kinds
+    assert "Split" not in kinds
     assert not [n for n in attention if n.op_type == "Gather" and n.input[0] not in shapes]
     assert "Conv" not in {node.op_type for node in nodes}

@@ -43,8 +43,9 @@ TOWERS = ("image.onnx", "text.onnx")
 EXPORT_LIBRARIES = ("torch", "open-clip-torch", "onnx", "onnxruntime")
 OPSET = 17
 # What the exporter writes for the same weights: 2 = attention and patch embedding rewritten
-# for export (export_attention.py). A change here makes every cached entry stale.
-GRAPH_LAYOUT = 2
+# for export (export_attention.py), 3 = with q, k and v as three projections. A change here
+# makes every cached entry stale.
+GRAPH_LAYOUT = 3
 
 
 def default_export_dir() -> Path:
