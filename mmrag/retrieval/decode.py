@@ -22,6 +22,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from mmrag.config import LimitSettings
 from mmrag.errors import InvalidInput, TooLarge, UnsupportedMedia
+from mmrag.models.resample import fitted_size, resize
 
 # Formats with a plain, well-exercised decoder. Leaving the rest out keeps Pillow from
 # handing hostile bytes to exotic plugins (EPS would even start Ghostscript).
@@ -172,8 +173,9 @@ def make_thumbnail(
     image: Image.Image, max_px: int, image_format: ThumbnailFormat = "JPEG"
 ) -> bytes:
     """Encoded thumbnail bytes, longest side ``max_px`` (never enlarged)."""
-    thumb = image.convert("RGB") if image.mode != "RGB" else image.copy()
-    thumb.thumbnail((max_px, max_px), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    rgb = image.convert("RGB") if image.mode != "RGB" else image
+    size = fitted_size(rgb.size, max_px)
+    thumb = resize(rgb, size, Image.Resampling.BICUBIC, reducing_gap=2.0)
     out = io.BytesIO()
     if image_format == "WEBP":
         thumb.save(out, "WEBP", quality=80, method=4)

@@ -181,8 +181,9 @@ def test_preprocessing_matches_open_clips_transform(
 def test_geometry_is_pixel_exact_when_upscaling(
     resize_mode: str, size: int | tuple[int, int], interpolation: str, fill: int
 ) -> None:
-    # Upscaling takes the same Pillow call as torchvision, so sizes, rounding and crop/pad
-    # offsets must agree to the pixel.
+    # Sizes, rounding and crop/pad offsets must agree to the pixel: on noise, a pixel off moves
+    # values by dozens of grey levels. The filter runs on torch's kernels, which reproduce
+    # Pillow's to within two grey levels (models/resample.py).
     ensure_torchvision()
     from open_clip.transform import image_transform
 
@@ -202,7 +203,9 @@ def test_geometry_is_pixel_exact_when_upscaling(
         ours = normalise_batch(pixels, ours_cfg)[0]
         theirs = reference(image)
         assert ours.shape == theirs.shape, (width, height)
-        assert torch.allclose(ours, theirs, atol=1e-5), (width, height)
+        grey_levels = (ours - theirs).abs() * 255 * torch.tensor(ours_cfg.std).view(3, 1, 1)
+        assert grey_levels.max() < 2.01, (width, height)
+        assert grey_levels.mean() < 0.02, (width, height)
 
 
 def test_preprocess_config_refuses_unknown_modes() -> None:

@@ -10,7 +10,9 @@ deliberate differences, both invisible in the embeddings (tests compare against 
   RGB (Pillow resizes ``P``/``1`` images with nearest-neighbour only);
 - downscaling passes ``reducing_gap=3.0``: Pillow first shrinks by an integer factor with a box
   filter, then resamples. Pillow documents the result as indistinguishable from a full resample
-  at this gap, and it is several times faster on camera-sized images.
+  at this gap, and it is several times faster on camera-sized images;
+- the resampling itself runs on torch's uint8 kernels, which reproduce Pillow's filters to
+  within two grey levels at a fraction of the CPU (:mod:`mmrag.models.resample`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any, Literal, cast
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
+
+from mmrag.models.resample import resize as resample_image
 
 PreparedImage = npt.NDArray[np.uint8]  # H x W x 3, already at the model's input size
 ResizeMode = Literal["shortest", "longest", "squash"]
@@ -132,10 +136,8 @@ def _resize_keep_ratio(image: Image.Image, cfg: ImagePreprocess, longest: bool) 
 
 
 def _resize(image: Image.Image, size: tuple[int, int], resample: Image.Resampling) -> Image.Image:
-    if image.size == size:
-        return image
-    # Pillow only takes the box-filter shortcut when shrinking by at least the gap.
-    return image.resize(size, resample, reducing_gap=_REDUCING_GAP)
+    # The box-filter shortcut is taken only when shrinking by at least the gap.
+    return resample_image(image, size, resample, _REDUCING_GAP)
 
 
 def _centre_crop_or_pad(image: Image.Image, cfg: ImagePreprocess, fill: int) -> Image.Image:
