@@ -20,6 +20,8 @@ import argparse
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,8 @@ from mmrag.models.clip.onnx_export import default_export_dir
 from mmrag.models.cpu import usable_cores
 from mmrag.models.spec import parse_spec
 from mmrag.retrieval.blobs import FilesystemBlobStore
-from mmrag.retrieval.decode import decode_image
-from mmrag.retrieval.ingest import IngestOptions, IngestPipeline
+from mmrag.retrieval.decode import decode_image, make_thumbnail, sha256_hex
+from mmrag.retrieval.ingest import IngestOptions, IngestPipeline, decode_floor
 from mmrag.retrieval.items import items_from_paths
 from mmrag.retrieval.sources import ServerPaths
 from mmrag.retrieval.store_edge import EdgeVectorStore
@@ -77,6 +79,41 @@ def pure_embedding_rate(embedder: ClipEmbedder, prepared: list[Any]) -> tuple[fl
     embedder.embed_prepared(prepared)
     cpu_per_image = (time.process_time() - cpu) / len(prepared)
     return len(prepared) / (time.perf_counter() - started), cpu_per_image
+
+
+def decode_side_cpu(
+    embedder: ClipEmbedder, files: list[Path], scratch: Path, thumbnail_px: int
+) -> dict[str, float]:
+    """CPU ms per image of each step that ingest's decode threads run, on this thread with
+    nothing else running (in the pipeline the same steps share the cores with the forward
+    pass and take more). Their sum bounds the ratio: forward CPU / (forward + decode side)."""
+    limits = Settings().limits
+    blobs = FilesystemBlobStore(scratch / "step-blobs")  # fsynced, as ingest's
+    floor = decode_floor(embedder.input_size, thumbnail_px)
+    spent: dict[str, float] = {}
+
+    @contextmanager
+    def step(name: str) -> Iterator[None]:
+        started = time.thread_time()
+        yield
+        spent[name] = spent.get(name, 0.0) + time.thread_time() - started
+
+    for path in files:
+        with step("read_and_hash"):
+            data = path.read_bytes()
+            digest = sha256_hex(data)
+        with step("reduced_decode"):
+            decoded = decode_image(data, limits, at_least=floor)
+        with step("thumbnail"):
+            thumbnail = make_thumbnail(decoded.image, thumbnail_px)
+        with step("model_input"):
+            embedder.prepare_image(decoded.image)
+        with step("blobs"):
+            blobs.put("original", digest, data)
+            blobs.put("thumbnail", digest, thumbnail)
+    per_image = {name: round(seconds / len(files) * 1000, 2) for name, seconds in spent.items()}
+    per_image["total"] = round(sum(spent.values()) / len(files) * 1000, 2)
+    return per_image
 
 
 def ingest_once(
@@ -145,6 +182,7 @@ def measure(
         embedder.prepare_image(decode_image(path.read_bytes(), limits).image) for path in files
     ]
     prepare_ms = (time.perf_counter() - started) / len(files) * 1000
+    decode_side = decode_side_cpu(embedder, files, scratch, limits.thumbnail_px)
     embedder.embed_prepared(prepared[: args.batch_size])  # warm-up: first calls allocate
 
     # pure, ingest, pure, ingest, pure ...: each ingest is compared with its neighbours,
@@ -178,6 +216,8 @@ def measure(
         "cpu_ms_per_image_pure": round(pure_cpu * 1000, 1),
         "cpu_ms_per_image_ingest": round(ingest_cpu * 1000, 1),
         "full_decode_and_prepare_ms_per_image_1_thread": round(prepare_ms, 2),
+        "decode_side_cpu_ms_per_image_1_thread": decode_side,
+        "ratio_ceiling_from_cpu": round(pure_cpu / (pure_cpu + decode_side["total"] / 1000), 3),
     }
 
 

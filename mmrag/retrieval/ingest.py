@@ -240,9 +240,7 @@ class IngestPipeline:
     def _decode_floor(self) -> tuple[int, int] | None:
         if not self.options.reduced_decode:
             return None
-        width, height = self.embedder.input_size
-        shortest = max(width, height)  # prepare_image fills the input: its shorter side
-        return (max(self.options.thumbnail_px, shortest), shortest)
+        return decode_floor(self.embedder.input_size, self.options.thumbnail_px)
 
     # -- stage 2: this thread --------------------------------------------------------------
 
@@ -523,6 +521,13 @@ class _Run:
     def _report(self) -> None:
         if self.progress is not None:
             self.progress(len(self.results), self.total)
+
+
+def decode_floor(input_size: tuple[int, int], thumbnail_px: int) -> tuple[int, int]:
+    """``(longest, shortest)`` side in pixels that a reduced decode must keep for the model
+    input (of ``input_size``) and the thumbnail."""
+    shortest = max(input_size)  # prepare_image fills the input: its shorter side
+    return (max(thumbnail_px, shortest), shortest)
 
 
 def _lower_thread_priority(nice: int) -> None:
