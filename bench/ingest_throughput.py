@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from bench.common import emit
-from mmrag.config import Settings
+from mmrag.config import LimitSettings, Settings
 from mmrag.models.clip.embedder import ClipEmbedder, EmbedderOptions, OpenClipSource
 from mmrag.models.clip.onnx_export import default_export_dir
 from mmrag.models.cpu import usable_cores
@@ -82,14 +82,13 @@ def pure_embedding_rate(embedder: ClipEmbedder, prepared: list[Any]) -> tuple[fl
 
 
 def decode_side_cpu(
-    embedder: ClipEmbedder, files: list[Path], scratch: Path, thumbnail_px: int
+    embedder: ClipEmbedder, files: list[Path], scratch: Path, limits: LimitSettings
 ) -> dict[str, float]:
     """CPU ms per image of each step that ingest's decode threads run, on this thread with
     nothing else running (in the pipeline the same steps share the cores with the forward
     pass and take more). Their sum bounds the ratio: forward CPU / (forward + decode side)."""
-    limits = Settings().limits
     blobs = FilesystemBlobStore(scratch / "step-blobs")  # fsynced, as ingest's
-    floor = decode_floor(embedder.input_size, thumbnail_px)
+    floor = decode_floor(embedder.input_size, limits.thumbnail_px)
     spent: dict[str, float] = {}
 
     @contextmanager
@@ -105,7 +104,7 @@ def decode_side_cpu(
         with step("reduced_decode"):
             decoded = decode_image(data, limits, at_least=floor)
         with step("thumbnail"):
-            thumbnail = make_thumbnail(decoded.image, thumbnail_px)
+            thumbnail = make_thumbnail(decoded.image, limits.thumbnail_px)
         with step("model_input"):
             embedder.prepare_image(decoded.image)
         with step("blobs"):
@@ -182,7 +181,7 @@ def measure(
         embedder.prepare_image(decode_image(path.read_bytes(), limits).image) for path in files
     ]
     prepare_ms = (time.perf_counter() - started) / len(files) * 1000
-    decode_side = decode_side_cpu(embedder, files, scratch, limits.thumbnail_px)
+    decode_side = decode_side_cpu(embedder, files, scratch, limits)
     embedder.embed_prepared(prepared[: args.batch_size])  # warm-up: first calls allocate
 
     # pure, ingest, pure, ingest, pure ...: each ingest is compared with its neighbours,
