@@ -37,7 +37,7 @@ def resize(
         return image.resize(size, resample, reducing_gap=reducing_gap)
     import torch
 
-    # A writable copy: torch warns about (and may not write through) read-only numpy memory.
+    # np.array, not np.asarray: torch.from_numpy warns on the read-only array asarray gives.
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).unsqueeze(0)
     width, height = size
     # The channels-last layout that the HWC array already has is the one the uint8 kernels take.
